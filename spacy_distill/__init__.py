@@ -1,0 +1,29 @@
+"""spacy-distill: distil a large teacher into a small, fast spaCy text classifier.
+
+Importing the package registers its components, losses, readers, scorers and teachers; it
+imports neither torch nor transformers (teachers that need them import them when they run).
+"""
+from . import corpus, losses, scoring  # noqa: F401  (registration)
+from .about import __version__
+from .losses import SoftTargetLoss, SoftTargets
+from .pipeline.distill_textcat import DistillMultiLabelTextCategorizer, DistillTextCategorizer
+from .registry import teachers
+from .targets import TeacherTarget, get_target, read_targets, set_target, write_targets
+from .teachers import SpacyTeacher, Teacher, load_teacher
+
+__all__ = [
+    "__version__",
+    "SoftTargetLoss",
+    "SoftTargets",
+    "DistillTextCategorizer",
+    "DistillMultiLabelTextCategorizer",
+    "TeacherTarget",
+    "get_target",
+    "set_target",
+    "read_targets",
+    "write_targets",
+    "Teacher",
+    "SpacyTeacher",
+    "load_teacher",
+    "teachers",
+]

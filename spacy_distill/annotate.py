@@ -1,0 +1,235 @@
+"""Turn input records into a target file: scored by a teacher (`annotate`) or gold only (`convert`)."""
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy
+import spacy
+from tqdm import tqdm
+from wasabi import msg
+
+from .errors import DistillError, RecordError
+from .records import Record, read_records, split_errors
+from .targets import Provenance, TargetFileWriter, TeacherTarget, set_target
+from .teachers.base import Teacher
+
+ON_ERROR_CHOICES = ("fail", "skip")
+
+
+@dataclass
+class AnnotationSummary:
+    """What a run did: counts, the problems it reported, and where it wrote."""
+
+    output: Path
+    labels: Tuple[str, ...]
+    exclusive: bool
+    n_written: int = 0
+    n_gold: int = 0
+    errors: List[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def n_skipped(self) -> int:
+        return len(self.errors)
+
+
+def annotate(
+    input_path: Union[str, Path],
+    output_path: Union[str, Path],
+    teacher: Teacher,
+    *,
+    lang: str = "en",
+    on_error: str = "fail",
+    limit: int = 0,
+    show_progress: bool = True,
+) -> AnnotationSummary:
+    """Score the texts of a JSONL/CSV file with a teacher and write a target file.
+
+    input_path (Union[str, Path]): JSONL or CSV records (`text`, optional `label`/`labels`, `id`).
+    output_path (Union[str, Path]): the `.spacy` target file to write.
+    teacher (Teacher): the teacher.
+    lang (str): the language whose tokenizer makes the docs.
+    on_error (str): "fail" stops at the first bad record, before the teacher runs; "skip"
+        reports each bad record (file and line) and leaves it out.
+    limit (int): annotate only the first N good records (0: all).
+    show_progress (bool): show a progress bar with rate and ETA.
+    RETURNS (AnnotationSummary): what was written and what was skipped.
+    """
+    labels, exclusive = tuple(teacher.labels), bool(teacher.exclusive)
+    records, summary = _read_valid_records(
+        input_path, output_path, labels, exclusive, on_error, limit
+    )
+    start = time.perf_counter()
+    nlp = spacy.blank(lang)
+    writer = TargetFileWriter(output_path)
+    teacher_id, fingerprint = teacher.teacher_id, teacher.fingerprint
+    batch_size = max(1, int(getattr(teacher, "batch_size", 32)))
+    progress = tqdm(
+        total=len(records),
+        unit="doc",
+        desc=f"annotate {Path(input_path).name}",
+        disable=not show_progress,
+        file=sys.stderr,
+    )
+    try:
+        for batch in _batches(records, batch_size):
+            scores = _checked_scores(teacher, batch, labels)
+            for record, row in zip(batch, scores):
+                if not numpy.all(numpy.isfinite(row)):
+                    error = RecordError(
+                        f"{record.source}:{record.line}: the teacher returned NaN or inf "
+                        f"({dict(zip(labels, row.tolist()))})"
+                    )
+                    _handle(error, on_error, summary)
+                    continue
+                target = TeacherTarget(
+                    labels=labels,
+                    exclusive=exclusive,
+                    scores=row,
+                    teacher_id=teacher_id,
+                    fingerprint=fingerprint,
+                    provenance=Provenance(id=record.id, source=record.source, line=record.line),
+                )
+                gold = gold_cats(record, labels)
+                writer.add(set_target(nlp.make_doc(record.text), target, gold))
+                summary.n_gold += gold is not None
+            progress.update(len(batch))
+    except BaseException:
+        # Keep what the teacher already computed: it is the expensive part.
+        if len(writer):
+            partial = writer.path.with_name(writer.path.stem + ".partial.spacy")
+            writer.path = partial
+            writer.write()
+            msg.warn(f"Stopped after {len(writer)} docs; they are saved in {partial}")
+        raise
+    finally:
+        progress.close()
+    writer.write()
+    summary.n_written = len(writer)
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def convert(
+    input_path: Union[str, Path],
+    output_path: Union[str, Path],
+    *,
+    labels: Optional[Sequence[str]] = None,
+    exclusive: Optional[bool] = None,
+    lang: str = "en",
+    on_error: str = "fail",
+    limit: int = 0,
+) -> AnnotationSummary:
+    """Write gold-only records as a target file (no teacher): for teachers' training data,
+    gold-only baselines, and evaluation sets.
+
+    input_path (Union[str, Path]): JSONL or CSV records with `label` or `labels`.
+    output_path (Union[str, Path]): the `.spacy` target file to write.
+    labels (Optional[Sequence[str]]): the label set; None collects it from the records (sorted).
+    exclusive (Optional[bool]): None: exclusive unless the records use `labels` lists.
+    lang (str): the language whose tokenizer makes the docs.
+    on_error (str): "fail" or "skip" (see `annotate`).
+    limit (int): convert only the first N good records (0: all).
+    RETURNS (AnnotationSummary): what was written and what was skipped.
+    """
+    if labels is None or exclusive is None:
+        found, _ = split_errors(read_records(input_path))
+        if labels is None:
+            labels = sorted({label for record in found for label in (record.labels or ())})
+        if exclusive is None:
+            exclusive = not any(record.multi_label for record in found)
+    labels = tuple(labels)
+    if len(labels) < (2 if exclusive else 1):
+        raise DistillError(f"{input_path}: found labels {list(labels)}; a classifier needs more")
+    records, summary = _read_valid_records(input_path, output_path, labels, exclusive, on_error, limit)
+    nlp = spacy.blank(lang)
+    writer = TargetFileWriter(output_path)
+    for record in records:
+        target = TeacherTarget(
+            labels=labels,
+            exclusive=exclusive,
+            provenance=Provenance(id=record.id, source=record.source, line=record.line),
+        )
+        gold = gold_cats(record, labels)
+        writer.add(set_target(nlp.make_doc(record.text), target, gold))
+        summary.n_gold += gold is not None
+    writer.write()
+    summary.n_written = len(writer)
+    return summary
+
+
+def gold_cats(record: Record, labels: Sequence[str]) -> Optional[Dict[str, float]]:
+    """The record's gold labels as cats over all labels, or None when it has none."""
+    if record.labels is None:
+        return None
+    return {label: float(label in record.labels) for label in labels}
+
+
+def check_record_labels(record: Record, labels: Sequence[str], exclusive: bool) -> Optional[RecordError]:
+    """A RecordError if the record's gold labels do not fit the label set, else None."""
+    if record.labels is None:
+        return None
+    unknown = [label for label in record.labels if label not in labels]
+    if unknown:
+        field_name = "labels" if record.multi_label else "label"
+        return RecordError(
+            f"{record.source}:{record.line}: field '{field_name}': unknown label(s) {unknown}; "
+            f"the labels are {list(labels)}"
+        )
+    if exclusive and len(record.labels) != 1:
+        return RecordError(
+            f"{record.source}:{record.line}: field 'labels': {list(record.labels)} gives "
+            f"{len(record.labels)} labels, but the classes are exclusive (one label per text)"
+        )
+    return None
+
+
+def _read_valid_records(
+    input_path: Union[str, Path],
+    output_path: Union[str, Path],
+    labels: Tuple[str, ...],
+    exclusive: bool,
+    on_error: str,
+    limit: int,
+) -> Tuple[List[Record], AnnotationSummary]:
+    # All records are checked before any teacher work, so "fail" never wastes a teacher run.
+    if on_error not in ON_ERROR_CHOICES:
+        raise DistillError(f"on_error must be one of {ON_ERROR_CHOICES}, got {on_error!r}")
+    summary = AnnotationSummary(output=Path(output_path), labels=labels, exclusive=exclusive)
+    records: List[Record] = []
+    for item in read_records(input_path):
+        error = item if isinstance(item, RecordError) else check_record_labels(item, labels, exclusive)
+        if error is not None:
+            _handle(error, on_error, summary)
+            continue
+        records.append(item)  # type: ignore[arg-type]
+        if limit and len(records) >= limit:
+            break
+    if not records:
+        raise DistillError(f"{input_path}: no valid records to write")
+    return records, summary
+
+
+def _handle(error: RecordError, on_error: str, summary: AnnotationSummary) -> None:
+    if on_error == "fail":
+        raise RecordError(f"{error} (use --on-error skip to report and skip bad records)")
+    msg.warn(f"Skipped: {error}")
+    summary.errors.append(str(error))
+
+
+def _checked_scores(teacher: Teacher, batch: List[Record], labels: Tuple[str, ...]) -> numpy.ndarray:
+    scores = numpy.asarray(teacher.score([record.text for record in batch]), dtype="float32")
+    if scores.shape != (len(batch), len(labels)):
+        raise DistillError(
+            f"Teacher {teacher.teacher_id} returned scores of shape {scores.shape} for "
+            f"{len(batch)} texts and {len(labels)} labels (records from "
+            f"{batch[0].source}:{batch[0].line})"
+        )
+    return scores
+
+
+def _batches(items: List[Record], size: int):
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,11 @@
+import typer
+
+app = typer.Typer(
+    name="spacy-distill",
+    help="Distil a large teacher into a small, fast spaCy text classifier.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+# Commands that take config overrides (`--teacher.batch_size 8`) pass unknown options on.
+OVERRIDES_CONTEXT = {"allow_extra_args": True, "ignore_unknown_options": True}

@@ -1,0 +1,38 @@
+from pathlib import Path
+from typing import Optional
+
+import typer
+from wasabi import msg
+
+from ..annotate import convert
+from ..errors import DistillError
+from ._app import app
+
+
+@app.command("convert")
+def convert_cli(
+    input_path: Path = typer.Argument(..., help="JSONL or CSV with text and label/labels", exists=True, dir_okay=False),
+    output_path: Path = typer.Argument(..., help="The .spacy target file to write"),
+    labels: Optional[str] = typer.Option(None, "--labels", help="Comma-separated label set (default: the labels found, sorted)"),
+    multilabel: Optional[bool] = typer.Option(None, "--multilabel/--exclusive", help="Default: multi-label if records use 'labels' lists"),
+    lang: str = typer.Option("en", "--lang", help="Language of the tokenizer that makes the docs"),
+    on_error: str = typer.Option("fail", "--on-error", help="'fail' or 'skip' bad records"),
+    limit: int = typer.Option(0, "--limit", help="Convert the first N records only (0: all)"),
+):
+    """Write gold-labelled records as a target file without a teacher (teacher training
+    data, gold-only baselines, evaluation sets)."""
+    label_list = [label.strip() for label in labels.split(",")] if labels else None
+    exclusive = None if multilabel is None else not multilabel
+    try:
+        summary = convert(
+            input_path, output_path, labels=label_list, exclusive=exclusive, lang=lang,
+            on_error=on_error, limit=limit,
+        )
+    except DistillError as err:
+        msg.fail(str(err), exits=1)
+    msg.good(
+        f"Wrote {summary.n_written} docs to {summary.output}; labels {list(summary.labels)}, "
+        f"{'exclusive' if summary.exclusive else 'multi-label'}"
+    )
+    if summary.n_skipped:
+        msg.warn(f"Skipped {summary.n_skipped} bad record(s), each reported above")

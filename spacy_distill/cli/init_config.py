@@ -1,0 +1,37 @@
+from pathlib import Path
+from typing import Optional
+
+import typer
+from wasabi import msg
+
+from ..errors import DistillError
+from ..student_config import ARCHITECTURES, FACTORIES, make_student_config
+from ._app import app
+
+
+@app.command("init-config")
+def init_config_cli(
+    output_path: Path = typer.Argument(..., help="The config file to write ('-' for stdout)", allow_dash=True),
+    train: Path = typer.Option(..., "--train", help="Training target file (labels are read from it)", exists=True),
+    dev: Optional[Path] = typer.Option(None, "--dev", help="Development target file (default: --train)", exists=True),
+    arch: str = typer.Option("bow", "--arch", help=f"Student architecture: {', '.join(ARCHITECTURES)}"),
+    factory: str = typer.Option("distill", "--factory", help="'distill' (soft targets) or 'textcat' (spaCy's own, gold only: a baseline)"),
+    temperature: float = typer.Option(2.0, "--temperature", "-T", help="Distillation temperature T"),
+    alpha: float = typer.Option(0.5, "--alpha", help="Weight of the teacher term for docs that have gold"),
+    lang: str = typer.Option("en", "--lang", help="Pipeline language"),
+    max_steps: int = typer.Option(20000, "--max-steps", help="Training step budget"),
+):
+    """Write a complete student training config that `spacy train` runs unchanged."""
+    try:
+        config = make_student_config(
+            train, dev, arch=arch, factory=factory, temperature=temperature, alpha=alpha,
+            lang=lang, max_steps=max_steps,
+        )
+    except DistillError as err:
+        msg.fail(str(err), exits=1)
+    if str(output_path) == "-":
+        print(config.to_str())
+        return
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    config.to_disk(output_path)
+    msg.good(f"Wrote {output_path}", f"Train it with: python -m spacy train {output_path} --output OUTPUT_DIR")

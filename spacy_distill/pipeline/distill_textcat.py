@@ -1,0 +1,370 @@
+"""`distill_textcat` and `distill_textcat_multilabel`: spaCy's text classifiers that learn from
+a teacher's soft labels.
+
+They subclass spaCy's `TextCategorizer` and `MultiLabel_TextCategorizer` and change only
+training: the loss reads the teacher's scores stored on `Example.reference` by a target file
+(see `spacy_distill.targets`), and works on the student's logits so that temperature acts on
+them. Prediction, `doc.cats`, serialization and every textcat architecture are spaCy's own.
+"""
+from itertools import islice
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+
+import numpy
+from spacy.language import Language
+from spacy.pipeline.textcat import TextCategorizer
+from spacy.pipeline.textcat_multilabel import MultiLabel_TextCategorizer
+from spacy.tokens import Doc
+from spacy.training import Example, validate_examples, validate_get_examples
+from thinc.api import Config, Model, Optimizer, set_dropout_rate
+from thinc.types import Floats2d
+
+from ..errors import LabelMismatchError, UnsupportedModelError
+from ..losses import SoftTargetLoss, SoftTargets, make_soft_targets
+from ..ml.logits import forward_logits, has_readable_logits
+from ..targets import USER_DATA_KEY, TeacherTarget, get_target
+
+DEFAULT_DISTILL_TEXTCAT_MODEL_STR = """
+[model]
+@architectures = "spacy.TextCatBOW.v3"
+exclusive_classes = true
+length = 262144
+ngram_size = 1
+no_output_layer = false
+"""
+
+DEFAULT_DISTILL_TEXTCAT_MULTILABEL_MODEL_STR = """
+[model]
+@architectures = "spacy.TextCatBOW.v3"
+exclusive_classes = false
+length = 262144
+ngram_size = 1
+no_output_layer = false
+"""
+
+DEFAULT_SOFT_TARGET_LOSS_STR = """
+[loss]
+@losses = "spacy-distill.SoftTargetLoss.v1"
+temperature = 2.0
+alpha = 0.5
+normalize = true
+"""
+
+DEFAULT_DISTILL_TEXTCAT_MODEL = Config().from_str(DEFAULT_DISTILL_TEXTCAT_MODEL_STR)["model"]
+DEFAULT_DISTILL_TEXTCAT_MULTILABEL_MODEL = Config().from_str(
+    DEFAULT_DISTILL_TEXTCAT_MULTILABEL_MODEL_STR
+)["model"]
+DEFAULT_SOFT_TARGET_LOSS = Config().from_str(DEFAULT_SOFT_TARGET_LOSS_STR)["loss"]
+DEFAULT_SCORER = {"@scorers": "spacy-distill.distill_textcat_scorer.v1"}
+
+_SCORE_WEIGHTS = {
+    "cats_score": 1.0,
+    "cats_score_desc": None,
+    "cats_micro_p": None,
+    "cats_micro_r": None,
+    "cats_micro_f": None,
+    "cats_macro_p": None,
+    "cats_macro_r": None,
+    "cats_macro_f": None,
+    "cats_macro_auc": None,
+    "cats_f_per_type": None,
+    # Shown during `spacy train` next to the gold metrics; weight it to select on it.
+    "cats_teacher_agreement": 0.0,
+    "cats_teacher_kl": None,
+}
+
+
+@Language.factory(
+    "distill_textcat",
+    assigns=["doc.cats"],
+    default_config={
+        "threshold": 0.0,
+        "model": DEFAULT_DISTILL_TEXTCAT_MODEL,
+        "loss": DEFAULT_SOFT_TARGET_LOSS,
+        "scorer": DEFAULT_SCORER,
+    },
+    default_score_weights=_SCORE_WEIGHTS,
+)
+def make_distill_textcat(
+    nlp: Language,
+    name: str,
+    model: Model[List[Doc], Floats2d],
+    loss: SoftTargetLoss,
+    threshold: float,
+    scorer: Optional[Callable],
+) -> "DistillTextCategorizer":
+    """A single-label text classifier trained on a teacher's soft labels.
+
+    model (Model[List[Doc], Floats2d]): any spaCy textcat architecture, exclusive classes.
+    loss (SoftTargetLoss): the distillation loss (temperature, alpha).
+    threshold (float): unused for exclusive classes, as in spaCy's textcat.
+    scorer (Optional[Callable]): gold `cats` scores plus teacher agreement.
+    """
+    return DistillTextCategorizer(
+        nlp.vocab, model, name, loss=loss, threshold=threshold, scorer=scorer
+    )
+
+
+@Language.factory(
+    "distill_textcat_multilabel",
+    assigns=["doc.cats"],
+    default_config={
+        "threshold": 0.5,
+        "model": DEFAULT_DISTILL_TEXTCAT_MULTILABEL_MODEL,
+        "loss": DEFAULT_SOFT_TARGET_LOSS,
+        "scorer": DEFAULT_SCORER,
+    },
+    default_score_weights=_SCORE_WEIGHTS,
+)
+def make_distill_textcat_multilabel(
+    nlp: Language,
+    name: str,
+    model: Model[List[Doc], Floats2d],
+    loss: SoftTargetLoss,
+    threshold: float,
+    scorer: Optional[Callable],
+) -> "DistillMultiLabelTextCategorizer":
+    """A multi-label text classifier trained on a teacher's soft labels.
+
+    model (Model[List[Doc], Floats2d]): any spaCy textcat architecture, non-exclusive classes.
+    loss (SoftTargetLoss): the distillation loss (temperature, alpha).
+    threshold (float): the decision threshold used in scoring.
+    scorer (Optional[Callable]): gold `cats` scores plus teacher agreement.
+    """
+    return DistillMultiLabelTextCategorizer(
+        nlp.vocab, model, name, loss=loss, threshold=threshold, scorer=scorer
+    )
+
+
+class SoftTargetTraining:
+    """Training by soft targets, shared by both distilling text classifiers.
+
+    Mixed into spaCy's textcat classes ahead of them, it replaces `initialize` (labels may
+    come from teacher targets alone), `update` and `get_loss` (on logits, with the
+    distillation loss) and `score`; everything else is spaCy's.
+    """
+
+    exclusive: bool
+    loss: SoftTargetLoss
+
+    @property
+    def is_distillable(self) -> bool:
+        return True
+
+    def initialize(
+        self,
+        get_examples: Callable[[], Iterable[Example]],
+        *,
+        nlp: Optional[Language] = None,
+        labels: Optional[Iterable[str]] = None,
+        positive_label: Optional[str] = None,
+    ) -> None:
+        """Initialize for training; without `labels`, the labels come from the teacher
+        targets of the examples (and any gold cats), in the targets' order.
+
+        get_examples (Callable[[], Iterable[Example]]): returns the training examples.
+        nlp (Optional[Language]): the pipeline the component belongs to.
+        labels (Optional[Iterable[str]]): the labels, e.g. from `[initialize.components]`.
+        positive_label (Optional[str]): the positive label of a binary exclusive task.
+        """
+        validate_get_examples(get_examples, f"{type(self).__name__}.initialize")
+        if not has_readable_logits(self.model):
+            # Fail before training starts rather than at the first update.
+            raise UnsupportedModelError(
+                f"Component '{self.name}': its model '{self.model.name}' has no output layer "
+                "that spacy-distill can read logits from; use a spaCy textcat architecture "
+                "with its output layer (for spacy.TextCatBOW set no_output_layer = false)."
+            )
+        if labels is None:
+            found: List[str] = []
+            for eg in islice(get_examples(), 1000):
+                target = get_target(eg.reference)
+                for label in (target.labels if target is not None else ()) + tuple(eg.reference.cats):
+                    if label not in found:
+                        found.append(label)
+            labels = found
+        super().initialize(  # type: ignore[misc]
+            get_examples, nlp=nlp, labels=labels, positive_label=positive_label
+        )
+
+    def update(
+        self,
+        examples: Iterable[Example],
+        *,
+        drop: float = 0.0,
+        sgd: Optional[Optimizer] = None,
+        losses: Optional[Dict[str, float]] = None,
+    ) -> Dict[str, float]:
+        """Learn from a batch of examples carrying teacher targets and/or gold cats.
+
+        examples (Iterable[Example]): the batch; targets are read from `eg.reference`.
+        drop (float): the dropout rate.
+        sgd (Optional[Optimizer]): the optimizer; None accumulates gradients only.
+        losses (Optional[Dict[str, float]]): loss totals, updated in place.
+        RETURNS (Dict[str, float]): the updated losses.
+        """
+        if losses is None:
+            losses = {}
+        losses.setdefault(self.name, 0.0)
+        validate_examples(examples, f"{type(self).__name__}.update")
+        examples = list(examples)
+        self._validate_categories(examples)  # type: ignore[attr-defined]
+        if not any(len(eg.predicted) for eg in examples):
+            # spaCy's textcat skips batches of empty docs the same way.
+            return losses
+        set_dropout_rate(self.model, drop)
+        logits, backprop = forward_logits(self.model, [eg.predicted for eg in examples], True)
+        loss, d_logits = self.get_loss(examples, logits)
+        backprop(d_logits)
+        if sgd is not None:
+            self.finish_update(sgd)  # type: ignore[attr-defined]
+        losses[self.name] += loss
+        return losses
+
+    def get_loss(self, examples: Iterable[Example], scores: Floats2d) -> Tuple[float, Floats2d]:
+        """The distillation loss of a batch.
+
+        examples (Iterable[Example]): the batch.
+        scores (Floats2d): the student's logits (not probabilities), one row per example.
+        RETURNS (Tuple[float, Floats2d]): the loss and its gradient w.r.t. the logits.
+        """
+        truths = self._examples_to_soft_targets(list(examples))
+        d_scores, loss = self.loss(scores, truths)
+        return loss, d_scores
+
+    def get_teacher_student_loss(
+        self, teacher_scores: Floats2d, student_scores: Floats2d
+    ) -> Tuple[float, Floats2d]:
+        """The teacher term alone, with spaCy v4's distillation signature.
+
+        teacher_scores (Floats2d): teacher log-probabilities (exclusive) or logits.
+        student_scores (Floats2d): student logits.
+        RETURNS (Tuple[float, Floats2d]): the loss and its gradient w.r.t. student_scores.
+        """
+        n_docs, n_labels = student_scores.shape
+        truths = make_soft_targets(n_docs, n_labels, self.exclusive)
+        truths.teacher[:] = self.model.ops.to_numpy(teacher_scores)
+        truths.teacher_mask[:] = 1.0
+        d_scores, loss = self.loss(student_scores, truths)
+        return loss, d_scores
+
+    def _examples_to_soft_targets(self, examples: List[Example]) -> SoftTargets:
+        labels: Tuple[str, ...] = tuple(self.labels)  # type: ignore[attr-defined]
+        truths = make_soft_targets(len(examples), len(labels), self.exclusive)
+        for i, eg in enumerate(examples):
+            where = _describe_example(eg, i)
+            target = get_target(eg.reference, where)
+            if target is not None and target.has_teacher:
+                truths.teacher[i] = self._teacher_row(target, labels, where)
+                truths.teacher_mask[i] = 1.0
+            cats = eg.reference.cats
+            for j, label in enumerate(labels):
+                if label in cats:
+                    truths.gold[i, j] = cats[label]
+                    truths.gold_mask[i, j] = 1.0
+            unknown = [label for label in cats if label not in labels]
+            if unknown:
+                raise LabelMismatchError(
+                    f"{where}: gold label(s) {unknown} are not labels of component "
+                    f"'{self.name}' ({list(labels)})"  # type: ignore[attr-defined]
+                )
+        return truths
+
+    def _teacher_row(
+        self, target: TeacherTarget, labels: Tuple[str, ...], where: str
+    ) -> numpy.ndarray:
+        if target.exclusive != self.exclusive:
+            kind = "exclusive" if target.exclusive else "multi-label"
+            raise LabelMismatchError(
+                f"{where}: the teacher target is {kind}, but component "
+                f"'{self.name}' is {type(self).__name__}; use "  # type: ignore[attr-defined]
+                f"'{'distill_textcat' if target.exclusive else 'distill_textcat_multilabel'}'"
+            )
+        if target.labels == labels:
+            return target.scores  # type: ignore[return-value]
+        if set(target.labels) != set(labels):
+            missing = sorted(set(labels) - set(target.labels))
+            extra = sorted(set(target.labels) - set(labels))
+            raise LabelMismatchError(
+                f"{where}: the teacher's labels {list(target.labels)} do not match the labels of "
+                f"component '{self.name}' {list(labels)} (missing: {missing}, extra: {extra}); "  # type: ignore[attr-defined]
+                "map them with the teacher's label_map when annotating"
+            )
+        order = [target.labels.index(label) for label in labels]
+        return target.scores[order]  # type: ignore[index]
+
+    def score(self, examples: Iterable[Example], **kwargs) -> Dict[str, Any]:
+        kwargs.setdefault("multi_label", not self.exclusive)
+        return super().score(examples, **kwargs)  # type: ignore[misc]
+
+
+def _describe_example(eg: Example, index: int) -> str:
+    data = eg.reference.user_data.get(USER_DATA_KEY) or {}
+    provenance = data.get("provenance") or {}
+    text = eg.reference.text
+    snippet = text if len(text) <= 40 else text[:37] + "..."
+    where = f"example {index} in batch ({snippet!r}"
+    if provenance.get("source") is not None:
+        where += f", from {provenance['source']}:{provenance.get('line')}"
+    return where + ")"
+
+
+class DistillTextCategorizer(SoftTargetTraining, TextCategorizer):
+    """spaCy's single-label `TextCategorizer`, trained on a teacher's soft labels."""
+
+    exclusive = True
+
+    def __init__(
+        self,
+        vocab,
+        model: Model,
+        name: str = "distill_textcat",
+        *,
+        loss: SoftTargetLoss,
+        threshold: float = 0.0,
+        scorer: Optional[Callable] = None,
+    ) -> None:
+        """
+        vocab (Vocab): the shared vocabulary.
+        model (Model): the textcat model (exclusive classes).
+        name (str): the component name.
+        loss (SoftTargetLoss): the distillation loss.
+        threshold (float): unused, as in spaCy's textcat.
+        scorer (Optional[Callable]): the scoring function.
+        """
+        super().__init__(vocab, model, name, threshold=threshold, scorer=scorer)
+        self.loss = loss
+
+
+class DistillMultiLabelTextCategorizer(SoftTargetTraining, MultiLabel_TextCategorizer):
+    """spaCy's `MultiLabel_TextCategorizer`, trained on a teacher's soft labels."""
+
+    exclusive = False
+
+    def __init__(
+        self,
+        vocab,
+        model: Model,
+        name: str = "distill_textcat_multilabel",
+        *,
+        loss: SoftTargetLoss,
+        threshold: float = 0.5,
+        scorer: Optional[Callable] = None,
+    ) -> None:
+        """
+        vocab (Vocab): the shared vocabulary.
+        model (Model): the textcat model (non-exclusive classes).
+        name (str): the component name.
+        loss (SoftTargetLoss): the distillation loss.
+        threshold (float): the decision threshold used in scoring.
+        scorer (Optional[Callable]): the scoring function.
+        """
+        super().__init__(vocab, model, name, threshold=threshold, scorer=scorer)
+        self.loss = loss
+
+
+__all__ = [
+    "DistillTextCategorizer",
+    "DistillMultiLabelTextCategorizer",
+    "make_distill_textcat",
+    "make_distill_textcat_multilabel",
+]

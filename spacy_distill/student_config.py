@@ -1,0 +1,212 @@
+"""Complete training configs for distilled students, written by `spacy-distill init-config`."""
+from pathlib import Path
+from typing import Optional, Union
+
+from spacy import util
+from thinc.api import Config
+
+from .errors import DistillError
+from .targets import read_target_summary
+
+ARCHITECTURES = ("bow", "cnn", "ensemble")
+FACTORIES = ("distill", "textcat")
+
+_HASH_EMBED_CNN = """
+@architectures = "spacy.HashEmbedCNN.v2"
+pretrained_vectors = null
+width = 64
+depth = 2
+embed_size = 2000
+window_size = 1
+maxout_pieces = 3
+subword_features = true
+"""
+
+_MODELS = {
+    "bow": """
+[components.textcat.model]
+@architectures = "spacy.TextCatBOW.v3"
+exclusive_classes = {exclusive}
+length = 262144
+ngram_size = 2
+no_output_layer = false
+""",
+    "cnn": """
+[components.textcat.model]
+@architectures = "spacy.TextCatReduce.v1"
+exclusive_classes = {exclusive}
+use_reduce_first = false
+use_reduce_last = false
+use_reduce_max = true
+use_reduce_mean = true
+
+[components.textcat.model.tok2vec]
+"""
+    + _HASH_EMBED_CNN,
+    "ensemble": """
+[components.textcat.model]
+@architectures = "spacy.TextCatEnsemble.v2"
+
+[components.textcat.model.linear_model]
+@architectures = "spacy.TextCatBOW.v3"
+exclusive_classes = {exclusive}
+length = 262144
+ngram_size = 2
+no_output_layer = false
+
+[components.textcat.model.tok2vec]
+"""
+    + _HASH_EMBED_CNN,
+}
+
+_BASE = """
+[paths]
+train = {train}
+dev = {dev}
+
+[system]
+seed = 0
+gpu_allocator = null
+
+[nlp]
+lang = "{lang}"
+pipeline = ["textcat"]
+batch_size = 1000
+
+[components]
+
+[components.textcat]
+factory = "{factory}"
+{loss}
+{model}
+
+[corpora]
+
+[corpora.train]
+@readers = "spacy-distill.TargetCorpus.v1"
+path = ${{paths.train}}
+require_gold = {require_gold}
+
+[corpora.dev]
+@readers = "spacy-distill.TargetCorpus.v1"
+path = ${{paths.dev}}
+
+[training]
+dropout = 0.1
+patience = 1600
+max_epochs = 0
+max_steps = {max_steps}
+eval_frequency = 200
+
+[training.batcher]
+@batchers = "spacy.batch_by_words.v1"
+discard_oversize = false
+tolerance = 0.2
+
+[training.batcher.size]
+@schedules = "compounding.v1"
+start = 100
+stop = 1000
+compound = 1.001
+
+[training.optimizer]
+@optimizers = "Adam.v1"
+learn_rate = 0.001
+
+[training.score_weights]
+{score_weights}
+
+[initialize]
+
+[initialize.components]
+
+[initialize.components.textcat]
+labels = {labels}
+"""
+
+_LOSS = """
+[components.textcat.loss]
+@losses = "spacy-distill.SoftTargetLoss.v1"
+temperature = {temperature}
+alpha = {alpha}
+normalize = true
+"""
+
+
+def make_student_config(
+    train: Union[str, Path],
+    dev: Optional[Union[str, Path]] = None,
+    *,
+    arch: str = "bow",
+    factory: str = "distill",
+    temperature: float = 2.0,
+    alpha: float = 0.5,
+    lang: str = "en",
+    max_steps: int = 20000,
+) -> Config:
+    """A complete `spacy train` config for a student trained on target files.
+
+    train (Union[str, Path]): the training target file (labels and exclusivity come from it).
+    dev (Optional[Union[str, Path]]): the development target file (defaults to train).
+    arch (str): "bow" (fastest), "cnn" (TextCatReduce over a small CNN) or "ensemble".
+    factory (str): "distill" (soft-target component) or "textcat" (spaCy's own, gold only,
+        for baselines).
+    temperature (float): T of the distillation loss.
+    alpha (float): weight of the teacher term for docs that have gold.
+    lang (str): the pipeline language.
+    max_steps (int): the step budget of training.
+    RETURNS (Config): the filled, validated config.
+    """
+    if arch not in ARCHITECTURES:
+        raise DistillError(f"Unknown architecture {arch!r}; choose from {ARCHITECTURES}")
+    if factory not in FACTORIES:
+        raise DistillError(f"Unknown factory {factory!r}; choose from {FACTORIES}")
+    summary = read_target_summary(train)
+    dev = dev if dev is not None else train
+    dev_summary = read_target_summary(dev)
+    if dev_summary["labels"] != summary["labels"] or dev_summary["exclusive"] != summary["exclusive"]:
+        raise DistillError(
+            f"{dev}: labels {dev_summary['labels']} (exclusive={dev_summary['exclusive']}) differ "
+            f"from {train}: {summary['labels']} (exclusive={summary['exclusive']})"
+        )
+    exclusive = summary["exclusive"]
+    if factory == "distill":
+        factory_name = "distill_textcat" if exclusive else "distill_textcat_multilabel"
+        loss = _LOSS.format(temperature=float(temperature), alpha=float(alpha))
+    else:
+        factory_name = "textcat" if exclusive else "textcat_multilabel"
+        loss = ""
+    if factory == "textcat" and summary["n_gold"] == 0:
+        raise DistillError(f"{train}: no doc has gold labels, so a gold-only baseline cannot train")
+    if dev_summary["n_gold"] == 0 and factory == "distill":
+        # Without gold on dev, the teacher is the only yardstick for picking the best model.
+        score_weights = "cats_score = 0.0\ncats_teacher_agreement = 1.0"
+    else:
+        score_weights = "cats_score = 1.0"
+    text = _BASE.format(
+        train=_quote(train),
+        dev=_quote(dev),
+        lang=lang,
+        factory=factory_name,
+        loss=loss,
+        model=_MODELS[arch].format(exclusive=str(exclusive).lower()),
+        require_gold=str(factory == "textcat").lower(),
+        max_steps=int(max_steps),
+        score_weights=score_weights,
+        labels=_json_list(summary["labels"]),
+    )
+    config = util.load_config_from_str(text, interpolate=False)
+    # Fill every default and validate, as `spacy init fill-config` does.
+    nlp = util.load_model_from_config(config, auto_fill=True, validate=False)
+    nlp = util.load_model_from_config(nlp.config)
+    return nlp.config
+
+
+def _quote(path: Union[str, Path]) -> str:
+    return '"' + str(path).replace("\\", "/").replace('"', '\\"') + '"'
+
+
+def _json_list(items) -> str:
+    import json
+
+    return json.dumps(list(items))
