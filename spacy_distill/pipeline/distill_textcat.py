@@ -182,9 +182,16 @@ class SoftTargetTraining:
                     if label not in found:
                         found.append(label)
             labels = found
-        super().initialize(  # type: ignore[misc]
-            get_examples, nlp=nlp, labels=labels, positive_label=positive_label
-        )
+        if self.exclusive:
+            super().initialize(  # type: ignore[misc]
+                get_examples, nlp=nlp, labels=labels, positive_label=positive_label
+            )
+        else:
+            if positive_label is not None:
+                raise ValueError(
+                    f"Component '{self.name}': positive_label is for exclusive binary classes only"
+                )
+            super().initialize(get_examples, nlp=nlp, labels=labels)  # type: ignore[misc]
 
     def update(
         self,

@@ -1,0 +1,143 @@
+"""Shared fixtures: toy data, a fake teacher registered in the `teachers` registry, and a small
+spaCy teacher pipeline trained in a temp dir. Nothing here touches the network."""
+import hashlib
+import json
+from pathlib import Path
+from typing import Dict, List, Sequence, Tuple
+
+import numpy
+import pytest
+import spacy
+from spacy.training import Example
+
+import spacy_distill  # noqa: F401  (registers everything, also from a source checkout)
+from spacy_distill.registry import registry
+
+SPAM_TEXTS = [
+    ("win a free prize now", "spam"),
+    ("free cash click here", "spam"),
+    ("claim your free reward today", "spam"),
+    ("urgent you won cash", "spam"),
+    ("see you at lunch", "ham"),
+    ("are we still meeting tomorrow", "ham"),
+    ("thanks for the notes", "ham"),
+    ("call me when you get home", "ham"),
+]
+
+
+class FakeTeacher:
+    """A deterministic teacher: 'free', 'cash', 'win', 'prize' words push towards spam.
+
+    With `nan_on` set, texts containing that word get NaN scores (to test bad teacher output).
+    """
+
+    def __init__(self, labels: Sequence[str] = ("ham", "spam"), exclusive: bool = True, nan_on: str = ""):
+        self.labels = tuple(labels)
+        self.exclusive = exclusive
+        self.teacher_id = "fake-teacher"
+        self.batch_size = 3
+        self.nan_on = nan_on
+        self.calls: List[int] = []
+
+    @property
+    def fingerprint(self) -> str:
+        return hashlib.sha256(repr((self.labels, self.exclusive, self.nan_on)).encode()).hexdigest()
+
+    def score(self, texts: Sequence[str]) -> numpy.ndarray:
+        self.calls.append(len(texts))
+        rows = []
+        for text in texts:
+            spamminess = sum(text.lower().count(word) for word in ("free", "cash", "win", "prize"))
+            logits = numpy.zeros(len(self.labels))
+            logits[-1] = 1.5 * spamminess - 1.0
+            if self.nan_on and self.nan_on in text:
+                logits[:] = numpy.nan
+            if self.exclusive:
+                logits = logits - numpy.log(numpy.exp(logits).sum())
+            rows.append(logits)
+        return numpy.asarray(rows, dtype="float32")
+
+
+@registry.teachers("spacy-distill-test.FakeTeacher.v1")
+def configure_fake_teacher(
+    labels: List[str] = ["ham", "spam"], exclusive: bool = True, nan_on: str = ""
+) -> FakeTeacher:
+    return FakeTeacher(labels, exclusive, nan_on)
+
+
+def write_jsonl(path: Path, rows: List[Dict]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf8")
+    return path
+
+
+@pytest.fixture
+def spam_jsonl(tmp_path) -> Path:
+    return write_jsonl(
+        tmp_path / "spam.jsonl",
+        [{"text": text, "label": label, "id": f"r{i}"} for i, (text, label) in enumerate(SPAM_TEXTS)],
+    )
+
+
+@pytest.fixture
+def fake_teacher_cfg(tmp_path) -> Path:
+    path = tmp_path / "teacher.cfg"
+    path.write_text('[teacher]\n@teachers = "spacy-distill-test.FakeTeacher.v1"\n', encoding="utf8")
+    return path
+
+
+def train_spacy_teacher(path: Path, factory: str = "textcat", steps: int = 30) -> Path:
+    """A small BOW text classifier trained on SPAM_TEXTS, saved to `path`."""
+    nlp = spacy.blank("en")
+    exclusive = factory == "textcat"
+    textcat = nlp.add_pipe(factory)
+    examples = []
+    for text, label in SPAM_TEXTS:
+        cats = {"ham": float(label == "ham"), "spam": float(label == "spam")}
+        if not exclusive:
+            cats["urgent"] = float("urgent" in text or "today" in text)
+        examples.append(Example.from_dict(nlp.make_doc(text), {"cats": cats}))
+    optimizer = nlp.initialize(lambda: examples)
+    for _ in range(steps):
+        nlp.update(examples, sgd=optimizer)
+    assert set(textcat.labels) >= {"ham", "spam"}
+    nlp.to_disk(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def spacy_teacher_path(tmp_path_factory) -> Path:
+    return train_spacy_teacher(tmp_path_factory.mktemp("teacher") / "teacher")
+
+
+@pytest.fixture(scope="session")
+def spacy_multilabel_teacher_path(tmp_path_factory) -> Path:
+    return train_spacy_teacher(
+        tmp_path_factory.mktemp("teacher_ml") / "teacher", factory="textcat_multilabel"
+    )
+
+
+def make_target_docs(
+    rows: List[Tuple[str, Sequence[float], Dict[str, float]]],
+    labels: Sequence[str] = ("ham", "spam"),
+    exclusive: bool = True,
+):
+    """Docs with targets from (text, teacher probabilities or None, gold cats or {})."""
+    from spacy_distill.targets import Provenance, TeacherTarget, set_target
+
+    nlp = spacy.blank("en")
+    docs = []
+    for i, (text, probs, gold) in enumerate(rows):
+        scores = None
+        if probs is not None:
+            p = numpy.clip(numpy.asarray(probs, dtype="float64"), 1e-6, 1 - 1e-6)
+            scores = numpy.log(p / p.sum()) if exclusive else numpy.log(p) - numpy.log1p(-p)
+        target = TeacherTarget(
+            labels=tuple(labels),
+            exclusive=exclusive,
+            scores=None if scores is None else scores.astype("float32"),
+            teacher_id=None if scores is None else "toy",
+            fingerprint=None if scores is None else "0" * 8,
+            provenance=Provenance(id=str(i), source="toy.jsonl", line=i + 1),
+        )
+        docs.append(set_target(nlp.make_doc(text), target, gold or None))
+    return docs

@@ -1,0 +1,132 @@
+import json
+import re
+import subprocess
+import sys
+
+import numpy
+import pytest
+import spacy
+from spacy.cli.train import train as spacy_train
+from typer.testing import CliRunner
+
+from spacy_distill.cli import app
+from spacy_distill.targets import get_target, read_target_summary, read_targets
+
+from .conftest import SPAM_TEXTS, write_jsonl
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    """Run the CLI; return the result and its output without colours or line wrapping."""
+    result = runner.invoke(app, [str(a) for a in args])
+    output = result.stdout + (result.stderr if result.stderr_bytes is not None else "")
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        output += str(result.exception)
+    return result, " ".join(re.sub(r"\x1b\[[0-9;]*m", "", output).split())
+
+
+def test_annotate_with_spacy_pipeline_teacher(tmp_path, spam_jsonl, spacy_teacher_path):
+    out = tmp_path / "targets.spacy"
+    result, output = invoke("annotate", spam_jsonl, out, "--teacher", spacy_teacher_path, "--no-progress")
+    assert result.exit_code == 0, output
+    docs = list(read_targets(out))
+    assert [d.text for d in docs] == [t for t, _ in SPAM_TEXTS]
+    target = get_target(docs[0])
+    assert target.teacher_id.startswith("spacy:en_pipeline") and len(target.fingerprint) == 64
+    assert target.provenance.source == str(spam_jsonl) and target.provenance.line == 1 and target.provenance.id == "r0"
+    assert docs[0].cats == {"ham": 0.0, "spam": 1.0}
+    teacher_nlp = spacy.load(spacy_teacher_path)
+    numpy.testing.assert_allclose(target.probabilities()[1], teacher_nlp(docs[0].text).cats["spam"], atol=1e-5)
+
+
+def test_annotate_with_teacher_config_and_overrides(tmp_path, spam_jsonl, fake_teacher_cfg):
+    out = tmp_path / "targets.spacy"
+    result, output = invoke("annotate", spam_jsonl, out, "--teacher", fake_teacher_cfg, "--no-progress", "--limit", 5)
+    assert result.exit_code == 0, output
+    assert read_target_summary(out)["n_docs"] == 5
+    assert "Wrote 5 docs" in output
+
+
+def test_bad_lines_fail_before_the_teacher_runs_or_are_skipped_and_reported(tmp_path, fake_teacher_cfg):
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"text": "free cash", "label": "spam"}\n{"text": broken\n{"text": ""}\n{"text": "hi", "label": "eggs"}\n{"text": "ok", "label": "ham"}\n')
+    out = tmp_path / "out.spacy"
+    result, output = invoke("annotate", path, out, "--teacher", fake_teacher_cfg, "--no-progress")
+    assert result.exit_code == 1
+    assert f"{path}:2: invalid JSON" in output and "--on-error skip" in output
+    assert not out.exists()
+    result, output = invoke("annotate", path, out, "--teacher", fake_teacher_cfg, "--no-progress", "--on-error", "skip")
+    assert result.exit_code == 0, output
+    assert f"{path}:2: invalid JSON" in output
+    assert f"{path}:3: field 'text': empty text" in output
+    assert f"{path}:4: field 'label': unknown label(s) ['eggs']" in output
+    assert "Skipped 3 bad record(s)" in output
+    assert [d.text for d in read_targets(out)] == ["free cash", "ok"]
+
+
+def test_nan_teacher_output_is_reported_and_work_done_is_kept(tmp_path, fake_teacher_cfg):
+    rows = [{"text": f"free text {i}"} for i in range(7)] + [{"text": "poison pill"}]
+    path = write_jsonl(tmp_path / "in.jsonl", rows)
+    out = tmp_path / "out.spacy"
+    result, output = invoke("annotate", path, out, "--teacher", fake_teacher_cfg, "--teacher.nan_on", "poison", "--no-progress")
+    assert result.exit_code != 0
+    assert f"{path}:8: the teacher returned NaN" in output
+    partial = tmp_path / "out.partial.spacy"
+    assert f"Stopped after 7 docs; they are saved in {partial}" in output
+    assert not out.exists() and len(list(read_targets(partial))) == 7
+    result, output = invoke("annotate", path, out, "--teacher", fake_teacher_cfg, "--teacher.nan_on", "poison", "--no-progress", "--on-error", "skip")
+    assert result.exit_code == 0 and len(list(read_targets(out))) == 7
+
+
+def test_label_sets_that_do_not_match(tmp_path, spam_jsonl):
+    cfg = tmp_path / "t.cfg"
+    cfg.write_text('[teacher]\n@teachers = "spacy-distill-test.FakeTeacher.v1"\nlabels = ["neg", "pos"]\n')
+    result, output = invoke("annotate", spam_jsonl, tmp_path / "o.spacy", "--teacher", cfg, "--no-progress")
+    assert result.exit_code == 1
+    assert f"{spam_jsonl}:1: field 'label': unknown label(s) ['spam']; the labels are ['neg', 'pos']" in output
+
+
+def test_convert_and_init_config_then_spacy_train_and_load(tmp_path, spam_jsonl, fake_teacher_cfg):
+    gold = tmp_path / "gold.spacy"
+    result, output = invoke("convert", spam_jsonl, gold)
+    assert result.exit_code == 0, output
+    summary = read_target_summary(gold)
+    assert summary["labels"] == ["ham", "spam"] and summary["n_teacher"] == 0 and summary["n_gold"] == 8
+    unlabelled = write_jsonl(tmp_path / "unlabelled.jsonl", [{"text": t} for t, _ in SPAM_TEXTS])
+    targets = tmp_path / "targets.spacy"
+    assert invoke("annotate", unlabelled, targets, "--teacher", fake_teacher_cfg, "--no-progress")[0].exit_code == 0
+    for arch in ("bow", "cnn", "ensemble"):
+        cfg = tmp_path / f"{arch}.cfg"
+        result, output = invoke("init-config", cfg, "--train", targets, "--dev", gold, "--arch", arch, "-T", 3, "--alpha", 0.7, "--max-steps", 20)
+        assert result.exit_code == 0, output
+        debug = subprocess.run([sys.executable, "-m", "spacy", "debug", "config", str(cfg)], capture_output=True, text=True)
+        assert debug.returncode == 0 and "Config is valid" in debug.stdout, debug.stdout + debug.stderr
+    config_text = (tmp_path / "bow.cfg").read_text()
+    assert 'factory = "distill_textcat"' in config_text and "temperature = 3.0" in config_text
+    assert 'labels = ["ham", "spam"]' in config_text
+    spacy_train(tmp_path / "bow.cfg", tmp_path / "out", overrides={"training.eval_frequency": 10})
+    nlp = spacy.load(tmp_path / "out" / "model-last")
+    assert set(nlp("free cash").cats) == {"ham", "spam"}
+    meta = json.loads((tmp_path / "out" / "model-last" / "meta.json").read_text())
+    assert "cats_teacher_agreement" in meta["performance"]
+    # the gold-only baseline: spaCy's own textcat, same architecture
+    result, output = invoke("init-config", tmp_path / "base.cfg", "--train", gold, "--factory", "textcat")
+    assert result.exit_code == 0, output
+    assert 'factory = "textcat"' in (tmp_path / "base.cfg").read_text()
+    result, output = invoke("init-config", tmp_path / "x.cfg", "--train", targets, "--factory", "textcat")
+    assert result.exit_code == 1 and "no doc has gold labels" in output
+
+
+def test_init_config_selects_on_teacher_agreement_without_gold_dev(tmp_path, fake_teacher_cfg):
+    unlabelled = write_jsonl(tmp_path / "u.jsonl", [{"text": t} for t, _ in SPAM_TEXTS])
+    targets = tmp_path / "t.spacy"
+    invoke("annotate", unlabelled, targets, "--teacher", fake_teacher_cfg, "--no-progress")
+    result, output = invoke("init-config", "-", "--train", targets)
+    assert result.exit_code == 0
+    assert "cats_teacher_agreement = 1.0" in output and "cats_score = 0.0" in output
+
+
+def test_module_entry_point_runs():
+    result = subprocess.run([sys.executable, "-m", "spacy_distill", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "annotate" in result.stdout and "init-config" in result.stdout
