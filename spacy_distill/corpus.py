@@ -6,7 +6,7 @@ from spacy.language import Language
 from spacy.training import Example
 
 from .registry import registry
-from .targets import get_target, read_targets
+from .targets import USER_DATA_KEY, read_targets
 
 
 class TargetCorpus:
@@ -36,7 +36,7 @@ class TargetCorpus:
         for doc in read_targets(self.path, nlp.vocab, require_target=False):
             if self.require_gold and not doc.cats:
                 continue
-            if get_target(doc) is None and not doc.cats:
+            if USER_DATA_KEY not in doc.user_data and not doc.cats:
                 continue  # a doc that carries neither a teacher nor gold teaches nothing
             yield Example(nlp.make_doc(doc.text), doc)
             count += 1

@@ -61,6 +61,12 @@ def test_load_teacher_from_config_and_pipeline(tmp_path, spacy_teacher_path, fak
     no_block.write_text("[nothing]\n")
     with pytest.raises(DistillError, match=r"empty.cfg: no \[teacher\] block"):
         load_teacher(no_block)
+    with pytest.raises(DistillError, match="nowhere: cannot load this as a spaCy pipeline"):
+        load_teacher(str(tmp_path / "nowhere"))
+    unknown = tmp_path / "unknown.cfg"
+    unknown.write_text('[teacher]\n@teachers = "no.Such.v1"\n')
+    with pytest.raises(DistillError, match=r"unknown.cfg: the \[teacher\] block does not build"):
+        load_teacher(unknown)
     with pytest.raises(DistillError, match="has no component 'nope'"):
         SpacyTeacher(spacy.load(spacy_teacher_path), component="nope")
     assert "spacy-distill.SpacyTeacher.v1" in registry.teachers.get_all()

@@ -2,6 +2,8 @@
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
+from catalogue import RegistryError
+from confection import ConfigValidationError
 from spacy.util import load_config
 
 from ..errors import DistillError
@@ -28,13 +30,21 @@ def load_teacher(spec: Union[str, Path], overrides: Optional[Dict[str, Any]] = N
                 f"{path}: no [teacher] block; it needs e.g. "
                 '[teacher] @teachers = "spacy-distill.SpacyTeacher.v1"'
             )
-        resolved = registry.resolve({"teacher": config["teacher"]})
-        teacher = resolved["teacher"]
+        try:
+            teacher = registry.resolve({"teacher": config["teacher"]})["teacher"]
+        except (RegistryError, ConfigValidationError) as err:
+            raise DistillError(f"{path}: the [teacher] block does not build: {err}") from err
     else:
         from .spacy_teacher import configure_spacy_teacher
 
         kwargs = {key.split(".", 1)[1]: value for key, value in overrides.items()}
-        teacher = configure_spacy_teacher(str(spec), **kwargs)
+        try:
+            teacher = configure_spacy_teacher(str(spec), **kwargs)
+        except OSError as err:
+            raise DistillError(
+                f"{spec}: cannot load this as a spaCy pipeline ({err}); pass a pipeline "
+                "directory, an installed pipeline package, or a teacher .cfg file"
+            ) from err
     if not isinstance(teacher, Teacher):
         raise DistillError(
             f"{spec}: the [teacher] block built a {type(teacher).__name__}, which lacks what a "
