@@ -8,15 +8,10 @@ from spacy.language import Language
 
 from ..errors import DistillError, UnsupportedModelError
 from ..ml.logits import forward_logits, has_readable_logits
+from ..pipeline.textcat_lookup import find_textcat, is_exclusive
 from ..registry import registry
 from .base import LabelMapping, log_softmax
 
-TEXTCAT_FACTORIES = {
-    "textcat": True,
-    "distill_textcat": True,
-    "textcat_multilabel": False,
-    "distill_textcat_multilabel": False,
-}
 
 
 class SpacyTeacher:
@@ -44,10 +39,9 @@ class SpacyTeacher:
         teacher_id (Optional[str]): a readable id; defaults to the pipeline's name and version.
         """
         self.nlp = nlp
-        self.component = _find_textcat(nlp, component)
+        self.component = find_textcat(nlp, component)
         self.pipe = nlp.get_pipe(self.component)
-        factory = nlp.get_pipe_meta(self.component).factory
-        self.teacher_exclusive = TEXTCAT_FACTORIES[factory]
+        self.teacher_exclusive = is_exclusive(nlp, self.component)
         if len(self.pipe.labels) < 1:
             raise DistillError(f"Teacher component '{self.component}' has no labels; is it trained?")
         self.mapping = LabelMapping(self.pipe.labels, label_map, self.teacher_exclusive)
@@ -108,29 +102,6 @@ class SpacyTeacher:
         if self.teacher_exclusive:
             scores = log_softmax(scores)
         return self.mapping.apply(scores).astype("float32")
-
-
-def _find_textcat(nlp: Language, component: Optional[str]) -> str:
-    candidates = [
-        name for name in nlp.pipe_names if nlp.get_pipe_meta(name).factory in TEXTCAT_FACTORIES
-    ]
-    if component is not None:
-        if component not in nlp.pipe_names:
-            raise DistillError(
-                f"Teacher pipeline has no component '{component}'; it has {nlp.pipe_names}"
-            )
-        if component not in candidates:
-            raise DistillError(
-                f"Teacher component '{component}' is not a text classifier "
-                f"(factories: {sorted(TEXTCAT_FACTORIES)})"
-            )
-        return component
-    if len(candidates) != 1:
-        raise DistillError(
-            f"Teacher pipeline has {len(candidates)} text classifiers ({candidates}); "
-            "name one with `component`"
-        )
-    return candidates[0]
 
 
 @registry.teachers("spacy-distill.SpacyTeacher.v1")
