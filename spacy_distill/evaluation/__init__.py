@@ -1,0 +1,1 @@
+"""Measure a student against its teacher: what each costs to run, and plots for a report."""

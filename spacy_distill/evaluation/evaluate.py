@@ -1,0 +1,155 @@
+"""`spacy-distill evaluate`: student and teacher side by side on the same texts, in one run."""
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import numpy
+import spacy
+from tqdm import tqdm
+
+from ..errors import LabelMismatchError
+from ..pipeline.textcat_lookup import find_textcat, is_exclusive
+from ..teachers.loading import load_teacher
+from . import metrics
+from .data import EvaluationData, load_evaluation_data, teacher_probabilities
+from .report import write_report
+
+
+def evaluate(
+    student: Union[str, Path],
+    data: Union[str, Path],
+    output_dir: Union[str, Path],
+    *,
+    teacher: Optional[str] = None,
+    component: Optional[str] = None,
+    limit: int = 0,
+    batch_size: int = 256,
+    measure_cost: bool = True,
+    latency_n: int = 200,
+    plots: bool = True,
+    show_progress: bool = True,
+) -> Dict[str, Any]:
+    """Compare a student with its teacher on one data set and write report.json/report.md/PNGs.
+
+    student (Union[str, Path]): the student pipeline (path or package name).
+    data (Union[str, Path]): JSONL/CSV records, or a target file whose stored teacher outputs
+        are used instead of running the teacher again.
+    output_dir (Union[str, Path]): where the report goes.
+    teacher (Optional[str]): a teacher spec (pipeline or .cfg) to score texts that have no
+        stored teacher output, and to measure the teacher's cost.
+    component (Optional[str]): the student's text classifier (None: the only one).
+    limit (int): evaluate on the first N texts (0: all).
+    batch_size (int): batch size of throughput measurements.
+    measure_cost (bool): measure speed and memory (each model in its own subprocess).
+    latency_n (int): single-text calls for latency percentiles.
+    plots (bool): write PNG plots (needs matplotlib).
+    show_progress (bool): show progress while models run.
+    RETURNS (Dict[str, Any]): the report (also written to report.json).
+    """
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    nlp = spacy.load(student)
+    name = find_textcat(nlp, component)
+    exclusive = is_exclusive(nlp, name)
+    labels = list(nlp.get_pipe(name).labels)
+    threshold = float(nlp.get_pipe(name).cfg.get("threshold", 0.5)) if not exclusive else 0.5
+    dataset = load_evaluation_data(data, labels, exclusive=exclusive, limit=limit)
+    _log(f"evaluating on {len(dataset.texts)} texts from {dataset.source} ({dataset.n_gold} with gold)")
+    student_probs = _student_probabilities(nlp, name, dataset.texts, labels, batch_size, show_progress)
+    teacher_probs, teacher_id, teacher_from = _teacher_probabilities(dataset, teacher, exclusive, show_progress)
+
+    report: Dict[str, Any] = {
+        "student": {"path": str(student), "component": name},
+        "teacher": {"id": teacher_id, "spec": teacher, "outputs_from": teacher_from},
+        "data": {"path": dataset.source, "n_texts": len(dataset.texts), "n_gold": dataset.n_gold},
+        "labels": labels,
+        "exclusive": exclusive,
+        "threshold": threshold,
+    }
+    quality: Dict[str, Any] = {}
+    calibration: Dict[str, Any] = {}
+    confusion: Dict[str, Any] = {}
+    models = {"student": student_probs}
+    if teacher_probs is not None:
+        models["teacher"] = teacher_probs
+    for model_name, probs in models.items():
+        if dataset.n_gold:
+            quality[model_name] = metrics.classification_metrics(
+                dataset.gold, probs, labels, exclusive=exclusive, threshold=threshold
+            )
+            calibration[model_name] = metrics.calibration(dataset.gold, probs, exclusive=exclusive)
+            confusion[model_name] = metrics.confusion_matrix(
+                dataset.gold, probs, labels, exclusive=exclusive, threshold=threshold
+            )
+    report["quality"] = quality
+    report["calibration"] = calibration
+    report["confusion"] = confusion
+    if "teacher" in quality:
+        report["retention"] = metrics.retention(quality["student"], quality["teacher"])
+    if teacher_probs is not None:
+        report["agreement"] = metrics.agreement(
+            student_probs, teacher_probs, labels, exclusive=exclusive, threshold=threshold
+        )
+        report["agreement"]["mean_kl_teacher_to_student"] = metrics.mean_kl(
+            teacher_probs, student_probs, exclusive=exclusive
+        )
+        if dataset.n_gold:
+            report["teacher_bias_audit"] = metrics.teacher_bias_audit(
+                dataset.gold, teacher_probs, student_probs, exclusive=exclusive, threshold=threshold
+            )
+    if measure_cost:
+        report["cost"] = _measure_cost(student, teacher, dataset.texts, batch_size, latency_n)
+    report["seconds"] = round(time.perf_counter() - started, 2)
+    report["command"] = " ".join(["spacy-distill"] + sys.argv[1:]) if sys.argv else None
+    write_report(report, output_dir, plots=plots)
+    _log(f"wrote {output_dir / 'report.md'}")
+    return report
+
+
+def _student_probabilities(nlp, name: str, texts: Sequence[str], labels: List[str], batch_size: int, show_progress: bool) -> numpy.ndarray:
+    rows = []
+    docs = nlp.pipe(texts, batch_size=batch_size)
+    for doc in tqdm(docs, total=len(texts), desc="student", unit="doc", disable=not show_progress, file=sys.stderr):
+        rows.append([doc.cats.get(label, 0.0) for label in labels])
+    return numpy.asarray(rows, dtype="float64")
+
+
+def _teacher_probabilities(dataset: EvaluationData, teacher: Optional[str], exclusive: bool, show_progress: bool):
+    if dataset.teacher_probs is not None:
+        return dataset.teacher_probs, dataset.teacher_id, "target file"
+    if teacher is None:
+        return None, None, None
+    model = load_teacher(teacher)
+    if set(model.labels) != set(dataset.labels) or bool(model.exclusive) != exclusive:
+        raise LabelMismatchError(
+            f"teacher {model.teacher_id} has labels {list(model.labels)} (exclusive={model.exclusive}); "
+            f"the student has {dataset.labels} (exclusive={exclusive}); map them with label_map"
+        )
+    order = [list(model.labels).index(label) for label in dataset.labels]
+    rows = []
+    size = max(1, int(getattr(model, "batch_size", 32)))
+    with tqdm(total=len(dataset.texts), desc="teacher", unit="doc", disable=not show_progress, file=sys.stderr) as bar:
+        for start in range(0, len(dataset.texts), size):
+            batch = dataset.texts[start : start + size]
+            rows.append(numpy.asarray(model.score(batch), dtype="float64")[:, order])
+            bar.update(len(batch))
+    return teacher_probabilities(numpy.concatenate(rows), exclusive), model.teacher_id, "teacher run"
+
+
+def _measure_cost(student, teacher: Optional[str], texts: Sequence[str], batch_size: int, latency_n: int) -> Dict[str, Any]:
+    from . import cost
+
+    result: Dict[str, Any] = {}
+    _log("measuring the student's cost in a subprocess")
+    result["student"] = cost.measure_in_subprocess("pipeline", str(student), list(texts), batch_size=batch_size, latency_n=latency_n)
+    if teacher is not None:
+        _log("measuring the teacher's cost in a subprocess")
+        result["teacher"] = cost.measure_in_subprocess("teacher", str(teacher), list(texts), batch_size=batch_size, latency_n=latency_n)
+        result["summary"] = cost.cost_summary(result["student"], result["teacher"])
+    return result
+
+
+def _log(message: str) -> None:
+    print(f"[evaluate] {message}", file=sys.stderr, flush=True)
