@@ -10,12 +10,16 @@ import spacy
 from tqdm import tqdm
 from wasabi import msg
 
+from .cache import CachedScorer, TeacherCache
 from .errors import DistillError, RecordError
 from .records import Record, read_records, split_errors
+from .shards import select_shard
 from .targets import Provenance, TargetFileWriter, TeacherTarget, set_target
 from .teachers.base import Teacher
 
 ON_ERROR_CHOICES = ("fail", "skip")
+# Records are sorted by length within windows of this many batches.
+LENGTH_BUCKET_BATCHES = 16
 
 
 @dataclass
@@ -29,6 +33,8 @@ class AnnotationSummary:
     n_gold: int = 0
     errors: List[str] = field(default_factory=list)
     seconds: float = 0.0
+    n_cache_hits: int = 0
+    n_teacher: int = 0
 
     @property
     def n_skipped(self) -> int:
@@ -43,6 +49,8 @@ def annotate(
     lang: str = "en",
     on_error: str = "fail",
     limit: int = 0,
+    cache: Optional[Union[str, Path, TeacherCache]] = None,
+    shard: Optional[Tuple[int, int]] = None,
     show_progress: bool = True,
 ) -> AnnotationSummary:
     """Score the texts of a JSONL/CSV file with a teacher and write a target file.
@@ -54,18 +62,26 @@ def annotate(
     on_error (str): "fail" stops at the first bad record, before the teacher runs; "skip"
         reports each bad record (file and line) and leaves it out.
     limit (int): annotate only the first N good records (0: all).
+    cache (Optional[Union[str, Path, TeacherCache]]): the teacher cache (an SQLite path or an
+        open cache); None scores every text. A rerun after a crash scores only what is missing.
+    shard (Optional[Tuple[int, int]]): (K, N): annotate only the K-th of N interleaved shares
+        of the records (1-based), for N machines; `merge` joins the outputs.
     show_progress (bool): show a progress bar with rate and ETA.
-    RETURNS (AnnotationSummary): what was written and what was skipped.
+    RETURNS (AnnotationSummary): what was written, what was skipped, and cache hits.
     """
     labels, exclusive = tuple(teacher.labels), bool(teacher.exclusive)
     records, summary = _read_valid_records(
         input_path, output_path, labels, exclusive, on_error, limit
     )
+    if shard is not None:
+        records = select_shard(records, shard)
     start = time.perf_counter()
     nlp = spacy.blank(lang)
     writer = TargetFileWriter(output_path)
-    teacher_id, fingerprint = teacher.teacher_id, teacher.fingerprint
+    teacher_id = teacher.teacher_id
     batch_size = max(1, int(getattr(teacher, "batch_size", 32)))
+    own_cache = isinstance(cache, (str, Path))
+    scorer = CachedScorer(teacher, TeacherCache(cache) if own_cache else cache)  # type: ignore[arg-type]
     progress = tqdm(
         total=len(records),
         unit="doc",
@@ -74,9 +90,9 @@ def annotate(
         file=sys.stderr,
     )
     try:
-        for batch in _batches(records, batch_size):
-            scores = _checked_scores(teacher, batch, labels)
-            for record, row in zip(batch, scores):
+        for window in _batches(records, batch_size * LENGTH_BUCKET_BATCHES):
+            window_scores = _score_window(scorer, window, labels, batch_size, progress)
+            for record, row in zip(window, window_scores):
                 if not numpy.all(numpy.isfinite(row)):
                     error = RecordError(
                         f"{record.source}:{record.line}: the teacher returned NaN or inf "
@@ -89,15 +105,14 @@ def annotate(
                     exclusive=exclusive,
                     scores=row,
                     teacher_id=teacher_id,
-                    fingerprint=fingerprint,
+                    fingerprint=scorer.fingerprint,
                     provenance=Provenance(id=record.id, source=record.source, line=record.line),
                 )
                 gold = gold_cats(record, labels)
                 writer.add(set_target(nlp.make_doc(record.text), target, gold))
                 summary.n_gold += gold is not None
-            progress.update(len(batch))
     except BaseException:
-        # Keep what the teacher already computed: it is the expensive part.
+        # Keep what is done (the cache keeps the scores too, so a rerun recomputes nothing).
         if len(writer):
             partial = writer.path.with_name(writer.path.stem + ".partial.spacy")
             writer.path = partial
@@ -106,10 +121,29 @@ def annotate(
         raise
     finally:
         progress.close()
+        if own_cache and scorer.cache is not None:
+            scorer.cache.close()
     writer.write()
     summary.n_written = len(writer)
+    summary.n_cache_hits = scorer.hits
+    summary.n_teacher = scorer.misses
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _score_window(
+    scorer: CachedScorer, window: List[Record], labels: Tuple[str, ...], batch_size: int, progress
+) -> numpy.ndarray:
+    # Length-bucketed batching: texts of similar length share a batch, so padded teachers
+    # waste little compute; scores go back to input order.
+    order = sorted(range(len(window)), key=lambda i: len(window[i].text))
+    scores = numpy.zeros((len(window), len(labels)), dtype="float32")
+    for start in range(0, len(order), batch_size):
+        batch_index = order[start : start + batch_size]
+        batch = [window[i] for i in batch_index]
+        scores[batch_index] = _checked_scores(scorer, batch, labels)
+        progress.update(len(batch))
+    return scores
 
 
 def convert(
@@ -219,11 +253,11 @@ def _handle(error: RecordError, on_error: str, summary: AnnotationSummary) -> No
     summary.errors.append(str(error))
 
 
-def _checked_scores(teacher: Teacher, batch: List[Record], labels: Tuple[str, ...]) -> numpy.ndarray:
-    scores = numpy.asarray(teacher.score([record.text for record in batch]), dtype="float32")
+def _checked_scores(scorer: CachedScorer, batch: List[Record], labels: Tuple[str, ...]) -> numpy.ndarray:
+    scores = numpy.asarray(scorer.score([record.text for record in batch]), dtype="float32")
     if scores.shape != (len(batch), len(labels)):
         raise DistillError(
-            f"Teacher {teacher.teacher_id} returned scores of shape {scores.shape} for "
+            f"Teacher {scorer.teacher.teacher_id} returned scores of shape {scores.shape} for "
             f"{len(batch)} texts and {len(labels)} labels (records from "
             f"{batch[0].source}:{batch[0].line})"
         )

@@ -141,3 +141,18 @@ def make_target_docs(
         )
         docs.append(set_target(nlp.make_doc(text), target, gold or None))
     return docs
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_teacher_cache(tmp_path_factory):
+    """Keep the CLI's default teacher cache out of the home folder during tests."""
+    import os
+
+    path = tmp_path_factory.mktemp("cache") / "teacher_cache.sqlite"
+    previous = os.environ.get("SPACY_DISTILL_CACHE")
+    os.environ["SPACY_DISTILL_CACHE"] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop("SPACY_DISTILL_CACHE", None)
+    else:
+        os.environ["SPACY_DISTILL_CACHE"] = previous

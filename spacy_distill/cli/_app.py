@@ -9,3 +9,11 @@ app = typer.Typer(
 
 # Commands that take config overrides (`--teacher.batch_size 8`) pass unknown options on.
 OVERRIDES_CONTEXT = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+def import_code(code_path) -> None:
+    """Import a Python file (e.g. one that registers a custom teacher), as `spacy train --code`."""
+    if code_path is not None:
+        from spacy.cli._util import import_code as spacy_import_code
+
+        spacy_import_code(code_path)

@@ -1,13 +1,16 @@
 from pathlib import Path
+from typing import Optional
 
 import typer
 from spacy.cli._util import parse_config_overrides
 from wasabi import msg
 
 from ..annotate import annotate
+from ..cache import default_cache_path
 from ..errors import DistillError
+from ..shards import parse_shard
 from ..teachers.loading import load_teacher
-from ._app import OVERRIDES_CONTEXT, app
+from ._app import OVERRIDES_CONTEXT, app, import_code
 
 
 @app.command("annotate", context_settings=OVERRIDES_CONTEXT)
@@ -19,6 +22,10 @@ def annotate_cli(
     lang: str = typer.Option("en", "--lang", help="Language of the tokenizer that makes the docs"),
     on_error: str = typer.Option("fail", "--on-error", help="A bad record: 'fail' (stop before the teacher runs) or 'skip' (report its line and skip it)"),
     limit: int = typer.Option(0, "--limit", help="Annotate the first N records only (0: all)"),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="Teacher cache (SQLite); default $SPACY_DISTILL_CACHE or ~/.cache/spacy-distill/teacher_cache.sqlite"),
+    use_cache: bool = typer.Option(True, "--use-cache/--no-cache", help="Reuse and store teacher outputs (a rerun scores only what is missing)"),
+    shard: Optional[str] = typer.Option(None, "--shard", help="K/N: annotate the K-th of N interleaved shares (join outputs with `merge`)"),
+    code: Optional[Path] = typer.Option(None, "--code", "-c", help="A Python file to import first, e.g. one registering your own teacher"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar"),
 ):
     """Score texts with a teacher and write its outputs as training targets.
@@ -26,19 +33,25 @@ def annotate_cli(
     Extra options override the teacher config, e.g. `--teacher.batch_size 8`.
     """
     overrides = parse_config_overrides(ctx.args)
+    import_code(code)
     try:
         teacher_obj = load_teacher(teacher, overrides)
         summary = annotate(
             input_path, output_path, teacher_obj, lang=lang, on_error=on_error, limit=limit,
-            show_progress=progress,
+            cache=(cache or default_cache_path()) if use_cache else None,
+            shard=parse_shard(shard) if shard else None, show_progress=progress,
         )
     except DistillError as err:
         msg.fail(str(err), exits=1)
     rate = summary.n_written / summary.seconds if summary.seconds else float("nan")
     msg.good(
         f"Wrote {summary.n_written} docs ({summary.n_gold} with gold) to {summary.output} "
-        f"in {summary.seconds:.1f}s ({rate:.1f} docs/s); teacher {teacher_obj.teacher_id}, "
+        f"in {summary.seconds:.1f}s ({rate:.1f} texts/s); teacher {teacher_obj.teacher_id}, "
         f"labels {list(summary.labels)}"
     )
+    msg.info(f"Teacher cache: {summary.n_cache_hits} hits, {summary.n_teacher} texts scored by the teacher")
+    stats = getattr(teacher_obj, "stats", None)
+    if callable(stats):
+        msg.info(f"Teacher stats: {stats()}")
     if summary.n_skipped:
         msg.warn(f"Skipped {summary.n_skipped} bad record(s), each reported above")

@@ -1,6 +1,22 @@
-"""Teachers: models that score texts. Each kind has its own module and a registered builder."""
+"""Teachers: models that score texts. Each kind has its own module and a registered builder.
+
+Every module here imports torch, transformers or httpx only when one of its teachers is
+built, so importing them (and `spacy_distill`) stays light.
+"""
+from . import ensemble, hf_classifier, openai_server  # noqa: F401  (registration)
 from .base import LabelMapping, Teacher
+from .ensemble import EnsembleTeacher
+from .hf_classifier import HFClassifierTeacher
 from .loading import load_teacher
+from .openai_server import OpenAITeacher
 from .spacy_teacher import SpacyTeacher
 
-__all__ = ["LabelMapping", "Teacher", "SpacyTeacher", "load_teacher"]
+__all__ = [
+    "LabelMapping",
+    "Teacher",
+    "SpacyTeacher",
+    "HFClassifierTeacher",
+    "OpenAITeacher",
+    "EnsembleTeacher",
+    "load_teacher",
+]

@@ -1,0 +1,68 @@
+"""Sharded annotation: N machines each annotate an interleaved share; `merge` joins them."""
+from pathlib import Path
+from typing import List, Sequence, Tuple, TypeVar, Union
+
+from .errors import DistillError, TargetFormatError
+from .targets import TargetFileWriter, get_target, read_targets
+
+T = TypeVar("T")
+
+
+def parse_shard(spec: str) -> Tuple[int, int]:
+    """'K/N' -> (K, N), 1-based."""
+    try:
+        k, n = (int(part) for part in spec.split("/"))
+    except ValueError:
+        raise DistillError(f"--shard must look like K/N (e.g. 2/8), got {spec!r}") from None
+    if not (n >= 1 and 1 <= k <= n):
+        raise DistillError(f"--shard must be K/N with 1 <= K <= N, got {spec!r}")
+    return k, n
+
+
+def select_shard(items: List[T], shard: Tuple[int, int]) -> List[T]:
+    """The K-th of N interleaved shares of the items (K is 1-based)."""
+    k, n = shard
+    if not (n >= 1 and 1 <= k <= n):
+        raise DistillError(f"shard must be K/N with 1 <= K <= N, got {k}/{n}")
+    return items[k - 1 :: n]
+
+
+def merge_target_files(inputs: Sequence[Union[str, Path]], output: Union[str, Path]) -> int:
+    """Join target files (e.g. shard outputs) into one, in input-record order.
+
+    Docs are ordered by their provenance (source file, line), so shards of one input merge to
+    exactly what one run would have written. A record found twice is an error.
+
+    inputs (Sequence[Union[str, Path]]): target files or directories.
+    output (Union[str, Path]): the merged target file.
+    RETURNS (int): the number of docs written.
+    """
+    keyed = []
+    seen = {}
+    for path in inputs:
+        for index, doc in enumerate(read_targets(path)):
+            target = get_target(doc)
+            assert target is not None
+            provenance = target.provenance
+            if provenance.source is None or provenance.line is None:
+                raise TargetFormatError(
+                    f"{path}: doc {index}: field 'provenance': no source and line, so its place "
+                    "in the merged file is unknown"
+                )
+            # Augmented texts share their parent's line; their id keeps them apart.
+            key = (provenance.source, provenance.line, provenance.id or "", provenance.method or "")
+            if key in seen:
+                raise TargetFormatError(
+                    f"{path}: doc {index}: record {provenance.source}:{provenance.line} is also in "
+                    f"{seen[key]}; were shards overlapping or a file given twice?"
+                )
+            seen[key] = f"{path}: doc {index}"
+            keyed.append((key, doc))
+    if not keyed:
+        raise DistillError("merge: the inputs hold no docs")
+    keyed.sort(key=lambda item: item[0])
+    writer = TargetFileWriter(output)
+    for _, doc in keyed:
+        writer.add(doc)
+    writer.write()
+    return len(writer)

@@ -1,0 +1,737 @@
+"""A teacher that is any OpenAI-compatible server (vLLM, llama.cpp server, TGI, OpenAI itself),
+read through the log-probabilities of the first token of its answer.
+
+How a label's score is made (exclusive labels):
+
+1. One request per text, `max_tokens=1`, `temperature=0`, asking for the `top_logprobs` most
+   likely first tokens (`/v1/chat/completions`: `logprobs=true, top_logprobs=N`;
+   `/v1/completions`: `logprobs=N`).
+2. A returned token *matches* a verbalizer when, with its leading whitespace stripped and both
+   lower-cased, it is a non-empty start of the verbalizer: " Pos", "pos" and "POSITIVE" all match
+   "positive"; "\\n" and "not" do not match "no". A label's score is the log-sum-exp of the
+   log-probabilities of every top token that matches one of its verbalizers.
+3. A label that no top token matches gets a floor: the smallest log-probability seen minus
+   log(k), k the number of top tokens returned (it is less likely than anything listed, and the
+   rest of the mass is spread over many tokens), so it keeps a small probability.
+4. log-softmax over the labels: the scores are log-probabilities over the label set.
+
+Multi-label (`multi_label = true`): one request per (text, label) with a yes/no question; the
+label's logit is lp(yes) - lp(no), each read as above (the verbalizers "yes" and "no").
+
+Servers that return no log-probabilities: with `fallback_samples = k > 0` the teacher samples k
+one-token answers per request (k requests) at temperature 1 and uses the label frequencies with
+add-one smoothing, p(label) = (count + 1) / (k_matched + n_labels) (an answer matches as a
+token does, or when it begins with a whole verbalizer: "Spam." counts for "spam"; one that
+matches no label counts for none, one that matches several is split among them; multi-label:
+logit = log((yes + 1) / (no + 1))). `method` says which was used ("logprobs" or "samples:k"); it
+is part of the fingerprint. The teacher finds out with one probe request the first time
+`method`, `fingerprint` or `score` is used.
+
+The API key is read from the environment variable that `api_key_env` names, at each request: it
+is never stored on the teacher, so it cannot reach its repr, its fingerprint, the targets or
+an error message (an error body that echoes it has it replaced by "***").
+
+httpx (pip install 'spacy-distill[openai]') is imported when the teacher is built, so
+`import spacy_distill` and a packaged student never load it.
+"""
+import email.utils
+import logging
+import math
+import os
+import random
+import threading
+import time
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from urllib.parse import urlsplit, urlunsplit
+
+import numpy
+
+from ..errors import DistillError, LabelMismatchError
+from ..registry import registry
+from .base import log_softmax
+from .hf_common import fingerprint_of
+
+logger = logging.getLogger(__name__)
+
+REGISTERED_NAME = "spacy-distill.OpenAITeacher.v1"
+ENDPOINTS = {"chat": "/chat/completions", "completions": "/completions"}
+RETRY_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
+# Seconds: a longer Retry-After is cut to this (a server asking for hours is misconfigured).
+MAX_RETRY_AFTER = 120.0
+MAX_BACKOFF = 60.0
+YES, NO = "yes", "no"
+BODY_CHARS = 200
+
+DEFAULT_INSTRUCTION = (
+    "Classify the text into exactly one of these categories: {labels}.\n"
+    "Answer with the category name only."
+)
+DEFAULT_MULTILABEL_INSTRUCTION = (
+    'Does the text belong to the category "{label}"? Answer yes or no.'
+)
+
+
+class _NoLogprobs(Exception):
+    """The server answered well-formed JSON but without log-probabilities."""
+
+
+class _Unparseable(Exception):
+    """The response body is not the JSON an OpenAI-compatible server sends."""
+
+
+def _require_httpx():
+    try:
+        import httpx
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise DistillError(
+            "The OpenAI-compatible teacher needs httpx: pip install 'spacy-distill[openai]'"
+        ) from err
+    return httpx
+
+
+def token_matches(token: str, verbalizer: str) -> bool:
+    """Whether a first answer token is the start of a verbalizer (leading whitespace stripped,
+    case-insensitive, non-empty)."""
+    token = token.lstrip().lower()
+    return bool(token) and verbalizer.lower().startswith(token)
+
+
+def answer_matches(answer: str, verbalizer: str) -> bool:
+    """Whether a sampled answer names a verbalizer: it is the start of the verbalizer (as a
+    first token is), or it begins with the whole verbalizer followed by a non-word character
+    ("Spam." matches "spam"; "not sure" does not match "no"), for servers that send more than
+    the one token asked for."""
+    if token_matches(answer, verbalizer):
+        return True
+    answer, verbalizer = answer.strip().lower(), verbalizer.lower()
+    rest = answer[len(verbalizer):]
+    return answer.startswith(verbalizer) and not (rest[:1].isalnum() or rest[:1] == "_")
+
+
+def _logsumexp(values: Sequence[float]) -> float:
+    top = max(values)
+    return top + math.log(sum(math.exp(v - top) for v in values))
+
+
+def match_scores(
+    top: Sequence[Tuple[str, float]], verbalizers: Sequence[Sequence[str]]
+) -> Tuple[List[float], int]:
+    """Per-class log-scores from a first token's top log-probabilities.
+
+    top (Sequence[Tuple[str, float]]): (token, logprob) pairs, at least one.
+    verbalizers (Sequence[Sequence[str]]): each class's verbalizers.
+    RETURNS (Tuple[List[float], int]): a score per class (log-sum-exp of the matching tokens, or
+        the floor min(logprob) - log(k)), and how many classes no token matched.
+    """
+    floor = min(lp for _, lp in top) - math.log(len(top))
+    scores, unmatched = [], 0
+    for forms in verbalizers:
+        hits = [lp for token, lp in top if any(token_matches(token, v) for v in forms)]
+        if hits:
+            scores.append(_logsumexp(hits))
+        else:
+            scores.append(floor)
+            unmatched += 1
+    return scores, unmatched
+
+
+def _display_url(url: str) -> str:
+    """The URL without user info, query or fragment (where a key could hide)."""
+    parts = urlsplit(url)
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc = f"{netloc}:{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _retry_after(value: Optional[str]) -> Optional[float]:
+    """Seconds from a Retry-After header (seconds, decimals accepted, or an HTTP date)."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when is None:
+            return None
+        seconds = when.timestamp() - time.time()
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+class OpenAITeacher:
+    """Scores texts with a model behind an OpenAI-compatible HTTP API.
+
+    Requests run on a thread pool of `max_concurrency` workers sharing one httpx client;
+    the rows of `score` keep the order of the texts.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        labels: Sequence[str],
+        *,
+        api_key_env: Optional[str] = None,
+        verbalizers: Optional[Dict[str, Union[str, Sequence[str]]]] = None,
+        instruction: Optional[str] = None,
+        examples: Optional[Sequence[Dict[str, Any]]] = None,
+        endpoint: str = "chat",
+        top_logprobs: int = 20,
+        fallback_samples: int = 10,
+        max_concurrency: int = 8,
+        timeout: float = 60.0,
+        max_retries: int = 5,
+        backoff: float = 1.0,
+        multi_label: bool = False,
+        batch_size: int = 32,
+    ) -> None:
+        """
+        base_url (str): the server, e.g. "http://localhost:8000" or "https://api.openai.com/v1"
+            (a trailing "/v1" is optional: it is added when missing).
+        model (str): the model name the server expects.
+        labels (Sequence[str]): the labels, in score order.
+        api_key_env (Optional[str]): the NAME of the environment variable holding the API key,
+            e.g. "OPENAI_API_KEY"; None sends no Authorization header (a local server).
+        verbalizers (Optional[Dict[str, Union[str, Sequence[str]]]]): label -> the words the model
+            may answer for it; the first one is the label's name in the prompt. Default: the label.
+        instruction (Optional[str]): the task; "{labels}" (exclusive) or "{label}" (multi-label)
+            is replaced by the label names. None: a default instruction.
+        examples (Optional[Sequence[Dict[str, Any]]]): few-shot examples,
+            {"text": ..., "label": ...} (exclusive) or {"text": ..., "labels": [...]} (multi-label).
+        endpoint (str): "chat" (/v1/chat/completions) or "completions" (/v1/completions).
+        top_logprobs (int): how many most likely first tokens to ask for.
+        fallback_samples (int): k answers sampled per request when the server returns no
+            log-probabilities; 0 makes that an error.
+        max_concurrency (int): requests in flight at once.
+        timeout (float): seconds per request.
+        max_retries (int): retries after a 429, 408, 409 or 5xx answer, a timeout or a
+            connection error.
+        backoff (float): the first retry waits about this many seconds, doubling each time, with
+            jitter; a Retry-After header is honoured instead.
+        multi_label (bool): one yes/no question per label; scores are logits.
+        batch_size (int): texts per `score` call in `annotate`.
+        """
+        self._httpx = _require_httpx()
+        if endpoint not in ENDPOINTS:
+            raise DistillError(f"endpoint must be one of {sorted(ENDPOINTS)}, got {endpoint!r}")
+        for name, value, least in (
+            ("top_logprobs", top_logprobs, 1),
+            ("fallback_samples", fallback_samples, 0),
+            ("max_concurrency", max_concurrency, 1),
+            ("max_retries", max_retries, 0),
+            ("batch_size", batch_size, 1),
+        ):
+            if int(value) != value or value < least:
+                raise DistillError(f"{name} must be an integer >= {least}, got {value!r}")
+        if timeout <= 0 or backoff < 0:
+            raise DistillError(
+                f"timeout must be > 0 and backoff >= 0, got {timeout!r} and {backoff!r}"
+            )
+        labels = tuple(labels)
+        if len(set(labels)) != len(labels):
+            raise LabelMismatchError(f"labels repeat a name: {list(labels)}")
+        if len(labels) < (1 if multi_label else 2):
+            raise LabelMismatchError(
+                f"labels {list(labels)}: an exclusive teacher needs two labels or more"
+            )
+        if api_key_env is not None and api_key_env not in os.environ:
+            raise DistillError(
+                f"api_key_env names the environment variable {api_key_env!r}, which is not set; "
+                "export it, or leave api_key_env out for a server without keys"
+            )
+        self.labels: Tuple[str, ...] = labels
+        self.exclusive = not multi_label
+        self.multi_label = bool(multi_label)
+        api_base = base_url.rstrip("/")
+        if not urlsplit(api_base).path.endswith("/v1"):
+            api_base += "/v1"
+        self._url = api_base + ENDPOINTS[endpoint]
+        self.base_url = _display_url(api_base)
+        self.url = _display_url(self._url)
+        self.model = model
+        self.api_key_env = api_key_env
+        self.verbalizers = self._check_verbalizers(labels, verbalizers or {})
+        self.instruction = instruction if instruction is not None else (
+            DEFAULT_MULTILABEL_INSTRUCTION if multi_label else DEFAULT_INSTRUCTION
+        )
+        self.examples = self._check_examples(list(examples or []))
+        self.endpoint = endpoint
+        self.top_logprobs = int(top_logprobs)
+        self.fallback_samples = int(fallback_samples)
+        self.max_concurrency = int(max_concurrency)
+        self.timeout = float(timeout)
+        self.max_retries = int(max_retries)
+        self.backoff = float(backoff)
+        self.batch_size = int(batch_size)
+        host = urlsplit(self.base_url).netloc
+        self.teacher_id = f"openai:{model}@{host}"
+        self._method: Optional[str] = None
+        self._fingerprint: Optional[str] = None
+        self._client = None
+        self._lock = threading.Lock()
+        self._client_lock = threading.Lock()
+        self.n_unmatched = 0
+        """Answers in which no top token matched any label (their labels all got the floor)."""
+
+    # -- configuration -------------------------------------------------------------------------
+
+    def _check_verbalizers(self, labels, verbalizers) -> Dict[str, Tuple[str, ...]]:
+        unknown = sorted(set(verbalizers) - set(labels))
+        if unknown:
+            raise LabelMismatchError(
+                f"verbalizers name label(s) {unknown} that are not in labels {list(labels)}"
+            )
+        result: Dict[str, Tuple[str, ...]] = {}
+        for label in labels:
+            forms = verbalizers.get(label, (label,))
+            forms = (forms,) if isinstance(forms, str) else tuple(forms)
+            if not forms or not all(isinstance(f, str) and f.strip() for f in forms):
+                raise LabelMismatchError(
+                    f"verbalizers[{label!r}] must be a non-empty list of non-empty strings, "
+                    f"got {forms!r}"
+                )
+            result[label] = tuple(f.strip() for f in forms)
+        if not self.multi_label:
+            # Only the first answer token is read: two labels whose verbalizers begin with the
+            # same word cannot be told apart.
+            first_words: Dict[str, str] = {}
+            for label, forms in result.items():
+                for form in forms:
+                    word = form.split()[0].lower()
+                    other = first_words.setdefault(word, label)
+                    if other != label:
+                        raise LabelMismatchError(
+                            f"verbalizers of {other!r} and {label!r} both begin with {word!r}: "
+                            "only the first answer token is read, so give them different first "
+                            "words"
+                        )
+        return result
+
+    def _check_examples(self, examples: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+        checked = []
+        key = "labels" if not self.exclusive else "label"
+        for i, example in enumerate(examples):
+            if not isinstance(example, dict) or not isinstance(example.get("text"), str):
+                raise DistillError(f"examples[{i}] needs a 'text' string, got {example!r}")
+            if key not in example:
+                raise DistillError(f"examples[{i}] needs {key!r} (multi_label={self.multi_label})")
+            given = example[key]
+            named = [given] if isinstance(given, str) else list(given)
+            unknown = [label for label in named if label not in self.labels]
+            if unknown or (self.exclusive and not isinstance(given, str)):
+                raise LabelMismatchError(
+                    f"examples[{i}].{key} = {given!r}: use label(s) from {list(self.labels)}"
+                )
+            checked.append({"text": example["text"], key: given if self.exclusive else named})
+        return checked
+
+    # -- the public members ---------------------------------------------------------------------
+
+    @property
+    def method(self) -> str:
+        """Either "logprobs", or "samples:k" when the server returns no log-probabilities
+        (found with one probe request, the first time it is needed)."""
+        if self._method is None:
+            with self._lock:
+                if self._method is None:
+                    self._method = self._probe()
+        return self._method
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of the server, model, endpoint, prompt, verbalizers, examples, labels and method
+        (never the API key)."""
+        if self._fingerprint is None:
+            self._fingerprint = fingerprint_of(
+                [
+                    REGISTERED_NAME,
+                    self.base_url,
+                    self.model,
+                    self.endpoint,
+                    self.instruction,
+                    self.verbalizers,
+                    self.examples,
+                    self.labels,
+                    self.multi_label,
+                    self.method,
+                    self.top_logprobs,
+                ]
+            )
+        return self._fingerprint
+
+    def score(self, texts: Sequence[str]) -> numpy.ndarray:
+        """Teacher scores for texts: log-probabilities (exclusive) or logits (multi-label).
+
+        texts (Sequence[str]): the texts.
+        RETURNS (numpy.ndarray): shape (len(texts), len(self.labels)), float32, rows in the order
+            of the texts.
+        """
+        if not len(texts):
+            return numpy.zeros((0, len(self.labels)), dtype="float32")
+        method = self.method
+        questions = [None] if self.exclusive else list(range(len(self.labels)))
+        samples = 1 if method == "logprobs" else self.fallback_samples
+        jobs = [
+            (i, q, s) for i in range(len(texts)) for q in questions for s in range(samples)
+        ]
+        results = self._run(texts, jobs, sample=method != "logprobs")
+        if method == "logprobs":
+            return self._from_logprobs(texts, results)
+        return self._from_samples(texts, results)
+
+    def close(self) -> None:
+        """Close the HTTP connections (a later `score` opens new ones)."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def __repr__(self) -> str:
+        return (
+            f"OpenAITeacher(base_url={self.base_url!r}, model={self.model!r}, "
+            f"endpoint={self.endpoint!r}, labels={list(self.labels)!r}, "
+            f"multi_label={self.multi_label}, api_key_env={self.api_key_env!r}, "
+            f"method={self._method!r})"
+        )
+
+    def __getstate__(self) -> Dict[str, Any]:
+        state = dict(self.__dict__)
+        state.update(_client=None, _lock=None, _client_lock=None, _httpx=None)
+        return state
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+        self._client_lock = threading.Lock()
+        self._httpx = _require_httpx()
+
+    # -- prompts --------------------------------------------------------------------------------
+
+    def _class_forms(self, question: Optional[int]) -> List[Tuple[str, ...]]:
+        """The verbalizers of each class one request chooses between."""
+        if question is None:
+            return [self.verbalizers[label] for label in self.labels]
+        return [(YES,), (NO,)]
+
+    def _instruction_for(self, question: Optional[int]) -> str:
+        if question is None:
+            names = ", ".join(self.verbalizers[label][0] for label in self.labels)
+            return self.instruction.replace("{labels}", names)
+        return self.instruction.replace("{label}", self.verbalizers[self.labels[question]][0])
+
+    def _answer_for(self, example: Dict[str, Any], question: Optional[int]) -> str:
+        if question is None:
+            return self.verbalizers[example["label"]][0]
+        return YES if self.labels[question] in example["labels"] else NO
+
+    def _payload(self, text: str, question: Optional[int], sample: bool) -> Dict[str, Any]:
+        instruction = self._instruction_for(question)
+        shots = [(ex["text"], self._answer_for(ex, question)) for ex in self.examples]
+        payload: Dict[str, Any] = {"model": self.model, "max_tokens": 1}
+        if self.endpoint == "chat":
+            messages = []
+            for shot_text, answer in shots:
+                messages.append({"role": "user", "content": f"Text: {shot_text}"})
+                messages.append({"role": "assistant", "content": answer})
+            messages.append({"role": "user", "content": f"Text: {text}"})
+            messages[0]["content"] = f"{instruction}\n\n{messages[0]['content']}"
+            payload["messages"] = messages
+        else:
+            prompt = [instruction, ""]
+            for shot_text, answer in shots:
+                prompt.append(f"Text: {shot_text}\nAnswer: {answer}\n")
+            prompt.append(f"Text: {text}\nAnswer:")
+            payload["prompt"] = "\n".join(prompt)
+        if sample:
+            payload["temperature"] = 1.0
+        else:
+            payload["temperature"] = 0.0
+            if self.endpoint == "chat":
+                payload.update(logprobs=True, top_logprobs=self.top_logprobs)
+            else:
+                payload["logprobs"] = self.top_logprobs
+        return payload
+
+    # -- HTTP -----------------------------------------------------------------------------------
+
+    def _headers(self) -> Dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        if self.api_key_env is not None:
+            key = os.environ.get(self.api_key_env)
+            if not key:
+                raise DistillError(f"the environment variable {self.api_key_env!r} is not set")
+            headers["Authorization"] = f"Bearer {key}"
+        return headers
+
+    def _redact(self, text: str) -> str:
+        key = os.environ.get(self.api_key_env) if self.api_key_env else None
+        return text.replace(key, "***") if key else text
+
+    def _get_client(self):
+        with self._client_lock:
+            if self._client is None:
+                httpx = self._httpx
+                self._client = httpx.Client(
+                    timeout=httpx.Timeout(self.timeout),
+                    limits=httpx.Limits(
+                        max_connections=self.max_concurrency,
+                        max_keepalive_connections=self.max_concurrency,
+                    ),
+                )
+            return self._client
+
+    def _post(self, payload: Dict[str, Any], where: str) -> Tuple[Dict[str, Any], str]:
+        """POST with retries; returns (the parsed JSON, the body text)."""
+        httpx = self._httpx
+        client = self._get_client()
+        attempts = self.max_retries + 1
+        last = ""
+        for attempt in range(attempts):
+            retry_after = None
+            try:
+                response = client.post(self._url, json=payload, headers=self._headers())
+            except httpx.TimeoutException:
+                last = f"timed out after {self.timeout:g} s"
+            except httpx.TransportError as err:
+                last = f"connection error ({type(err).__name__}: {self._redact(str(err))})"
+            else:
+                if response.status_code == 200:
+                    body = response.text
+                    try:
+                        return response.json(), body
+                    except ValueError:
+                        raise self._unparseable(where, body, "the body is not JSON") from None
+                body = self._redact(response.text[:BODY_CHARS])
+                last = f"HTTP {response.status_code}: {body!r}"
+                if response.status_code not in RETRY_STATUS:
+                    hint = (
+                        "; check the key in the variable that api_key_env names"
+                        if response.status_code in (401, 403)
+                        else ""
+                    )
+                    raise DistillError(
+                        f"{self.url}: {where} failed with HTTP "
+                        f"{response.status_code} (not retried): {body!r}{hint}"
+                    )
+                retry_after = _retry_after(response.headers.get("Retry-After"))
+            if attempt + 1 < attempts:
+                if retry_after is None:
+                    delay = min(self.backoff * 2**attempt, MAX_BACKOFF)
+                    retry_after = delay / 2 + random.uniform(0, delay / 2)
+                logger.debug("%s: %s, %s; retry in %.2f s", self.url, where, last, retry_after)
+                time.sleep(retry_after)
+        raise DistillError(
+            f"{self.url}: {where} failed after {attempts} attempts; last: {last}"
+        )
+
+    def _unparseable(self, where: str, body: str, why: str) -> DistillError:
+        return DistillError(
+            f"{self.url}: cannot read the answer to {where} ({why}); "
+            f"the body begins {self._redact(body[:BODY_CHARS])!r}"
+        )
+
+    # -- responses ------------------------------------------------------------------------------
+
+    def _top_tokens(self, data: Any) -> List[Tuple[str, float]]:
+        """The first answer token's top (token, logprob) pairs; _NoLogprobs when there are none."""
+        try:
+            choice = data["choices"][0]
+        except (KeyError, IndexError, TypeError):
+            raise _Unparseable("no choices[0]") from None
+        if not isinstance(choice, dict):
+            raise _Unparseable("choices[0] is not an object")
+        logprobs = choice.get("logprobs")
+        if not logprobs:
+            raise _NoLogprobs()
+        try:
+            if "content" in logprobs:  # chat
+                content = logprobs["content"]
+                if not content:
+                    raise _NoLogprobs()
+                entries = content[0].get("top_logprobs") or []
+                top = [(e["token"], float(e["logprob"])) for e in entries]
+            else:  # completions: one {token: logprob} dict per position
+                positions = logprobs.get("top_logprobs") or []
+                if not positions or not positions[0]:
+                    raise _NoLogprobs()
+                first = positions[0]
+                if isinstance(first, dict):
+                    top = [(token, float(lp)) for token, lp in first.items()]
+                else:  # some servers send [{"token", "logprob"}, ...]
+                    top = [(e["token"], float(e["logprob"])) for e in first]
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as err:
+            raise _Unparseable(f"malformed logprobs ({type(err).__name__}: {err})") from None
+        # A lone sampled token is no distribution: treat it as "no logprobs".
+        if not top:
+            raise _NoLogprobs()
+        if not all(math.isfinite(lp) or lp == -math.inf for _, lp in top):
+            raise _Unparseable("a logprob is NaN or +inf")
+        top = [(token, lp) for token, lp in top if lp > -math.inf]
+        if not top:
+            raise _Unparseable("every logprob is -inf")
+        return top
+
+    def _answer_text(self, data: Any) -> str:
+        try:
+            choice = data["choices"][0]
+            if self.endpoint == "chat":
+                text = choice["message"].get("content")
+            else:
+                text = choice["text"]
+        except (KeyError, IndexError, TypeError, AttributeError):
+            raise _Unparseable("no answer text in choices[0]") from None
+        if text is not None and not isinstance(text, str):
+            raise _Unparseable("the answer text is not a string")
+        return text or ""
+
+    def _probe(self) -> str:
+        """Ask once (with a throwaway text) whether the server returns log-probabilities."""
+        text = self.examples[0]["text"] if self.examples else "Hello."
+        payload = self._payload(text, None if self.exclusive else 0, False)
+        data, body = self._post(payload, "the probe request")
+        try:
+            self._top_tokens(data)
+            return "logprobs"
+        except _Unparseable as err:
+            raise self._unparseable("the probe request", body, str(err)) from None
+        except _NoLogprobs:
+            pass
+        if not self.fallback_samples:
+            raise DistillError(
+                f"{self.url}: the server ({self.model}) returns no logprobs; set "
+                "fallback_samples = k to estimate probabilities from k sampled answers per request"
+            )
+        logger.warning(
+            "%s returns no logprobs: sampling %d answers per request instead (method samples:%d)",
+            self.url, self.fallback_samples, self.fallback_samples,
+        )
+        return f"samples:{self.fallback_samples}"
+
+    def _run(self, texts: Sequence[str], jobs, sample: bool) -> Dict[Tuple, Any]:
+        """Run the jobs (text index, question, sample number) concurrently; results by job."""
+
+        def one(job):
+            i, question, _ = job
+            where = f"text {i} of the batch"
+            if question is not None:
+                where += f" (label {self.labels[question]!r})"
+            data, body = self._post(self._payload(texts[i], question, sample), where)
+            try:
+                if sample:
+                    return self._answer_text(data)
+                return self._top_tokens(data)
+            except _Unparseable as err:
+                raise self._unparseable(where, body, str(err)) from None
+            except _NoLogprobs:
+                raise self._unparseable(
+                    where, body, "no logprobs, though the probe request had them"
+                ) from None
+
+        if self.max_concurrency == 1 or len(jobs) == 1:
+            return {job: one(job) for job in jobs}
+        pool = ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(jobs)))
+        try:
+            futures = {pool.submit(one, job): job for job in jobs}
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            for future in done:
+                if future.exception() is not None:
+                    raise future.exception()
+            return {job: future.result() for future, job in futures.items()}
+        finally:
+            # On an error, raise now: requests still running finish in the background.
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def _from_logprobs(self, texts: Sequence[str], results) -> numpy.ndarray:
+        scores = numpy.zeros((len(texts), len(self.labels)), dtype="float64")
+        for (i, question, _), top in results.items():
+            class_scores, unmatched = match_scores(top, self._class_forms(question))
+            if unmatched == len(class_scores):
+                self.n_unmatched += 1
+                logger.debug("text %d: no top token matches a label: %s", i, top[:5])
+            if question is None:
+                scores[i] = class_scores
+            else:
+                scores[i, question] = class_scores[0] - class_scores[1]
+        if self.exclusive:
+            scores = log_softmax(scores)
+        return scores.astype("float32")
+
+    def _from_samples(self, texts: Sequence[str], results) -> numpy.ndarray:
+        n_classes = len(self.labels) if self.exclusive else 2
+        counts = numpy.zeros((len(texts), 1 if self.exclusive else len(self.labels), n_classes))
+        for (i, question, _), answer in results.items():
+            forms = self._class_forms(question)
+            hits = [c for c, vs in enumerate(forms) if any(answer_matches(answer, v) for v in vs)]
+            if not hits:
+                self.n_unmatched += 1
+            for c in hits:  # an answer that fits several classes counts for each, split evenly
+                counts[i, 0 if question is None else question, c] += 1.0 / len(hits)
+        smoothed = counts + 1.0
+        if self.exclusive:
+            probs = smoothed[:, 0, :]
+            scores = numpy.log(probs / probs.sum(axis=1, keepdims=True))
+        else:
+            scores = numpy.log(smoothed[:, :, 0]) - numpy.log(smoothed[:, :, 1])
+        return scores.astype("float32")
+
+
+@registry.teachers(REGISTERED_NAME)
+def configure_openai_teacher(
+    base_url: str,
+    model: str,
+    labels: List[str],
+    api_key_env: Optional[str] = None,
+    verbalizers: Optional[Dict[str, List[str]]] = None,
+    instruction: Optional[str] = None,
+    examples: Optional[List[Dict[str, Any]]] = None,
+    endpoint: str = "chat",
+    top_logprobs: int = 20,
+    fallback_samples: int = 10,
+    max_concurrency: int = 8,
+    timeout: float = 60.0,
+    max_retries: int = 5,
+    backoff: float = 1.0,
+    multi_label: bool = False,
+    batch_size: int = 32,
+) -> OpenAITeacher:
+    """A model behind an OpenAI-compatible server (vLLM, llama.cpp, TGI, OpenAI), as a teacher.
+
+    base_url (str): e.g. "http://localhost:8000/v1" ("/v1" is added when missing).
+    model (str): the model name the server expects.
+    labels (List[str]): the labels, in score order.
+    api_key_env (Optional[str]): the name of the environment variable that holds the API key.
+    verbalizers (Optional[Dict[str, List[str]]]): label -> answer words (default: the label).
+    instruction (Optional[str]): the task, with "{labels}" / "{label}" filled in.
+    examples (Optional[List[Dict[str, Any]]]): few-shot {"text", "label"} / {"text", "labels"}.
+    endpoint (str): "chat" or "completions".
+    top_logprobs (int): first tokens to ask log-probabilities for.
+    fallback_samples (int): sampled answers per request when the server has no logprobs (0: error).
+    max_concurrency (int): requests in flight.
+    timeout (float): seconds per request.
+    max_retries (int): retries on 429/5xx/timeouts/connection errors.
+    backoff (float): the first retry's wait in seconds (doubling, with jitter).
+    multi_label (bool): yes/no per label; scores are logits.
+    batch_size (int): texts per `score` call.
+    RETURNS (OpenAITeacher): the teacher.
+    """
+    return OpenAITeacher(
+        base_url,
+        model,
+        labels,
+        api_key_env=api_key_env,
+        verbalizers=verbalizers,
+        instruction=instruction,
+        examples=examples,
+        endpoint=endpoint,
+        top_logprobs=top_logprobs,
+        fallback_samples=fallback_samples,
+        max_concurrency=max_concurrency,
+        timeout=timeout,
+        max_retries=max_retries,
+        backoff=backoff,
+        multi_label=multi_label,
+        batch_size=batch_size,
+    )
