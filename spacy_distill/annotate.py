@@ -79,6 +79,9 @@ def annotate(
     nlp = spacy.blank(lang)
     writer = TargetFileWriter(output_path)
     teacher_id = teacher.teacher_id
+    # How the teacher scored (e.g. "logprobs" or "samples:k" for a server) goes in every target.
+    method = getattr(teacher, "method", None)
+    run_info = {"method": method} if isinstance(method, str) else {}
     batch_size = max(1, int(getattr(teacher, "batch_size", 32)))
     own_cache = isinstance(cache, (str, Path))
     scorer = CachedScorer(teacher, TeacherCache(cache) if own_cache else cache)  # type: ignore[arg-type]
@@ -91,8 +94,8 @@ def annotate(
     )
     try:
         for window in _batches(records, batch_size * LENGTH_BUCKET_BATCHES):
-            window_scores = _score_window(scorer, window, labels, batch_size, progress)
-            for record, row in zip(window, window_scores):
+            window_scores, window_extras = _score_window(scorer, window, labels, batch_size, progress)
+            for record, row, extra in zip(window, window_scores, window_extras):
                 if not numpy.all(numpy.isfinite(row)):
                     error = RecordError(
                         f"{record.source}:{record.line}: the teacher returned NaN or inf "
@@ -106,6 +109,7 @@ def annotate(
                     scores=row,
                     teacher_id=teacher_id,
                     fingerprint=scorer.fingerprint,
+                    teacher_info={**run_info, **(extra or {})},
                     provenance=Provenance(id=record.id, source=record.source, line=record.line),
                 )
                 gold = gold_cats(record, labels)
@@ -138,12 +142,16 @@ def _score_window(
     # waste little compute; scores go back to input order.
     order = sorted(range(len(window)), key=lambda i: len(window[i].text))
     scores = numpy.zeros((len(window), len(labels)), dtype="float32")
+    extras: List[Optional[Dict]] = [None] * len(window)
     for start in range(0, len(order), batch_size):
         batch_index = order[start : start + batch_size]
         batch = [window[i] for i in batch_index]
-        scores[batch_index] = _checked_scores(scorer, batch, labels)
+        batch_scores, batch_extras = _checked_scores(scorer, batch, labels)
+        scores[batch_index] = batch_scores
+        for i, extra in zip(batch_index, batch_extras):
+            extras[i] = extra
         progress.update(len(batch))
-    return scores
+    return scores, extras
 
 
 def convert(
@@ -253,15 +261,15 @@ def _handle(error: RecordError, on_error: str, summary: AnnotationSummary) -> No
     summary.errors.append(str(error))
 
 
-def _checked_scores(scorer: CachedScorer, batch: List[Record], labels: Tuple[str, ...]) -> numpy.ndarray:
-    scores = numpy.asarray(scorer.score([record.text for record in batch]), dtype="float32")
+def _checked_scores(scorer: CachedScorer, batch: List[Record], labels: Tuple[str, ...]):
+    scores, extras = scorer.score([record.text for record in batch])
     if scores.shape != (len(batch), len(labels)):
         raise DistillError(
             f"Teacher {scorer.teacher.teacher_id} returned scores of shape {scores.shape} for "
             f"{len(batch)} texts and {len(labels)} labels (records from "
             f"{batch[0].source}:{batch[0].line})"
         )
-    return scores
+    return scores, extras
 
 
 def _batches(items: List[Record], size: int):

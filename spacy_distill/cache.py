@@ -7,11 +7,12 @@ any point loses at most the batch in flight, and the next run only scores what i
 A changed prompt, model or label map is a new fingerprint: new entries, not an error.
 """
 import hashlib
+import json
 import os
 import sqlite3
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy
 
@@ -23,7 +24,8 @@ CREATE TABLE IF NOT EXISTS teacher_scores (
     fingerprint TEXT NOT NULL,
     n_labels INTEGER NOT NULL,
     scores BLOB NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    extra TEXT
 )
 """
 
@@ -54,32 +56,51 @@ class TeacherCache:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(teacher_scores)")}
+        if "extra" not in columns:  # a cache written before per-text details were kept
+            self._db.execute("ALTER TABLE teacher_scores ADD COLUMN extra TEXT")
         self._db.commit()
 
-    def get_many(self, fingerprint: str, texts: Sequence[str], n_labels: int) -> Dict[int, numpy.ndarray]:
-        """Cached scores for texts, by position in `texts` (missing texts are left out)."""
+    def get_many(
+        self, fingerprint: str, texts: Sequence[str], n_labels: int
+    ) -> Dict[int, Tuple[numpy.ndarray, Optional[Dict[str, Any]]]]:
+        """Cached (scores, extra) for texts, by position in `texts` (misses are left out)."""
         keys = [cache_key(fingerprint, text) for text in texts]
-        found: Dict[str, numpy.ndarray] = {}
+        found: Dict[str, Tuple[numpy.ndarray, Optional[Dict[str, Any]]]] = {}
         for start in range(0, len(keys), 500):  # SQLite caps the number of bound parameters
             chunk = keys[start : start + 500]
             marks = ",".join("?" * len(chunk))
             rows = self._db.execute(
-                f"SELECT key, n_labels, scores FROM teacher_scores WHERE key IN ({marks})", chunk
+                f"SELECT key, n_labels, scores, extra FROM teacher_scores WHERE key IN ({marks})",
+                chunk,
             )
-            for key, stored_n_labels, blob in rows:
+            for key, stored_n_labels, blob, extra in rows:
                 if stored_n_labels == n_labels:
-                    found[key] = numpy.frombuffer(blob, dtype="float32").copy()
+                    scores = numpy.frombuffer(blob, dtype="float32").copy()
+                    found[key] = (scores, json.loads(extra) if extra else None)
         return {i: found[key] for i, key in enumerate(keys) if key in found}
 
-    def put_many(self, fingerprint: str, texts: Sequence[str], scores: numpy.ndarray) -> None:
-        """Store the scores of texts and commit."""
+    def put_many(
+        self,
+        fingerprint: str,
+        texts: Sequence[str],
+        scores: numpy.ndarray,
+        extras: Optional[Sequence[Optional[Dict[str, Any]]]] = None,
+    ) -> None:
+        """Store the scores (and per-text teacher details, JSON) of texts, and commit."""
         scores = numpy.asarray(scores, dtype="float32")
+        extras = extras if extras is not None else [None] * len(texts)
         now = time.time()
         rows = [
-            (cache_key(fingerprint, text), fingerprint, scores.shape[1], row.tobytes(), now)
-            for text, row in zip(texts, scores)
+            (
+                cache_key(fingerprint, text), fingerprint, scores.shape[1], row.tobytes(), now,
+                None if extra is None else json.dumps(extra),
+            )
+            for text, row, extra in zip(texts, scores, extras)
         ]
-        self._db.executemany("INSERT OR REPLACE INTO teacher_scores VALUES (?, ?, ?, ?, ?)", rows)
+        self._db.executemany(
+            "INSERT OR REPLACE INTO teacher_scores VALUES (?, ?, ?, ?, ?, ?)", rows
+        )
         self._db.commit()
 
     def count(self, fingerprint: Optional[str] = None) -> int:
@@ -100,7 +121,11 @@ class TeacherCache:
 
 
 class CachedScorer:
-    """Scores texts through the cache: hits come from SQLite, misses from the teacher."""
+    """Scores texts through the cache: hits come from SQLite, misses from the teacher.
+
+    Per-text teacher details travel with the scores: an ensemble's member distributions
+    (`score_with_members`) are kept in the cache and in the targets.
+    """
 
     def __init__(self, teacher, cache: Optional[TeacherCache]):
         self.teacher = teacher
@@ -110,26 +135,43 @@ class CachedScorer:
         self.hits = 0
         self.misses = 0
 
-    def score(self, texts: List[str]) -> numpy.ndarray:
-        """Scores (len(texts), n_labels): cached where possible, the rest from the teacher."""
-        if self.cache is None:
-            self.misses += len(texts)
-            return numpy.asarray(self.teacher.score(texts), dtype="float32")
-        cached = self.cache.get_many(self.fingerprint, texts, self.n_labels)
+    def score(self, texts: List[str]) -> Tuple[numpy.ndarray, List[Optional[Dict[str, Any]]]]:
+        """Scores (len(texts), n_labels) and per-text details (or None): cached where possible."""
+        cached = self.cache.get_many(self.fingerprint, texts, self.n_labels) if self.cache else {}
         scores = numpy.zeros((len(texts), self.n_labels), dtype="float32")
-        for i, row in cached.items():
-            scores[i] = row
+        extras: List[Optional[Dict[str, Any]]] = [None] * len(texts)
+        for i, (row, extra) in cached.items():
+            scores[i], extras[i] = row, extra
         missing = [i for i in range(len(texts)) if i not in cached]
         self.hits += len(cached)
         self.misses += len(missing)
-        if missing:
-            fresh = numpy.asarray(self.teacher.score([texts[i] for i in missing]), dtype="float32")
-            if fresh.shape != (len(missing), self.n_labels):
-                return fresh  # the caller reports the bad shape
-            finite = numpy.isfinite(fresh).all(axis=1)
+        if not missing:
+            return scores, extras
+        fresh, fresh_extras = self._score_with_teacher([texts[i] for i in missing])
+        if fresh.shape != (len(missing), self.n_labels):
+            return fresh, extras  # the caller reports the bad shape
+        scores[missing] = fresh
+        for j, i in enumerate(missing):
+            extras[i] = fresh_extras[j]
+        if self.cache is not None:
             # Never cache a NaN: a fixed teacher must get the chance to score the text again.
-            keep = [j for j in range(len(missing)) if finite[j]]
+            keep = [j for j in range(len(missing)) if numpy.isfinite(fresh[j]).all()]
             if keep:
-                self.cache.put_many(self.fingerprint, [texts[missing[j]] for j in keep], fresh[keep])
-            scores[missing] = fresh
-        return scores
+                self.cache.put_many(
+                    self.fingerprint,
+                    [texts[missing[j]] for j in keep],
+                    fresh[keep],
+                    [fresh_extras[j] for j in keep],
+                )
+        return scores, extras
+
+    def _score_with_teacher(self, texts: List[str]):
+        score_with_members = getattr(self.teacher, "score_with_members", None)
+        if callable(score_with_members):
+            fused, members = score_with_members(texts)
+            extras = [
+                {"members": {name: [float(p) for p in probs[i]] for name, probs in members.items()}}
+                for i in range(len(texts))
+            ]
+            return numpy.asarray(fused, dtype="float32"), extras
+        return numpy.asarray(self.teacher.score(texts), dtype="float32"), [None] * len(texts)

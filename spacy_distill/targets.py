@@ -68,6 +68,7 @@ class TeacherTarget:
     fingerprint: Optional[str] = None
     hidden: Optional[Dict[str, Any]] = None
     provenance: Provenance = field(default_factory=Provenance)
+    teacher_info: Dict[str, Any] = field(default_factory=dict)
 
     @property
     def has_teacher(self) -> bool:
@@ -86,7 +87,7 @@ class TeacherTarget:
     def to_dict(self) -> Dict[str, Any]:
         teacher = None
         if self.scores is not None:
-            teacher = {"id": self.teacher_id, "fingerprint": self.fingerprint}
+            teacher = {**self.teacher_info, "id": self.teacher_id, "fingerprint": self.fingerprint}
         return {
             "version": FORMAT_VERSION,
             "labels": list(self.labels),
@@ -132,6 +133,7 @@ class TeacherTarget:
         raw_scores = data.get("scores")
         scores = None
         teacher_id = fingerprint = None
+        teacher_info: Dict[str, Any] = {}
         if raw_scores is not None:
             try:
                 scores = numpy.asarray(raw_scores, dtype="float32")
@@ -158,6 +160,7 @@ class TeacherTarget:
             fingerprint = teacher.get("fingerprint")
             if fingerprint is not None and not isinstance(fingerprint, str):
                 raise fail("teacher", "fingerprint must be a string")
+            teacher_info = {k: v for k, v in teacher.items() if k not in ("id", "fingerprint")}
         hidden = data.get("hidden")
         if hidden is not None and not isinstance(hidden, dict):
             raise fail("hidden", f"expected a dict or null, got {type(hidden).__name__}")
@@ -183,6 +186,7 @@ class TeacherTarget:
             fingerprint=fingerprint,
             hidden=dict(hidden) if hidden is not None else None,
             provenance=provenance,
+            teacher_info=teacher_info,
         )
 
 

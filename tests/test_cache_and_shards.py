@@ -109,3 +109,18 @@ def test_killed_run_resumes_without_loss_duplicates_or_recomputation(tmp_path):
     assert sorted(cached | set(scored_after)) == sorted(texts) and len(scored_after) == 40 - len(cached)
     assert [d.text for d in read_targets(out)] == texts  # every record exactly once, in order
     assert f"Teacher cache: {len(cached)} hits, {40 - len(cached)} texts scored" in " ".join(output.split())
+
+
+def test_ensemble_member_distributions_reach_targets_and_cache(tmp_path):
+    from spacy_distill.teachers.ensemble import EnsembleTeacher
+
+    data = write_jsonl(tmp_path / "in.jsonl", [{"text": "free cash"}, {"text": "hello"}])
+    teacher = EnsembleTeacher({"a": FakeTeacher(), "b": FakeTeacher(nan_on="zzz")}, weights={"a": 0.5, "b": 0.5})
+    cache = tmp_path / "cache.sqlite"
+    for name in ("first", "second"):  # the second run is served from the cache
+        summary = annotate(data, tmp_path / f"{name}.spacy", teacher, cache=cache, show_progress=False)
+        target = get_target(next(iter(read_targets(tmp_path / f"{name}.spacy"))))
+        members = target.teacher_info["members"]
+        assert set(members) == {"a", "b"} and sum(members["a"]) == pytest.approx(1.0, abs=1e-5)
+        numpy.testing.assert_allclose(numpy.exp(FakeTeacher().score(["free cash"]))[0], members["a"], atol=1e-5)
+    assert summary.n_cache_hits == 2
