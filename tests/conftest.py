@@ -156,3 +156,7 @@ def _private_teacher_cache(tmp_path_factory):
         os.environ.pop("SPACY_DISTILL_CACHE", None)
     else:
         os.environ["SPACY_DISTILL_CACHE"] = previous
+
+
+# The workspace's shared data sets lie beside the repository (../shared/data), locally and in CI.
+SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"

@@ -3,10 +3,12 @@
 Every module here imports torch, transformers or httpx only when one of its teachers is
 built, so importing them (and `spacy_distill`) stays light.
 """
-from . import ensemble, hf_classifier, openai_server  # noqa: F401  (registration)
+from . import ensemble, hf_classifier, hf_probe, hf_prompt, openai_server  # noqa: F401  (registration)
 from .base import LabelMapping, Teacher
 from .ensemble import EnsembleTeacher
 from .hf_classifier import HFClassifierTeacher
+from .hf_probe import HFProbeTeacher, HiddenStateExtractor
+from .hf_prompt import HFPromptTeacher
 from .loading import load_teacher
 from .openai_server import OpenAITeacher
 from .spacy_teacher import SpacyTeacher
@@ -16,6 +18,9 @@ __all__ = [
     "Teacher",
     "SpacyTeacher",
     "HFClassifierTeacher",
+    "HFProbeTeacher",
+    "HFPromptTeacher",
+    "HiddenStateExtractor",
     "OpenAITeacher",
     "EnsembleTeacher",
     "load_teacher",
