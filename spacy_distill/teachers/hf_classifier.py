@@ -13,7 +13,6 @@ from ..registry import registry
 from . import hf_common
 from .base import LabelMapping, log_softmax
 
-MAX_LENGTH_CAP = 512
 """The default `max_length` never exceeds this, whatever the tokenizer allows."""
 
 DEVICES = ("cpu", "cuda", "auto")
@@ -87,7 +86,7 @@ class HFClassifierTeacher:
         self.label_map = dict(label_map or {})
         self.mapping = LabelMapping(self.teacher_labels, self.label_map, self.exclusive)
         self.labels: Tuple[str, ...] = self.mapping.labels
-        self.max_length = self._resolve_max_length(max_length)
+        self.max_length = hf_common.resolve_max_length(self.model, self.tokenizer, max_length, self.model_name, minimum=2)
         self._ensure_padding()
         self.teacher_id = teacher_id or (
             f"hf:{self.model_name}" + (f"@{revision}" if revision else "")
@@ -164,21 +163,6 @@ class HFClassifierTeacher:
         ).to(self.model.device)
         output = self.model(**encoded)
         return output.logits.float().cpu().numpy().astype("float64")
-
-    def _resolve_max_length(self, max_length: Optional[int]) -> int:
-        positions = getattr(self.model.config, "max_position_embeddings", None)
-        if max_length is None:
-            limit = getattr(self.tokenizer, "model_max_length", None) or MAX_LENGTH_CAP
-            candidates = [limit, MAX_LENGTH_CAP] + ([positions] if positions else [])
-            return int(min(candidates))
-        if not isinstance(max_length, int) or max_length < 2:
-            raise DistillError(f"max_length must be an integer of 2 or more, got {max_length!r}")
-        if positions and max_length > positions:
-            raise DistillError(
-                f"max_length {max_length} exceeds the {positions} positions of {self.model_name} "
-                "(max_position_embeddings); lower max_length"
-            )
-        return max_length
 
     def _ensure_padding(self) -> None:
         # Decoder-style classifiers (GPT-2, Llama...) ship without a pad token; batching needs

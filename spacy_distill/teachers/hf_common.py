@@ -12,6 +12,8 @@ from typing import Any, Dict, Iterable, Optional, Tuple
 from ..errors import DistillError
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
+# Default input length: encoders rarely have more positions, and longer inputs cost quadratically.
+MAX_LENGTH_CAP = 512
 
 
 def require_transformers():
@@ -116,3 +118,21 @@ def fingerprint_of(parts: Iterable[Any], model_files: Optional[str] = None) -> s
 def offline_hint() -> str:
     """A note for errors: weights are never downloaded at run time in offline setups."""
     return "" if os.environ.get("HF_HUB_OFFLINE") != "1" else " (HF_HUB_OFFLINE=1: only local files are used)"
+
+
+def resolve_max_length(model, tokenizer, max_length: Optional[int], model_name: str, *, minimum: int = 1) -> int:
+    """The input length in tokens: the one asked for, checked against the model's positions,
+    or (None) the tokenizer's model_max_length capped at MAX_LENGTH_CAP and the positions."""
+    positions = getattr(model.config, "max_position_embeddings", None)
+    if max_length is None:
+        limit = getattr(tokenizer, "model_max_length", None) or MAX_LENGTH_CAP
+        candidates = [limit, MAX_LENGTH_CAP] + ([positions] if positions else [])
+        return int(min(candidates))
+    if not isinstance(max_length, int) or max_length < minimum:
+        raise DistillError(f"max_length must be an integer of {minimum} or more, got {max_length!r}")
+    if positions and max_length > positions:
+        raise DistillError(
+            f"max_length {max_length} exceeds the {positions} positions of {model_name} "
+            "(max_position_embeddings); lower max_length"
+        )
+    return max_length

@@ -27,7 +27,6 @@ from .base import log_softmax
 
 POOLINGS = ("mean", "cls", "last")
 DEVICES = ("cpu", "cuda", "auto")
-MAX_LENGTH_CAP = 512
 """The default `max_length` never exceeds this, whatever the tokenizer allows."""
 
 DEFAULT_C = 0.01
@@ -146,7 +145,7 @@ class HiddenStateExtractor:
         self.n_layers = int(getattr(config, "num_hidden_layers", 0) or 0)
         self.width = int(getattr(config, "hidden_size", 0) or getattr(config, "d_model", 0))
         self._check_layers()
-        self.max_length = self._resolve_max_length(max_length)
+        self.max_length = hf_common.resolve_max_length(self.model, self.tokenizer, max_length, self.model_name, minimum=1)
         self.pad_token_id = self._pad_token_id()
         self._setup_early_exit()
         self.n_scored = 0
@@ -318,21 +317,6 @@ class HiddenStateExtractor:
             raise DistillError(
                 f"last_k {self.last_k} exceeds the {n_states} hidden states of {self.model_name}"
             )
-
-    def _resolve_max_length(self, max_length: Optional[int]) -> int:
-        positions = getattr(self.model.config, "max_position_embeddings", None)
-        if max_length is None:
-            limit = getattr(self.tokenizer, "model_max_length", None) or MAX_LENGTH_CAP
-            candidates = [limit, MAX_LENGTH_CAP] + ([positions] if positions else [])
-            return int(min(candidates))
-        if not isinstance(max_length, int) or max_length < 1:
-            raise DistillError(f"max_length must be a positive integer, got {max_length!r}")
-        if positions and max_length > positions:
-            raise DistillError(
-                f"max_length {max_length} exceeds the {positions} positions of {self.model_name} "
-                "(max_position_embeddings); lower max_length"
-            )
-        return max_length
 
     def _pad_token_id(self) -> int:
         # Padding sits after the real tokens and is masked out, so its id only has to exist:
