@@ -4,7 +4,9 @@ Importing the package registers its components, losses, readers, scorers and tea
 imports neither torch nor transformers (teachers that need them import them when they run).
 """
 from . import corpus, losses, scoring  # noqa: F401  (registration)
+from .ml import empty_docs  # noqa: F401  (registers the empty-doc guard callback)
 from .about import __version__
+from .filter import DecisionRule, SemanticFilter
 from .losses import SoftTargetLoss, SoftTargets
 from .pipeline.distill_textcat import DistillMultiLabelTextCategorizer, DistillTextCategorizer
 from .registry import teachers
@@ -17,6 +19,8 @@ __all__ = [
     "SoftTargets",
     "DistillTextCategorizer",
     "DistillMultiLabelTextCategorizer",
+    "DecisionRule",
+    "SemanticFilter",
     "TeacherTarget",
     "get_target",
     "set_target",

@@ -160,3 +160,42 @@ def _private_teacher_cache(tmp_path_factory):
 
 # The workspace's shared data sets lie beside the repository (../shared/data), locally and in CI.
 SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+
+
+def spam_target_rows(exclusive: bool = True, repeat: int = 3):
+    """SPAM_TEXTS as target rows with soft teacher probabilities and gold."""
+    rows = []
+    for text, label in SPAM_TEXTS * repeat:
+        spam = label == "spam"
+        if exclusive:
+            rows.append((text, [0.2, 0.8] if spam else [0.9, 0.1], {"ham": float(not spam), "spam": float(spam)}))
+        else:
+            urgent = "urgent" in text or "today" in text
+            rows.append((text, [0.1 if spam else 0.9, 0.8 if spam else 0.1, 0.7 if urgent else 0.2],
+                         {"ham": float(not spam), "spam": float(spam), "urgent": float(urgent)}))
+    return rows
+
+
+def train_distilled_student(
+    directory: Path, arch: str = "bow", exclusive: bool = True, steps: int = 8, meta: Dict = None
+) -> Path:
+    """A distill_textcat(_multilabel) student trained in-process on SPAM_TEXTS targets, saved to
+    `directory / "student"` next to its target file `directory / "train.spacy"`."""
+    from spacy import util
+
+    from spacy_distill.corpus import TargetCorpus
+    from spacy_distill.student_config import make_student_config
+    from spacy_distill.targets import write_targets
+
+    labels = ("ham", "spam") if exclusive else ("ham", "spam", "urgent")
+    train = write_targets(make_target_docs(spam_target_rows(exclusive), labels, exclusive), directory / "train.spacy")
+    config = make_student_config(train, arch=arch, max_steps=steps)
+    nlp = util.load_model_from_config(config, auto_fill=True)
+    examples = list(TargetCorpus(train)(nlp))
+    optimizer = nlp.initialize(lambda: examples)
+    for _ in range(steps):
+        nlp.update(examples, sgd=optimizer)
+    if meta:
+        nlp.meta.update(meta)
+    nlp.to_disk(directory / "student")
+    return directory / "student"

@@ -86,3 +86,79 @@ def test_evaluate_names_unknown_gold_labels(student_and_data, tmp_path):
     result = runner.invoke(app, ["evaluate", str(student_path), "--data", str(data), "-o", str(tmp_path), "--no-cost"])
     assert result.exit_code == 1
     assert f"{data}:1: unknown label(s) ['eggs']" in _clean(result.stdout)
+
+
+def _cascade_data(root, tmp_path):
+    """The toy test set, larger, with the stored teacher outputs of test.spacy."""
+    from spacy_distill.targets import read_targets, write_targets
+
+    docs = list(read_targets(root / "test.spacy"))
+    return write_targets(docs * 5, tmp_path / "dev.spacy")
+
+
+def test_tune_chooses_the_band_for_an_escalation_rate(student_and_data, tmp_path):
+    root, _, student_path, _ = student_and_data
+    dev = _cascade_data(root, tmp_path)
+    out = tmp_path / "tuned"
+    result = runner.invoke(app, ["tune", str(student_path), "--data", str(dev), "-o", str(out), "--escalation-rate", "0.25"])
+    assert result.exit_code == 0, _clean(result.stdout)
+    assert "Cascade band: margin" in _clean(result.stdout)
+    from spacy_distill.evaluation.tune import get_cascade
+    from spacy_distill.filter.decision import DecisionRule
+
+    nlp = spacy.load(out)
+    band = get_cascade(nlp)
+    assert band["objective"] == "escalation_rate" and band["value"] == 0.25
+    rule = DecisionRule(["ham", "spam"], True, get_thresholds(nlp))
+    docs = list(nlp.pipe(t for t, _ in SPAM_TEXTS))
+    margins = rule.margins(rule.probabilities([d.cats for d in docs]))
+    # 8 distinct texts, each 5 times: a quarter of dev is 2 texts' worth (ties kept together)
+    assert (margins < band["margin"]).mean() == pytest.approx(band["dev"]["escalation_rate"]) == pytest.approx(0.25)
+    # the filter reads the band from meta.json
+    nlp.add_pipe("semantic_filter")
+    assert sum(doc._.verdict == "review" for doc in nlp.pipe(t for t, _ in SPAM_TEXTS)) == 2
+
+
+def test_tune_band_for_a_cascade_accuracy_and_evaluate_reports_the_curve(student_and_data, tmp_path):
+    from spacy_distill.targets import write_targets
+
+    from .conftest import make_target_docs
+
+    root, _, student_path, _ = student_and_data
+    # A perfect teacher, and gold that the student cannot know for two texts: only escalating
+    # them reaches accuracy 1.0.
+    flipped = {"see you at lunch", "urgent you won cash"}
+    rows = []
+    for text, label in SPAM_TEXTS * 3:
+        spam = (label == "spam") != (text in flipped)
+        rows.append((text, [0.01, 0.99] if spam else [0.99, 0.01], {"ham": float(not spam), "spam": float(spam)}))
+    dev = write_targets(make_target_docs(rows), tmp_path / "dev.spacy")
+    out = tmp_path / "tuned"
+    result = runner.invoke(app, ["tune", str(student_path), "--data", str(dev), "-o", str(out), "--cascade-accuracy", "1.0"])
+    assert result.exit_code == 0, _clean(result.stdout)
+    from spacy_distill.evaluation.tune import get_cascade
+
+    band = get_cascade(spacy.load(out))
+    assert band["objective"] == "accuracy" and band["dev"]["met"] and band["dev"]["accuracy"] == 1.0
+    assert band["dev"]["student_accuracy"] < 1.0 and 0 < band["dev"]["escalation_rate"] < 1.0
+    result = runner.invoke(app, ["evaluate", str(out), "--data", str(dev), "-o", str(tmp_path / "m"), "--no-cost", "--no-progress"])
+    assert result.exit_code == 0, _clean(result.stdout)
+    report = json.loads((tmp_path / "m" / "report.json").read_text())
+    cascade = report["cascade"]
+    assert cascade["teacher_accuracy"] == 1.0
+    assert cascade["points"][0]["accuracy"] == pytest.approx(cascade["student_accuracy"])
+    assert cascade["points"][-1]["accuracy"] == pytest.approx(cascade["teacher_accuracy"])
+    assert cascade["named"]["tuned"]["accuracy"] == 1.0
+    assert cascade["named"]["tuned"]["escalation_rate"] == pytest.approx(band["dev"]["escalation_rate"])
+    assert "## Cascade" in (tmp_path / "m" / "report.md").read_text()
+    assert (tmp_path / "m" / "cascade.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cascade_accuracy_needs_teacher_outputs(student_and_data, tmp_path):
+    root, _, student_path, data = student_and_data
+    result = runner.invoke(app, ["tune", str(student_path), "--data", str(data), "-o", str(tmp_path / "t"), "--cascade-accuracy", "0.9"])
+    assert result.exit_code == 1
+    assert "holds no teacher outputs" in _clean(result.stdout) and str(data) in _clean(result.stdout)
+    both = runner.invoke(app, ["tune", str(student_path), "--data", str(data), "--cascade-accuracy", "0.9", "--escalation-rate", "0.1"])
+    assert both.exit_code == 1 and "not both" in _clean(both.stdout)
+    assert not (tmp_path / "t").exists()

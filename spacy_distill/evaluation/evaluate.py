@@ -58,7 +58,7 @@ def evaluate(
     dataset = load_evaluation_data(data, labels, exclusive=exclusive, limit=limit)
     _log(f"evaluating on {len(dataset.texts)} texts from {dataset.source} ({dataset.n_gold} with gold)")
     student_probs = _student_probabilities(nlp, name, dataset.texts, labels, batch_size, show_progress)
-    teacher_probs, teacher_id, teacher_from = _teacher_probabilities(dataset, teacher, exclusive, show_progress)
+    teacher_probs, teacher_id, teacher_from = teacher_probabilities_for(dataset, teacher, exclusive, show_progress)
 
     report: Dict[str, Any] = {
         "student": {"path": str(student), "component": name},
@@ -99,6 +99,8 @@ def evaluate(
             report["teacher_bias_audit"] = metrics.teacher_bias_audit(
                 dataset.gold, teacher_probs, student_probs, exclusive=exclusive, threshold=threshold
             )
+    if teacher_probs is not None and dataset.n_gold:
+        report["cascade"] = _cascade(nlp, labels, exclusive, dataset.gold, student_probs, teacher_probs)
     if measure_cost:
         report["cost"] = _measure_cost(student, teacher, dataset.texts, batch_size, latency_n)
     report["seconds"] = round(time.perf_counter() - started, 2)
@@ -108,15 +110,35 @@ def evaluate(
     return report
 
 
+def _cascade(nlp, labels, exclusive, gold, student_probs, teacher_probs) -> Dict[str, Any]:
+    """Accuracy vs escalation rate with the student's tuned thresholds (and its tuned band)."""
+    from ..filter.cascade import cascade_curve
+    from ..filter.decision import DecisionRule
+    from .tune import get_cascade, get_thresholds
+
+    thresholds = {k: v for k, v in get_thresholds(nlp).items() if k in labels}
+    student_rule = DecisionRule(labels, exclusive, thresholds)
+    teacher_rule = DecisionRule(labels, exclusive)
+    tuned = get_cascade(nlp)
+    named = [("tuned", float(tuned["margin"]))] if tuned.get("margin") is not None else []
+    return cascade_curve(gold, student_probs, teacher_probs, student_rule, teacher_rule, extra_margins=named)
+
+
 def _student_probabilities(nlp, name: str, texts: Sequence[str], labels: List[str], batch_size: int, show_progress: bool) -> numpy.ndarray:
     rows = []
-    docs = nlp.pipe(texts, batch_size=batch_size)
+    # The filter (and any cascade teacher it holds) is not what is measured here.
+    filters = [n for n in nlp.pipe_names if nlp.get_pipe_meta(n).factory == "semantic_filter"]
+    docs = nlp.pipe(texts, batch_size=batch_size, disable=filters)
     for doc in tqdm(docs, total=len(texts), desc="student", unit="doc", disable=not show_progress, file=sys.stderr):
         rows.append([doc.cats.get(label, 0.0) for label in labels])
     return numpy.asarray(rows, dtype="float64")
 
 
-def _teacher_probabilities(dataset: EvaluationData, teacher: Optional[str], exclusive: bool, show_progress: bool):
+def teacher_probabilities_for(dataset: EvaluationData, teacher: Optional[str], exclusive: bool, show_progress: bool = False):
+    """The teacher's probabilities on the data: stored ones, else from running `teacher`.
+
+    RETURNS: (probabilities or None, teacher id, where they came from).
+    """
     if dataset.teacher_probs is not None:
         return dataset.teacher_probs, dataset.teacher_id, "target file"
     if teacher is None:

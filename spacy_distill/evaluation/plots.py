@@ -166,6 +166,40 @@ def plot_speed_quality(
     return _save(figure, path)
 
 
+def plot_cascade(
+    cascade: Mapping[str, Any],
+    path: PathLike,
+    title: str = "Cascade: accuracy vs escalation rate",
+) -> Path:
+    """Cascade accuracy against the fraction of docs escalated to the teacher.
+
+    cascade (Mapping[str, Any]): `filter.cascade.cascade_curve`'s result: points (each with
+        escalation_rate and accuracy), student_accuracy, teacher_accuracy and named points.
+    path (Union[str, Path]): the PNG to write; parent directories are created.
+    title (str): the figure title.
+    RETURNS (Path): the path written.
+    """
+    points = cascade.get("points") or []
+    if not points:
+        raise ValueError("plot_cascade: the cascade has no points")
+    figure = _new_figure(6.4, 4.8)
+    axes = figure.add_subplot(1, 1, 1)
+    axes.plot([p["escalation_rate"] for p in points], [p["accuracy"] for p in points],
+              marker="o", color="C0", label="student + teacher on the least certain")
+    axes.axhline(cascade["student_accuracy"], color="C1", linestyle="--", linewidth=1, label="student alone")
+    axes.axhline(cascade["teacher_accuracy"], color="C2", linestyle=":", linewidth=1, label="teacher alone")
+    for index, (name, point) in enumerate((cascade.get("named") or {}).items()):
+        axes.scatter([point["escalation_rate"]], [point["accuracy"]], s=80, marker="*", color=f"C{3 + index}",
+                     zorder=3, label=f"{name} band (margin {point['margin']:.3f})")
+    axes.set_xlim(-0.02, 1.02)
+    axes.set_xlabel("fraction of docs escalated to the teacher")
+    axes.set_ylabel("accuracy")
+    axes.set_title(title)
+    axes.legend(loc="lower right", fontsize="small")
+    axes.grid(alpha=0.3)
+    return _save(figure, path)
+
+
 def plot_threshold_curve(
     thresholds: Sequence[float],
     precision: Sequence[Optional[float]],

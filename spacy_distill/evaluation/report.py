@@ -59,6 +59,9 @@ def _write_plots(report: Dict[str, Any], output_dir: Path) -> Dict[str, str]:
     if points:
         plots.plot_speed_quality(points, output_dir / "speed_quality.png", "Speed vs accuracy")
         written["speed_quality"] = "speed_quality.png"
+    if (report.get("cascade") or {}).get("points"):
+        plots.plot_cascade(report["cascade"], output_dir / "cascade.png")
+        written["cascade"] = "cascade.png"
     return written
 
 
@@ -136,6 +139,19 @@ def render_markdown(report: Dict[str, Any]) -> str:
         summary = cost.get("summary") or {}
         if summary:
             lines += ["", "Ratios: " + ", ".join(f"{k} {_fmt(v, 1)}×" for k, v in summary.items() if v is not None)]
+        lines.append("")
+    cascade = report.get("cascade") or {}
+    if cascade.get("points"):
+        lines += ["## Cascade (doubtful docs escalated to the teacher)", "",
+                  "The student decides with its tuned thresholds; the docs closest to a threshold go to the "
+                  "teacher, whose decision replaces the student's. "
+                  f"Student alone: {_fmt(cascade['student_accuracy'])}, teacher alone: "
+                  f"{_fmt(cascade['teacher_accuracy'])} (accuracy of the filter's decisions on {cascade['n']} docs with gold).", "",
+                  "| escalated | margin | accuracy |", "|---|---|---|"]
+        for point in cascade["points"]:
+            lines.append(f"| {point['escalation_rate']:.1%} | {_fmt(point['margin'])} | {_fmt(point['accuracy'])} |")
+        for name, point in (cascade.get("named") or {}).items():
+            lines.append(f"| {point['escalation_rate']:.1%} ({name} band) | {_fmt(point['margin'])} | {_fmt(point['accuracy'])} |")
         lines.append("")
     plots = report.get("plots") or {}
     if plots:

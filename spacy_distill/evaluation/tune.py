@@ -121,6 +121,18 @@ def get_thresholds(nlp: Language) -> Dict[str, float]:
     return dict((nlp.meta.get(META_KEY) or {}).get("thresholds") or {})
 
 
+def save_cascade(nlp: Language, band: Dict[str, Any], *, objective: str, value: float, data: str) -> None:
+    """Store the cascade band (`margin`, read by `semantic_filter`) and how it was chosen."""
+    section = dict(nlp.meta.get(META_KEY) or {})
+    section["cascade"] = {"margin": band["margin"], "objective": objective, "value": value, "data": data, "dev": band}
+    nlp.meta[META_KEY] = section
+
+
+def get_cascade(nlp: Language) -> Dict[str, Any]:
+    """The cascade band stored with a pipeline (empty if none was tuned)."""
+    return dict((nlp.meta.get(META_KEY) or {}).get("cascade") or {})
+
+
 def unmet_targets(chosen: Dict[str, Dict[str, Any]]) -> List[str]:
     """Labels whose target was not reached."""
     return [label for label, info in chosen.items() if not info["met"]]

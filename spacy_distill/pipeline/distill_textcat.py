@@ -20,6 +20,7 @@ from thinc.types import Floats2d
 
 from ..errors import LabelMismatchError, UnsupportedModelError
 from ..losses import SoftTargetLoss, SoftTargets, make_soft_targets
+from ..ml.empty_docs import guard_empty_docs
 from ..ml.logits import forward_logits, has_readable_logits
 from ..targets import USER_DATA_KEY, TeacherTarget, get_target
 
@@ -340,6 +341,8 @@ class DistillTextCategorizer(SoftTargetTraining, TextCategorizer):
         """
         super().__init__(vocab, model, name, threshold=threshold, scorer=scorer)
         self.loss = loss
+        # spaCy's n-gram features crash on empty docs in mixed batches (see ml/empty_docs).
+        guard_empty_docs(model)
 
 
 class DistillMultiLabelTextCategorizer(SoftTargetTraining, MultiLabel_TextCategorizer):
@@ -367,6 +370,8 @@ class DistillMultiLabelTextCategorizer(SoftTargetTraining, MultiLabel_TextCatego
         """
         super().__init__(vocab, model, name, threshold=threshold, scorer=scorer)
         self.loss = loss
+        # spaCy's n-gram features crash on empty docs in mixed batches (see ml/empty_docs).
+        guard_empty_docs(model)
 
 
 __all__ = [

@@ -1,0 +1,353 @@
+"""`spacy-distill export`: a trained student as a plain spaCy pipeline, ready for `spacy package`.
+
+What changes, and why:
+* training-only components (hidden-state distillation) are removed;
+* `distill_textcat*` become spaCy's `textcat` / `textcat_multilabel` with the same model config
+  and weights: the distilling classes only change training, so predictions are identical
+  (checked on texts before anything is written);
+* `[corpora]` readers of target files become `spacy.Corpus.v1` (target files are DocBins with
+  gold in `doc.cats`), so the exported config needs no plugin for anything but the filter;
+* optionally a `semantic_filter` with the tuned thresholds and band written into its config;
+* `meta.json` gains a distillation card under `spacy_distill.card`: teacher, loss, data sizes and,
+  given `evaluate`'s report, retention and speed-up.
+
+Only the filter (if added) ties the package to spacy-distill, whose core install is spaCy and a
+few small packages: the exported student never needs torch or transformers.
+"""
+import copy
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
+
+import numpy
+import spacy
+import srsly
+from spacy.language import Language
+from spacy.util import load_model_from_config
+from thinc.api import Config
+
+from .errors import DistillError
+from .filter.component import META_KEY
+from .ml.empty_docs import GUARD_CALLBACK, needs_guard
+from .pipeline.textcat_lookup import find_textcat
+from .targets import read_target_summary
+
+# distilling factory -> (spaCy factory, spaCy scorer)
+PLAIN_TEXTCAT = {
+    "distill_textcat": ("textcat", "spacy.textcat_scorer.v2"),
+    "distill_textcat_multilabel": ("textcat_multilabel", "spacy.textcat_multilabel_scorer.v2"),
+}
+TRAINING_ONLY_FACTORIES = {"distill_hidden"}
+TARGET_READER = "spacy-distill.TargetCorpus.v1"
+FILTER_FACTORY = "semantic_filter"
+EQUIVALENCE_TOLERANCE = 1e-6
+
+# Texts for the equivalence check when the caller gives none: words the student may or may not
+# know, empty and odd strings.
+FALLBACK_TEXTS = [
+    "",
+    "Hello, how are you today?",
+    "WINNER!! You have won a FREE prize, call now to claim.",
+    "I didn't like the movie at all; the plot was dull and far too long.",
+    "A wonderful, moving film with great performances.",
+    "Meeting moved to 3pm tomorrow :)",
+    "😀 🙃 ???",
+    "Das ist ein kurzer Satz auf Deutsch.",
+]
+
+
+def is_training_only(nlp: Language, name: str) -> bool:
+    """Whether a component only matters during training (and is dropped on export)."""
+    factory = nlp.get_pipe_meta(name).factory
+    return factory in TRAINING_ONLY_FACTORIES or bool(getattr(nlp.get_pipe(name), "is_training_only", False))
+
+
+def exported_config(
+    nlp: Language,
+    *,
+    filter_config: Optional[Dict[str, Any]] = None,
+) -> Config:
+    """The config of the exported pipeline (see the module docstring)."""
+    config = copy.deepcopy(nlp.config)
+    pipeline: List[str] = list(config["nlp"]["pipeline"])
+    for name in list(pipeline):
+        if is_training_only(nlp, name):
+            pipeline.remove(name)
+            config["components"].pop(name, None)
+            if name in config["nlp"].get("disabled", []):
+                config["nlp"]["disabled"].remove(name)
+    for name in pipeline:
+        block = config["components"].get(name, {})
+        factory = block.get("factory")
+        if factory in PLAIN_TEXTCAT:
+            plain, scorer = PLAIN_TEXTCAT[factory]
+            config["components"][name] = {
+                "factory": plain,
+                "model": block["model"],
+                "threshold": block.get("threshold", 0.0 if plain == "textcat" else 0.5),
+                "scorer": {"@scorers": scorer},
+            }
+    for key, reader in list((config.get("corpora") or {}).items()):
+        if isinstance(reader, dict) and reader.get("@readers") == TARGET_READER:
+            config["corpora"][key] = {
+                "@readers": "spacy.Corpus.v1",
+                "path": reader.get("path"),
+                "max_length": 0,
+                "gold_preproc": False,
+                "limit": reader.get("limit", 0),
+                "augmenter": None,
+            }
+    if filter_config is not None:
+        existing = [n for n in pipeline if config["components"][n].get("factory") == FILTER_FACTORY]
+        for name in existing:
+            pipeline.remove(name)
+            config["components"].pop(name)
+        name = existing[0] if existing else FILTER_FACTORY
+        pipeline.append(name)
+        config["components"][name] = {"factory": FILTER_FACTORY, **filter_config}
+    config["nlp"]["pipeline"] = pipeline
+    if any(needs_guard(nlp.get_pipe(n).model) for n in pipeline if n in nlp.pipe_names and hasattr(nlp.get_pipe(n), "model")):
+        callback = config["nlp"].get("after_pipeline_creation")
+        if callback and callback.get("@callbacks") != GUARD_CALLBACK:
+            raise DistillError(
+                f"[nlp.after_pipeline_creation] is already set ({callback}); spacy-distill needs it for "
+                f"{GUARD_CALLBACK}, which keeps empty docs from crashing the n-gram features: "
+                "call that guard from your own callback and remove the block before exporting"
+            )
+        config["nlp"]["after_pipeline_creation"] = {"@callbacks": GUARD_CALLBACK}
+    init_components = (config.get("initialize") or {}).get("components") or {}
+    for name in list(init_components):
+        if name not in pipeline:
+            init_components.pop(name)
+    if "training" in config:
+        config["training"]["frozen_components"] = [
+            n for n in config["training"].get("frozen_components", []) if n in pipeline
+        ]
+        config["training"]["annotating_components"] = [
+            n for n in config["training"].get("annotating_components", []) if n in pipeline
+        ]
+        config["training"]["score_weights"] = {}
+    return Config(config)
+
+
+def distillation_card(
+    nlp: Language,
+    textcat: str,
+    *,
+    train_data: Optional[Path] = None,
+    dev_data: Optional[Path] = None,
+    report: Optional[Dict[str, Any]] = None,
+) -> Dict[str, Any]:
+    """What the student was distilled from, and (given a report) what it kept."""
+    block = nlp.config["components"][textcat]
+    loss = block.get("loss") or {}
+    card: Dict[str, Any] = {
+        "student": {
+            "component": textcat,
+            "trained_as": block.get("factory"),
+            "architecture": (block.get("model") or {}).get("@architectures"),
+            "labels": list(nlp.get_pipe(textcat).labels),
+        },
+        "loss": {key: loss.get(key) for key in ("@losses", "temperature", "alpha") if key in loss} or None,
+        "teacher": None,
+        "data": {},
+    }
+    teachers = set()
+    for split, path in (("train", train_data), ("dev", dev_data)):
+        if path is None:
+            continue
+        summary = read_target_summary(path)
+        card["data"][split] = {
+            "path": str(path),
+            "n_docs": summary["n_docs"],
+            "n_teacher": summary["n_teacher"],
+            "n_gold": summary["n_gold"],
+        }
+        teachers.update(tuple(t) for t in summary["teachers"])
+    if teachers:
+        card["teacher"] = [{"id": t[0], "fingerprint": t[1]} for t in sorted(teachers, key=str)]
+    if report is not None:
+        card["evaluation"] = _evaluation_summary(report)
+    return card
+
+
+def _evaluation_summary(report: Dict[str, Any]) -> Dict[str, Any]:
+    quality = report.get("quality") or {}
+    summary: Dict[str, Any] = {
+        "data": (report.get("data") or {}).get("path"),
+        "n_texts": (report.get("data") or {}).get("n_texts"),
+        "teacher": (report.get("teacher") or {}).get("id"),
+    }
+    for model in ("student", "teacher"):
+        if model in quality:
+            summary[model] = {k: quality[model].get(k) for k in ("accuracy", "macro_f1")}
+    if report.get("retention"):
+        summary["retention"] = report["retention"]
+    if report.get("agreement"):
+        summary["agreement"] = report["agreement"].get("argmax")
+    cost = (report.get("cost") or {}).get("summary")
+    if cost:
+        summary["speedup"] = cost.get("speedup")
+        summary["memory_ratio"] = cost.get("memory_ratio")
+        summary["size_ratio"] = cost.get("size_ratio")
+    return summary
+
+
+def _card_description(card: Dict[str, Any]) -> str:
+    teachers = ", ".join(t["id"] for t in card.get("teacher") or []) or "a teacher"
+    text = f"Text classifier distilled from {teachers} with spacy-distill."
+    ev = card.get("evaluation") or {}
+    if ev.get("retention"):
+        text += f" Keeps {ev['retention'].get('accuracy', 0):.1%} of the teacher's accuracy"
+        if ev.get("speedup"):
+            text += f" at {ev['speedup']:.0f}x its speed"
+        text += f" (on {ev.get('n_texts')} texts of {ev.get('data')})."
+    return text
+
+
+def filter_settings(
+    nlp: Language,
+    textcat: str,
+    *,
+    actions: Dict[str, str],
+    default_action: str = "allow",
+) -> Dict[str, Any]:
+    """The `semantic_filter` config: actions plus the thresholds and band `tune` stored."""
+    section = nlp.meta.get(META_KEY) or {}
+    return {
+        "textcat": textcat,
+        "actions": dict(actions),
+        "default_action": default_action,
+        "thresholds": dict(section.get("thresholds") or {}),
+        "escalation_margin": float((section.get("cascade") or {}).get("margin") or 0.0),
+        "teacher": None,
+        "teacher_thresholds": {},
+    }
+
+
+def check_equivalence(
+    original: Language, exported: Language, textcat: str, texts: Sequence[str]
+) -> float:
+    """The largest difference between the two pipelines' `doc.cats` on these texts; raises if
+    it exceeds EQUIVALENCE_TOLERANCE."""
+    labels = list(original.get_pipe(textcat).labels)
+    before = _cats(original, texts, labels)
+    after = _cats(exported, texts, labels)
+    worst = float(numpy.abs(before - after).max()) if len(texts) else 0.0
+    if not worst <= EQUIVALENCE_TOLERANCE:
+        raise DistillError(
+            f"the exported classifier's predictions differ from the trained one's by up to {worst:.3g} "
+            f"(tolerance {EQUIVALENCE_TOLERANCE}); nothing was written"
+        )
+    return worst
+
+
+def _cats(nlp: Language, texts: Iterable[str], labels: List[str]) -> numpy.ndarray:
+    filters = [n for n in nlp.pipe_names if nlp.get_pipe_meta(n).factory == FILTER_FACTORY]
+    with nlp.select_pipes(disable=filters):
+        return numpy.asarray(
+            [[doc.cats.get(label, numpy.nan) for label in labels] for doc in nlp.pipe(texts)], dtype="float64"
+        ).reshape(-1, len(labels))
+
+
+def export_pipeline(
+    trained: Union[str, Path],
+    output: Union[str, Path],
+    *,
+    component: Optional[str] = None,
+    add_filter: bool = False,
+    actions: Optional[Dict[str, str]] = None,
+    default_action: str = "allow",
+    report: Optional[Union[str, Path]] = None,
+    train_data: Optional[Union[str, Path]] = None,
+    dev_data: Optional[Union[str, Path]] = None,
+    check_texts: Optional[Sequence[str]] = None,
+    name: Optional[str] = None,
+    version: Optional[str] = None,
+) -> Dict[str, Any]:
+    """Export a trained student (see the module docstring).
+
+    trained (Union[str, Path]): the trained pipeline (e.g. training/student/model-best).
+    output (Union[str, Path]): the folder to write; nothing is written if a check fails.
+    component (Optional[str]): the text classifier (None: the only one).
+    add_filter (bool): add (or refresh) a `semantic_filter` with the tuned thresholds.
+    actions (Optional[Dict[str, str]]): the filter's label -> action.
+    default_action (str): the filter's verdict when no label is decided.
+    report (Optional[Union[str, Path]]): `spacy-distill evaluate`'s report.json, for the card.
+    train_data, dev_data (Optional[Union[str, Path]]): the target files it was trained on
+        (default: `paths.train` / `paths.dev` of its config, where they exist).
+    check_texts (Optional[Sequence[str]]): texts for the equivalence check (default: a few
+        built-in ones).
+    name, version (Optional[str]): `meta.json` name and version for `spacy package`.
+    RETURNS (Dict[str, Any]): output, removed and converted components, the largest
+        prediction difference, and the card.
+    """
+    output = Path(output)
+    try:
+        nlp = spacy.load(trained)
+    except OSError as err:
+        raise DistillError(f"{trained}: cannot load the trained pipeline ({err})") from err
+    textcat = find_textcat(nlp, component)
+    report_data = None
+    if report is not None:
+        report_path = Path(report)
+        if not report_path.is_file():
+            raise DistillError(f"{report_path}: evaluation report not found")
+        try:
+            report_data = srsly.read_json(report_path)
+        except ValueError as err:
+            raise DistillError(f"{report_path}: not a JSON report ({err})") from err
+    train_path = _data_path(train_data, nlp.config["paths"].get("train"), "train")
+    dev_path = _data_path(dev_data, nlp.config["paths"].get("dev"), "dev")
+    card = distillation_card(nlp, textcat, train_data=train_path, dev_data=dev_path, report=report_data)
+    filter_config = None
+    if add_filter:
+        filter_config = filter_settings(nlp, textcat, actions=actions or {}, default_action=default_action)
+    config = exported_config(nlp, filter_config=filter_config)
+    meta = copy.deepcopy(nlp.meta)
+    section = dict(meta.get(META_KEY) or {})
+    section["card"] = card
+    meta[META_KEY] = section
+    if name:
+        meta["name"] = name
+    if version:
+        meta["version"] = version
+    meta["description"] = _card_description(card)
+    exported = load_model_from_config(config, vocab=nlp.vocab, meta=meta, auto_fill=True, validate=True)
+    exported.tokenizer.from_bytes(nlp.tokenizer.to_bytes())
+    for pipe_name, pipe in exported.pipeline:
+        if pipe_name in nlp.pipe_names and hasattr(pipe, "from_bytes"):
+            pipe.from_bytes(nlp.get_pipe(pipe_name).to_bytes(exclude=["vocab"]), exclude=["vocab"])
+    exported.meta.update(meta)
+    texts = list(check_texts or FALLBACK_TEXTS)
+    difference = check_equivalence(nlp, exported, textcat, texts)
+    # The whole exported pipeline, filter included, must run before anything is written.
+    for _ in exported.pipe(texts):
+        pass
+    exported.to_disk(output)
+    removed = [n for n in nlp.pipe_names if n not in exported.pipe_names]
+    converted = {
+        n: config["components"][n]["factory"]
+        for n in nlp.pipe_names
+        if nlp.get_pipe_meta(n).factory in PLAIN_TEXTCAT and n in exported.pipe_names
+    }
+    return {
+        "output": str(output),
+        "pipeline": exported.pipe_names,
+        "removed": removed,
+        "converted": converted,
+        "max_difference": difference,
+        "n_checked": len(check_texts or FALLBACK_TEXTS),
+        "card": card,
+    }
+
+
+def _data_path(given, from_config, split: str) -> Optional[Path]:
+    if given is not None:
+        path = Path(given)
+        if not path.exists():
+            raise DistillError(f"{path}: {split} data not found")
+        return path
+    if from_config:
+        path = Path(str(from_config))
+        return path if path.exists() else None
+    return None

@@ -1,0 +1,241 @@
+"""`semantic_filter`: the runtime that turns a student's `doc.cats` into a verdict per doc, and
+escalates the doubtful ones to a teacher (the cascade).
+
+It needs spaCy alone: no torch, no transformers. A teacher is only loaded (from its `.cfg` or
+pipeline, as `spacy-distill annotate --teacher` takes it) when a doc first falls in the band, so
+a pipeline whose docs never escalate never pays for it.
+
+Sets on every doc:
+* `doc._.verdict` (str): `allow`, `block`, `review` or a label's own action;
+* `doc._.verdict_details` (dict): verdict, labels (the labels decided), decided_by (`student` or
+  `teacher`), in_band (the student was in doubt), escalated (the teacher was asked), margin, and
+  the student's and (if asked) the teacher's probabilities per label.
+"""
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
+
+import numpy
+from spacy.language import Language
+from spacy.tokens import Doc
+from spacy.util import minibatch
+
+from ..errors import DistillError, LabelMismatchError
+from ..pipeline.textcat_lookup import find_textcat, is_exclusive
+from ..targets import scores_to_probabilities
+from .decision import REVIEW, DecisionRule
+
+META_KEY = "spacy_distill"
+VERDICT_ATTR = "verdict"
+DETAILS_ATTR = "verdict_details"
+
+
+def register_extensions() -> None:
+    """Register `doc._.verdict` and `doc._.verdict_details` (idempotent)."""
+    for attr in (VERDICT_ATTR, DETAILS_ATTR):
+        if not Doc.has_extension(attr):
+            Doc.set_extension(attr, default=None)
+
+
+register_extensions()
+
+
+@Language.factory(
+    "semantic_filter",
+    requires=["doc.cats"],
+    assigns=[f"doc._.{VERDICT_ATTR}", f"doc._.{DETAILS_ATTR}"],
+    default_config={
+        "textcat": None,
+        "actions": {},
+        "default_action": "allow",
+        "thresholds": None,
+        "escalation_margin": None,
+        "teacher": None,
+        "teacher_thresholds": {},
+    },
+)
+def make_semantic_filter(
+    nlp: Language,
+    name: str,
+    textcat: Optional[str],
+    actions: Dict[str, str],
+    default_action: str,
+    thresholds: Optional[Dict[str, float]],
+    escalation_margin: Optional[float],
+    teacher: Optional[str],
+    teacher_thresholds: Dict[str, float],
+) -> "SemanticFilter":
+    """A verdict per doc from the text classifier's `doc.cats`, with an optional cascade.
+
+    textcat (Optional[str]): the text classifier to read (None: the pipeline's only one).
+    actions (Dict[str, str]): label -> action (`allow`, `block`, `review` or your own); labels
+        left out are `allow`.
+    default_action (str): the verdict when no label is decided.
+    thresholds (Optional[Dict[str, float]]): label -> decision threshold; None: the thresholds
+        `spacy-distill tune` stored in meta.json (none stored: argmax / 0.5).
+    escalation_margin (Optional[float]): docs whose probabilities lie within this distance of a
+        threshold are in doubt: escalated to the teacher, or given `review` without one. None:
+        the band `spacy-distill tune --escalation-rate/--cascade-accuracy` stored, else 0 (off).
+    teacher (Optional[str]): a teacher `.cfg` or spaCy pipeline for the cascade, loaded on first
+        use.
+    teacher_thresholds (Dict[str, float]): the teacher's own thresholds (default argmax / 0.5).
+    """
+    component = find_textcat(nlp, textcat)
+    section = nlp.meta.get(META_KEY) or {}
+    if thresholds is None:
+        thresholds = dict(section.get("thresholds") or {})
+    if escalation_margin is None:
+        escalation_margin = float((section.get("cascade") or {}).get("margin") or 0.0)
+    return SemanticFilter(
+        name,
+        textcat_component=nlp.get_pipe(component),
+        exclusive=is_exclusive(nlp, component),
+        actions=actions,
+        default_action=default_action,
+        thresholds=thresholds,
+        escalation_margin=escalation_margin,
+        teacher=teacher,
+        teacher_thresholds=teacher_thresholds,
+    )
+
+
+class SemanticFilter:
+    """Verdicts from `doc.cats`; doubtful docs escalate to a teacher loaded on first use."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        textcat_component: Any,
+        exclusive: bool,
+        actions: Dict[str, str],
+        default_action: str = "allow",
+        thresholds: Optional[Dict[str, float]] = None,
+        escalation_margin: float = 0.0,
+        teacher: Optional[str] = None,
+        teacher_thresholds: Optional[Dict[str, float]] = None,
+    ) -> None:
+        if escalation_margin < 0:
+            raise DistillError(f"{name}: escalation_margin must be >= 0, got {escalation_margin}")
+        self.name = name
+        self.exclusive = exclusive
+        self.actions = dict(actions)
+        self.default_action = default_action
+        self.thresholds = dict(thresholds or {})
+        self.escalation_margin = float(escalation_margin)
+        self.teacher_spec = teacher
+        self.teacher_thresholds = dict(teacher_thresholds or {})
+        self._textcat = textcat_component
+        self._rule: Optional[DecisionRule] = None
+        self._teacher_rule: Optional[DecisionRule] = None
+        self._teacher: Any = None
+        self._teacher_columns: Optional[List[int]] = None
+        self.n_escalated = 0
+
+    @property
+    def labels(self) -> List[str]:
+        return list(self._textcat.labels)
+
+    @property
+    def rule(self) -> DecisionRule:
+        """The student's decision rule (built once the classifier has its labels)."""
+        if self._rule is None:
+            labels = self.labels
+            if not labels:
+                raise DistillError(f"{self.name}: the text classifier has no labels yet; train or load it first")
+            try:
+                self._rule = DecisionRule(labels, self.exclusive, self.thresholds, self.actions, self.default_action)
+                self._teacher_rule = DecisionRule(labels, self.exclusive, self.teacher_thresholds, self.actions, self.default_action)
+            except DistillError as err:
+                raise DistillError(f"component '{self.name}': {err}") from None
+        return self._rule
+
+    @property
+    def has_teacher(self) -> bool:
+        return self._teacher is not None or self.teacher_spec is not None
+
+    @property
+    def teacher_loaded(self) -> bool:
+        return self._teacher is not None
+
+    def set_teacher(self, teacher: Any) -> None:
+        """Use this teacher object (anything with the `Teacher` members) for the cascade."""
+        self._teacher = teacher
+        self._teacher_columns = None
+
+    def __call__(self, doc: Doc) -> Doc:
+        self._process([doc])
+        return doc
+
+    def pipe(self, stream: Iterable[Doc], *, batch_size: int = 128) -> Iterator[Doc]:
+        # Batches let the teacher score the escalated docs of a batch together.
+        for docs in minibatch(stream, size=batch_size):
+            self._process(docs)
+            yield from docs
+
+    def _process(self, docs: List[Doc]) -> None:
+        rule = self.rule
+        probs = rule.probabilities([doc.cats for doc in docs])
+        decisions = rule.decide(probs)
+        in_band = [i for i, d in enumerate(decisions) if d.margin < self.escalation_margin]
+        teacher_probs: Dict[int, numpy.ndarray] = {}
+        teacher_decisions: Dict[int, Any] = {}
+        if in_band and self.has_teacher:
+            scored = self._teacher_probabilities([docs[i].text for i in in_band])
+            teacher_probs = dict(zip(in_band, scored))
+            teacher_decisions = dict(zip(in_band, self._teacher_rule.decide(scored)))  # type: ignore[union-attr]
+            self.n_escalated += len(in_band)
+        in_band_set = set(in_band)
+        for i, (doc, decision) in enumerate(zip(docs, decisions)):
+            student = {label: float(p) for label, p in zip(rule.labels, probs[i])}
+            details: Dict[str, Any] = {
+                "verdict": decision.verdict,
+                "labels": list(decision.labels),
+                "decided_by": "student",
+                "in_band": i in in_band_set,
+                "escalated": i in teacher_decisions,
+                "margin": decision.margin,
+                "student": student,
+                "teacher": None,
+            }
+            if i in teacher_decisions:
+                final = teacher_decisions[i]
+                details.update(
+                    verdict=final.verdict,
+                    labels=list(final.labels),
+                    decided_by="teacher",
+                    teacher={label: float(p) for label, p in zip(rule.labels, teacher_probs[i])},
+                )
+            elif i in in_band_set:
+                details["verdict"] = REVIEW
+            doc._.set(VERDICT_ATTR, details["verdict"])
+            doc._.set(DETAILS_ATTR, details)
+
+    def _teacher_probabilities(self, texts: List[str]) -> numpy.ndarray:
+        teacher = self._load_teacher()
+        size = max(1, int(getattr(teacher, "batch_size", 32) or 32))
+        rows = []
+        for start in range(0, len(texts), size):
+            scores = numpy.asarray(teacher.score(texts[start : start + size]), dtype="float64")
+            rows.append(scores)
+        scores = numpy.concatenate(rows)
+        probs = scores_to_probabilities(scores, bool(teacher.exclusive))
+        return probs[:, self._teacher_columns]
+
+    def _load_teacher(self) -> Any:
+        if self._teacher is None:
+            from ..teachers.loading import load_teacher
+
+            self._teacher = load_teacher(self.teacher_spec)  # type: ignore[arg-type]
+        if self._teacher_columns is None:
+            teacher_labels = list(self._teacher.labels)
+            missing = [label for label in self.rule.labels if label not in teacher_labels]
+            if missing or bool(self._teacher.exclusive) != self.exclusive:
+                raise LabelMismatchError(
+                    f"component '{self.name}': the teacher {getattr(self._teacher, 'teacher_id', '?')} has labels "
+                    f"{teacher_labels} (exclusive={self._teacher.exclusive}); the student has "
+                    f"{list(self.rule.labels)} (exclusive={self.exclusive}); map them with the teacher's label_map"
+                )
+            self._teacher_columns = [teacher_labels.index(label) for label in self.rule.labels]
+        return self._teacher
+
+
+__all__ = ["SemanticFilter", "make_semantic_filter", "register_extensions", "VERDICT_ATTR", "DETAILS_ATTR"]
