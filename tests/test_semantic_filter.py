@@ -139,3 +139,15 @@ def test_bad_configs_are_named(student):
     blank = spacy.blank("en")
     with pytest.raises(DistillError, match="0 text classifiers"):
         blank.add_pipe("semantic_filter")
+
+
+def test_verdicts_survive_a_docbin(student):
+    from spacy.tokens import DocBin
+
+    nlp = spacy.load(student)
+    nlp.add_pipe("semantic_filter", config={"actions": {"spam": "block"}})
+    docs = list(nlp.pipe(TEXTS[:5]))
+    restored = list(DocBin(docs=docs, store_user_data=True).get_docs(nlp.vocab))
+    assert [d._.verdict for d in restored] == [d._.verdict for d in docs]
+    # msgpack gives sequences back as tuples
+    assert {**restored[0]._.verdict_details, "labels": list(restored[0]._.verdict_details["labels"])} == docs[0]._.verdict_details
