@@ -3,8 +3,10 @@
 Importing the package registers its components, losses, readers, scorers and teachers; it
 imports neither torch nor transformers (teachers that need them import them when they run).
 """
-from . import corpus, losses, scoring  # noqa: F401  (registration)
+from . import augment, corpus, losses, scoring  # noqa: F401  (registration; augment: the text augmenters)
 from .ml import empty_docs  # noqa: F401  (registers the empty-doc guard callback)
+from .pipeline import distill_hidden  # noqa: F401  (registers distill_hidden, its projector and loss)
+from .hidden import HiddenProjection, HiddenRequest, HiddenStates
 from .about import __version__
 from .filter import DecisionRule, SemanticFilter
 from .losses import SoftTargetLoss, SoftTargets
@@ -21,6 +23,9 @@ __all__ = [
     "DistillMultiLabelTextCategorizer",
     "DecisionRule",
     "SemanticFilter",
+    "HiddenProjection",
+    "HiddenRequest",
+    "HiddenStates",
     "TeacherTarget",
     "get_target",
     "set_target",

@@ -12,6 +12,7 @@ from wasabi import msg
 
 from .cache import CachedScorer, TeacherCache
 from .errors import DistillError, RecordError
+from .hidden.storage import HiddenRequest
 from .records import Record, read_records, split_errors
 from .shards import select_shard
 from .targets import Provenance, TargetFileWriter, TeacherTarget, set_target
@@ -35,6 +36,7 @@ class AnnotationSummary:
     seconds: float = 0.0
     n_cache_hits: int = 0
     n_teacher: int = 0
+    hidden: Optional[HiddenRequest] = None
 
     @property
     def n_skipped(self) -> int:
@@ -52,6 +54,8 @@ def annotate(
     cache: Optional[Union[str, Path, TeacherCache]] = None,
     shard: Optional[Tuple[int, int]] = None,
     show_progress: bool = True,
+    eval_data: Sequence[Union[str, Path]] = (),
+    hidden: Optional[HiddenRequest] = None,
 ) -> AnnotationSummary:
     """Score the texts of a JSONL/CSV file with a teacher and write a target file.
 
@@ -67,16 +71,27 @@ def annotate(
     shard (Optional[Tuple[int, int]]): (K, N): annotate only the K-th of N interleaved shares
         of the records (1-based), for N machines; `merge` joins the outputs.
     show_progress (bool): show a progress bar with rate and ETA.
+    eval_data (Sequence[Union[str, Path]]): evaluation sets (JSONL/CSV or `.spacy`); the run
+        stops, before the teacher runs, if an augmented text's parent or text is one of theirs.
+    hidden (Optional[HiddenRequest]): also store the teacher's hidden states (doc and/or token
+        level, optionally projected); the teacher must have `hidden_states`.
     RETURNS (AnnotationSummary): what was written, what was skipped, and cache hits.
     """
     labels, exclusive = tuple(teacher.labels), bool(teacher.exclusive)
     records, summary = _read_valid_records(
         input_path, output_path, labels, exclusive, on_error, limit
     )
+    if eval_data:
+        from .augment.leakage import check_records
+
+        check_records(records, eval_data, str(input_path))
     if shard is not None:
         records = select_shard(records, shard)
     start = time.perf_counter()
     nlp = spacy.blank(lang)
+    if hidden is not None:
+        hidden.prepare(teacher, output_path)  # fails before any teacher work
+        summary.hidden = hidden
     writer = TargetFileWriter(output_path)
     teacher_id = teacher.teacher_id
     # How the teacher scored (e.g. "logprobs" or "samples:k" for a server) goes in every target.
@@ -95,7 +110,14 @@ def annotate(
     try:
         for window in _batches(records, batch_size * LENGTH_BUCKET_BATCHES):
             window_scores, window_extras = _score_window(scorer, window, labels, batch_size, progress)
-            for record, row, extra in zip(window, window_scores, window_extras):
+            window_docs = [nlp.make_doc(record.text) for record in window]
+            window_hidden = (
+                hidden.fields(teacher, [record.text for record in window], window_docs)
+                if hidden is not None else [None] * len(window)
+            )
+            for record, row, extra, doc, hidden_field in zip(
+                window, window_scores, window_extras, window_docs, window_hidden
+            ):
                 if not numpy.all(numpy.isfinite(row)):
                     error = RecordError(
                         f"{record.source}:{record.line}: the teacher returned NaN or inf "
@@ -110,10 +132,11 @@ def annotate(
                     teacher_id=teacher_id,
                     fingerprint=scorer.fingerprint,
                     teacher_info={**run_info, **(extra or {})},
-                    provenance=Provenance(id=record.id, source=record.source, line=record.line),
+                    provenance=record_provenance(record),
+                    hidden=hidden_field,
                 )
                 gold = gold_cats(record, labels)
-                writer.add(set_target(nlp.make_doc(record.text), target, gold))
+                writer.add(set_target(doc, target, gold))
                 summary.n_gold += gold is not None
     except BaseException:
         # Keep what is done (the cache keeps the scores too, so a rerun recomputes nothing).
@@ -192,7 +215,7 @@ def convert(
         target = TeacherTarget(
             labels=labels,
             exclusive=exclusive,
-            provenance=Provenance(id=record.id, source=record.source, line=record.line),
+            provenance=record_provenance(record),
         )
         gold = gold_cats(record, labels)
         writer.add(set_target(nlp.make_doc(record.text), target, gold))
@@ -200,6 +223,18 @@ def convert(
     writer.write()
     summary.n_written = len(writer)
     return summary
+
+
+def record_provenance(record: Record) -> Provenance:
+    """Where a record came from; an augmented one also names its parent and how it was made."""
+    return Provenance(
+        id=record.id,
+        source=record.source,
+        line=record.line,
+        parent=record.parent,
+        method=record.method,
+        params=record.params,
+    )
 
 
 def gold_cats(record: Record, labels: Sequence[str]) -> Optional[Dict[str, float]]:

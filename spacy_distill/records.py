@@ -3,13 +3,16 @@
 JSONL: one object per line, `{"text": ..., "label": "spam"}` (one label) or
 `{"text": ..., "labels": ["a", "b"]}` (multi-label), optional `"id"`.
 CSV: a header row with `text` and optional `label`, `labels` (separated by `|`) and `id`.
+Augmented texts (written by `spacy-distill augment`) also carry `"parent"` (the seed's id),
+`"method"` (the augmenter's registered name) and `"params"` (an object; a JSON string in CSV),
+which `annotate` copies into each target's provenance.
 Malformed records come back as `RecordError`s with the file and line, never dropped silently.
 """
 import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, List, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 from .errors import RecordError
 
@@ -26,6 +29,9 @@ class Record:
     id (Optional[str]): the record's id, if the input gave one.
     source (str): the input file.
     line (int): the 1-based line the record starts on.
+    parent (Optional[str]): for an augmented text, the key of the record it was made from.
+    method (Optional[str]): for an augmented text, the augmenter that made it.
+    params (Optional[Dict[str, Any]]): for an augmented text, the augmenter's parameters.
     """
 
     text: str
@@ -34,6 +40,23 @@ class Record:
     id: Optional[str]
     source: str
     line: int
+    parent: Optional[str] = None
+    method: Optional[str] = None
+    params: Optional[Dict[str, Any]] = None
+
+    @property
+    def key(self) -> str:
+        """The record's id, or "<file stem>:<line>" when it has none (see `record_key`)."""
+        return record_key(self.id, self.source, self.line)
+
+
+def record_key(record_id: Optional[str], source: Optional[str], line: Optional[int]) -> str:
+    """How augmented texts name their parent and the leakage guard names records: the id when
+    there is one (ids are meant to be unique across a dataset's files), else the file's stem and
+    the line ("train:12"), which stays the same wherever the file is moved."""
+    if record_id is not None:
+        return str(record_id)
+    return f"{Path(source).stem if source else '?'}:{line}"
 
 
 def read_records(
@@ -116,6 +139,22 @@ def _make_record(
     record_id = data.get(id_field)
     if record_id is not None and not isinstance(record_id, (str, int)):
         return RecordError(f"{where}: field '{id_field}': expected a string or integer, got {record_id!r}")
+    parent, method, params = data.get("parent"), data.get("method"), data.get("params")
+    if from_csv:
+        parent, method = parent or None, method or None
+        if params:
+            try:
+                params = json.loads(params)
+            except json.JSONDecodeError as err:
+                return RecordError(f"{where}: field 'params': not a JSON object ({err.msg})")
+        else:
+            params = None
+    if parent is not None and not isinstance(parent, (str, int)):
+        return RecordError(f"{where}: field 'parent': expected a string or integer, got {parent!r}")
+    if method is not None and not isinstance(method, str):
+        return RecordError(f"{where}: field 'method': expected a string, got {method!r}")
+    if params is not None and not isinstance(params, dict):
+        return RecordError(f"{where}: field 'params': expected an object, got {params!r}")
     return Record(
         text=text,
         labels=gold,
@@ -123,6 +162,9 @@ def _make_record(
         id=None if record_id in (None, "") else str(record_id),
         source=str(path),
         line=line,
+        parent=None if parent in (None, "") else str(parent),
+        method=method,
+        params=params,
     )
 
 

@@ -10,6 +10,9 @@ from .targets import read_target_summary
 
 ARCHITECTURES = ("bow", "cnn", "ensemble")
 FACTORIES = ("distill", "textcat")
+HIDDEN_LEVELS = ("doc", "token")
+HIDDEN_LOSSES = ("mse", "cosine", "both")
+HIDDEN_PROJECTORS = ("linear", "maxout")
 
 _HASH_EMBED_CNN = """
 @architectures = "spacy.HashEmbedCNN.v2"
@@ -143,6 +146,10 @@ def make_student_config(
     alpha: float = 0.5,
     lang: str = "en",
     max_steps: int = 20000,
+    hidden: Optional[str] = None,
+    hidden_loss: str = "mse",
+    hidden_weight: float = 1.0,
+    hidden_projector: str = "linear",
 ) -> Config:
     """A complete `spacy train` config for a student trained on target files.
 
@@ -155,6 +162,12 @@ def make_student_config(
     alpha (float): weight of the teacher term for docs that have gold.
     lang (str): the pipeline language.
     max_steps (int): the step budget of training.
+    hidden (Optional[str]): add hidden-state distillation ("doc" or "token" level): the
+        textcat's CNN becomes a shared `tok2vec` component that a `distill_hidden` component
+        also listens to (cnn and ensemble students only; the train file needs hidden states).
+    hidden_loss (str): "mse", "cosine" or "both".
+    hidden_weight (float): the weight of the hidden-state loss.
+    hidden_projector (str): the mapping layer, "linear" or "maxout".
     RETURNS (Config): the filled, validated config.
     """
     if arch not in ARCHITECTURES:
@@ -196,10 +209,78 @@ def make_student_config(
         labels=_json_list(summary["labels"]),
     )
     config = util.load_config_from_str(text, interpolate=False)
+    if hidden is not None:
+        config = _add_hidden(
+            config, train, arch, hidden, loss=hidden_loss, weight=hidden_weight, projector=hidden_projector
+        )
     # Fill every default and validate, as `spacy init fill-config` does.
     nlp = util.load_model_from_config(config, auto_fill=True, validate=False)
     nlp = util.load_model_from_config(nlp.config)
     return nlp.config
+
+
+def _add_hidden(
+    config: Config, train: Union[str, Path], arch: str, level: str, *, loss: str, weight: float, projector: str
+) -> Config:
+    """Move the textcat's tok2vec into a shared `tok2vec` component that the textcat and a
+    `distill_hidden` component listen to."""
+    if level not in HIDDEN_LEVELS:
+        raise DistillError(f"--hidden must be one of {HIDDEN_LEVELS}, got {level!r}")
+    if loss not in HIDDEN_LOSSES:
+        raise DistillError(f"--hidden-loss must be one of {HIDDEN_LOSSES}, got {loss!r}")
+    if projector not in HIDDEN_PROJECTORS:
+        raise DistillError(f"--hidden-projector must be one of {HIDDEN_PROJECTORS}, got {projector!r}")
+    if not weight >= 0:
+        raise DistillError(f"--hidden-weight must be >= 0, got {weight}")
+    if arch == "bow":
+        raise DistillError(
+            "--hidden needs a student with a tok2vec to teach, but --arch bow has none (its "
+            "features are hashed n-grams): use --arch cnn or --arch ensemble"
+        )
+    width = _stored_hidden_width(train, level)
+    textcat_model = config["components"]["textcat"]["model"]
+    tok2vec = dict(textcat_model["tok2vec"])
+    listener = {"@architectures": "spacy.Tok2VecListener.v1", "width": tok2vec["width"], "upstream": "tok2vec"}
+    textcat_model["tok2vec"] = dict(listener)
+    config["components"]["tok2vec"] = {"factory": "tok2vec", "model": tok2vec}
+    config["components"]["distill_hidden"] = {
+        "factory": "distill_hidden",
+        "allow_missing": False,
+        "model": {
+            "@architectures": "spacy-distill.HiddenProjector.v1",
+            "nO": width,
+            "level": level,
+            "kind": projector,
+            "nP": 3,
+            "tok2vec": dict(listener),
+        },
+        "loss": {"@losses": "spacy-distill.HiddenStateLoss.v1", "kind": loss, "weight": float(weight)},
+    }
+    config["nlp"]["pipeline"] = ["tok2vec", "textcat", "distill_hidden"]
+    return config
+
+
+def _stored_hidden_width(train: Union[str, Path], level: str) -> int:
+    """The width of the hidden states stored in the first doc of the training file."""
+    from .hidden.storage import decode_hidden
+    from .targets import USER_DATA_KEY, read_targets
+
+    for index, doc in enumerate(read_targets(train)):
+        hidden = (doc.user_data.get(USER_DATA_KEY) or {}).get("hidden")
+        where = f"{train}: doc {index}"
+        if hidden is None:
+            raise DistillError(
+                f"{where}: field 'hidden': missing; --hidden {level} needs hidden states in the "
+                f"training data: annotate it with `spacy-distill annotate --hidden {level}`"
+            )
+        stored = decode_hidden(hidden, where, n_tokens=len(doc))
+        if (stored.doc if level == "doc" else stored.tokens) is None:
+            raise DistillError(
+                f"{where}: field 'hidden': holds no {level}-level states; annotate with "
+                f"--hidden {level} (or both)"
+            )
+        return stored.width
+    raise DistillError(f"{train}: holds no docs")
 
 
 def _quote(path: Union[str, Path]) -> str:

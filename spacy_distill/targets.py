@@ -11,7 +11,9 @@ holds one text. Gold labels, when known, live where spaCy expects them, in `doc.
     teacher       dict    {"id": str, "fingerprint": str}, or None when no teacher scored the doc
     scores        list    one float per label, or None: exclusive -> log-probabilities
                           (log-softmax); multi-label -> logits (log-odds) of each label
-    hidden        dict    teacher hidden states, or None (filled by hidden-state distillation)
+    hidden        dict    teacher hidden states (float16, doc- and/or token-level, with the
+                          layer, pooling and projection that made them), or None; see
+                          `spacy_distill.hidden.storage` and docs/hidden-states.md
     provenance    dict    {"id", "source", "line", "parent", "method", "params"}; parent,
                           method and params are None for original (non-augmented) texts
 
@@ -99,12 +101,26 @@ class TeacherTarget:
             "provenance": self.provenance.to_dict(),
         }
 
+    def stored_hidden(self, where: str = "doc", n_tokens: Optional[int] = None):
+        """The decoded hidden states (float32 arrays and their metadata), or None.
+
+        where (str): the location to name in errors.
+        n_tokens (Optional[int]): the doc's token count, checked against token-level states.
+        RETURNS (Optional[StoredHidden]): see `spacy_distill.hidden.storage.StoredHidden`.
+        """
+        if self.hidden is None:
+            return None
+        from .hidden.storage import decode_hidden
+
+        return decode_hidden(self.hidden, where, n_tokens=n_tokens)
+
     @classmethod
-    def from_dict(cls, data: Any, where: str = "doc") -> "TeacherTarget":
+    def from_dict(cls, data: Any, where: str = "doc", n_tokens: Optional[int] = None) -> "TeacherTarget":
         """Validate and read the user-data dict of one doc.
 
         data (Any): the value stored under doc.user_data["spacy_distill"].
         where (str): the location to name in errors, e.g. "train.spacy: doc 12".
+        n_tokens (Optional[int]): the doc's token count, checked against token-level hidden states.
         RETURNS (TeacherTarget): the parsed target.
         """
 
@@ -164,6 +180,12 @@ class TeacherTarget:
         hidden = data.get("hidden")
         if hidden is not None and not isinstance(hidden, dict):
             raise fail("hidden", f"expected a dict or null, got {type(hidden).__name__}")
+        if hidden is not None and "version" in hidden:
+            # Fields written by `annotate --hidden` carry a version: validate them on reading.
+            # (Consumers such as `distill_hidden` decode, and so validate, every field they use.)
+            from .hidden.storage import decode_hidden
+
+            decode_hidden(hidden, where, n_tokens=n_tokens)
         raw_provenance = data.get("provenance") or {}
         if not isinstance(raw_provenance, dict):
             raise fail("provenance", "expected a dict")
@@ -226,7 +248,7 @@ def get_target(doc: Doc, where: str = "doc") -> Optional[TeacherTarget]:
     data = doc.user_data.get(USER_DATA_KEY)
     if data is None:
         return None
-    target = TeacherTarget.from_dict(data, where)
+    target = TeacherTarget.from_dict(data, where, n_tokens=len(doc))
     validate_gold(doc.cats, target.labels, target.exclusive, where)
     return target
 

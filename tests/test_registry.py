@@ -19,8 +19,11 @@ GROUPS = {
     "spacy_scorers": registry.scorers,
     "spacy_teachers": registry.teachers,
     "spacy_callbacks": registry.callbacks,
+    "spacy_architectures": registry.architectures,
+    "spacy_text_augmenters": registry.text_augmenters,
+    "spacy_misc": registry.misc,
 }
-OUR_FACTORIES = {"distill_textcat", "distill_textcat_multilabel", "semantic_filter"}
+OUR_FACTORIES = {"distill_textcat", "distill_textcat_multilabel", "distill_hidden", "semantic_filter"}
 
 
 def _entry_points():

@@ -279,6 +279,46 @@ def test_labels_missing_from_top_k_get_a_floor(stub):
     assert teacher.n_unmatched == 1
 
 
+def stopped_at_once(endpoint: str) -> Dict[str, Any]:
+    """What llama-cpp-python's server (0.3.x) answers when end-of-text is the most likely first
+    token: finish_reason "stop", no text, and log-probabilities for no token at all."""
+    if endpoint == "chat":
+        choice = {
+            "index": 0,
+            "message": {"content": "", "role": "assistant"},
+            "logprobs": {"content": [], "refusal": None},
+            "finish_reason": "stop",
+        }
+    else:
+        logprobs = {"text_offset": [], "token_logprobs": [], "tokens": [], "top_logprobs": []}
+        choice = {"text": "", "index": 0, "logprobs": logprobs, "finish_reason": "stop"}
+    usage = {"prompt_tokens": 40, "completion_tokens": 0, "total_tokens": 40}
+    return {"body": json.dumps({"id": "x", "choices": [choice], "usage": usage})}
+
+
+@pytest.mark.parametrize("endpoint", ["chat", "completions"])
+def test_an_answer_that_stops_at_once_names_no_label(stub, endpoint):
+    # One such answer used to abort the whole batch ("no logprobs, though the probe request
+    # had them"); it is an answer naming no label, and the probe still finds logprobs.
+    teacher = make_teacher(stub, endpoint=endpoint, max_concurrency=2)
+    stub.script = [stopped_at_once(endpoint)]
+    assert teacher.method == "logprobs"
+    stub.script = [None, stopped_at_once(endpoint), None]
+    scores = teacher.score(TEXTS[:3])
+    assert numpy.allclose(numpy.exp(scores).sum(axis=1), 1.0, atol=1e-6)
+    stopped = [i for i in range(3) if numpy.allclose(numpy.exp(scores[i]), 0.5, atol=1e-6)]
+    assert len(stopped) == 1 and teacher.n_stopped == 1 and teacher.n_unmatched == 1
+    others = [i for i in range(3) if i not in stopped]
+    for i in others:
+        top = SPAM_TOP if "free" in TEXTS[i] else HAM_TOP
+        assert numpy.allclose(scores[i], expected_row(top), atol=1e-6)
+    multi = make_teacher(stub, endpoint=endpoint, labels=["spam", "urgent"], multi_label=True)
+    multi.method
+    stub.script = [stopped_at_once(endpoint)]
+    logits = multi.score(["urgent"])
+    assert multi.n_stopped == 1 and 0.0 in logits[0].tolist()
+
+
 def test_order_is_kept_under_concurrency(stub):
     def top(text, prompt):
         p = int(text.split()[-1]) / 40 + 0.01 if text.startswith("text ") else 0.5

@@ -1,5 +1,5 @@
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 from spacy.cli._util import parse_config_overrides
@@ -8,6 +8,7 @@ from wasabi import msg
 from ..annotate import annotate
 from ..cache import default_cache_path
 from ..errors import DistillError
+from ..hidden.storage import HiddenRequest
 from ..shards import parse_shard
 from ..teachers.loading import load_teacher
 from ._app import OVERRIDES_CONTEXT, app, import_code
@@ -27,6 +28,14 @@ def annotate_cli(
     shard: Optional[str] = typer.Option(None, "--shard", help="K/N: annotate the K-th of N interleaved shares (join outputs with `merge`)"),
     code: Optional[Path] = typer.Option(None, "--code", "-c", help="A Python file to import first, e.g. one registering your own teacher"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar"),
+    eval_data: Optional[List[Path]] = typer.Option(None, "--eval-data", help="An evaluation set (JSONL/CSV or .spacy; repeatable): refuse augmented texts whose parent or text is in it"),
+    hidden: Optional[str] = typer.Option(None, "--hidden", help="Also store the teacher's hidden states: doc (pooled), token (aligned to spaCy tokens) or both"),
+    hidden_dims: Optional[int] = typer.Option(None, "--hidden-dims", help="Reduce hidden states to K dims (a fixed projection, saved and reused)"),
+    hidden_reduction: str = typer.Option("random", "--hidden-reduction", help="How --hidden-dims reduces: random (seeded Gaussian projection) or pca (fitted on the first texts)"),
+    hidden_projection: Optional[Path] = typer.Option(None, "--hidden-projection", help="The projection file (.npz): read if it exists, else written; default <output>.hidden-projection.npz"),
+    hidden_layer: Optional[int] = typer.Option(None, "--hidden-layer", help="The teacher's hidden layer (0: embeddings, -1: last; default: the teacher's)"),
+    hidden_last_k: Optional[int] = typer.Option(None, "--hidden-last-k", help="Average the teacher's last K hidden layers instead"),
+    hidden_pooling: Optional[str] = typer.Option(None, "--hidden-pooling", help="Doc-level pooling: mean, cls or last (default: the teacher's)"),
 ):
     """Score texts with a teacher and write its outputs as training targets.
 
@@ -35,11 +44,19 @@ def annotate_cli(
     overrides = parse_config_overrides(ctx.args)
     import_code(code)
     try:
+        hidden_request = None
+        if hidden is not None:
+            hidden_request = HiddenRequest(
+                hidden, dims=hidden_dims, reduction=hidden_reduction,
+                projection_path=hidden_projection, layer=hidden_layer, last_k=hidden_last_k,
+                pooling=hidden_pooling,
+            )
         teacher_obj = load_teacher(teacher, overrides)
         summary = annotate(
             input_path, output_path, teacher_obj, lang=lang, on_error=on_error, limit=limit,
             cache=(cache or default_cache_path()) if use_cache else None,
             shard=parse_shard(shard) if shard else None, show_progress=progress,
+            eval_data=eval_data or (), hidden=hidden_request,
         )
     except DistillError as err:
         msg.fail(str(err), exits=1)
@@ -53,5 +70,18 @@ def annotate_cli(
     stats = getattr(teacher_obj, "stats", None)
     if callable(stats):
         msg.info(f"Teacher stats: {stats()}")
+    if summary.hidden is not None:
+        request = summary.hidden
+        projection = request.projection
+        width = projection.dims if projection is not None else request.source.get("width")
+        msg.info(
+            f"Hidden states ({request.level}, width {width}, float16): "
+            f"{request.bytes_per_doc:.0f} bytes per doc ({request.array_bytes_per_doc:.0f} of "
+            f"them arrays and masks), {request.n_bytes} in all; "
+            f"{request.n_truncated} text(s) truncated by the teacher"
+        )
+        if projection is not None:
+            where = request.projection_path or "not saved"
+            msg.info(f"Hidden projection: {projection.method}, {projection.in_width} -> {projection.dims} dims, fingerprint {projection.fingerprint[:12]} ({where})")
     if summary.n_skipped:
         msg.warn(f"Skipped {summary.n_skipped} bad record(s), each reported above")

@@ -5,7 +5,14 @@ import typer
 from wasabi import msg
 
 from ..errors import DistillError
-from ..student_config import ARCHITECTURES, FACTORIES, make_student_config
+from ..student_config import (
+    ARCHITECTURES,
+    FACTORIES,
+    HIDDEN_LEVELS,
+    HIDDEN_LOSSES,
+    HIDDEN_PROJECTORS,
+    make_student_config,
+)
 from ._app import app
 
 
@@ -20,12 +27,17 @@ def init_config_cli(
     alpha: float = typer.Option(0.5, "--alpha", help="Weight of the teacher term for docs that have gold"),
     lang: str = typer.Option("en", "--lang", help="Pipeline language"),
     max_steps: int = typer.Option(20000, "--max-steps", help="Training step budget"),
+    hidden: Optional[str] = typer.Option(None, "--hidden", help=f"Add hidden-state distillation at this level ({', '.join(HIDDEN_LEVELS)}): a shared tok2vec and a training-only distill_hidden component (cnn/ensemble only)"),
+    hidden_loss: str = typer.Option("mse", "--hidden-loss", help=f"Hidden-state loss: {', '.join(HIDDEN_LOSSES)}"),
+    hidden_weight: float = typer.Option(1.0, "--hidden-weight", help="Weight of the hidden-state loss"),
+    hidden_projector: str = typer.Option("linear", "--hidden-projector", help=f"Mapping layer to the teacher's width: {', '.join(HIDDEN_PROJECTORS)}"),
 ):
     """Write a complete student training config that `spacy train` runs unchanged."""
     try:
         config = make_student_config(
             train, dev, arch=arch, factory=factory, temperature=temperature, alpha=alpha,
-            lang=lang, max_steps=max_steps,
+            lang=lang, max_steps=max_steps, hidden=hidden, hidden_loss=hidden_loss,
+            hidden_weight=hidden_weight, hidden_projector=hidden_projector,
         )
     except DistillError as err:
         msg.fail(str(err), exits=1)

@@ -153,6 +153,52 @@ class HFClassifierTeacher:
         scores = logits if self.multi_label else log_softmax(logits)
         return self.mapping.apply(scores).astype("float32")
 
+    def hidden_settings(
+        self, *, layer: Optional[int] = None, last_k: Optional[int] = None, pooling: Optional[str] = None
+    ) -> Dict[str, Any]:
+        """The hidden-state settings `hidden_states` uses (defaults: the last layer, mean pooling).
+
+        layer (Optional[int]): the hidden state (0: embeddings, -1: last layer).
+        last_k (Optional[int]): average the last k hidden states instead.
+        pooling (Optional[str]): "mean", "cls" or "last" (for decoder-style classifiers).
+        RETURNS (Dict[str, Any]): layer, last_k, pooling, width and model.
+        """
+        from ..hidden.extract import resolve_hidden_spec
+
+        config = self.model.config
+        n_states = int(getattr(config, "num_hidden_layers", 0) or 0) + 1
+        spec = resolve_hidden_spec(layer, last_k, pooling, n_states=n_states)
+        width = int(getattr(config, "hidden_size", 0) or getattr(config, "d_model", 0))
+        return {**spec, "width": width, "model": self.teacher_id}
+
+    def hidden_states(
+        self,
+        texts: Sequence[str],
+        docs: Optional[Sequence[Any]] = None,
+        *,
+        level: str = "doc",
+        layer: Optional[int] = None,
+        last_k: Optional[int] = None,
+        pooling: Optional[str] = None,
+    ) -> List[Any]:
+        """The classifier's hidden states: pooled per text and/or aligned to spaCy tokens.
+
+        texts (Sequence[str]): the texts.
+        docs (Optional[Sequence[Doc]]): their spaCy docs (needed for token-level states).
+        level (str): "doc", "token" or "both".
+        layer, last_k, pooling: see `hidden_settings`.
+        RETURNS (List[HiddenStates]): one per text.
+        """
+        from ..hidden.extract import hf_hidden_states
+
+        spec = self.hidden_settings(layer=layer, last_k=last_k, pooling=pooling)
+        return hf_hidden_states(
+            self.model, self.tokenizer, texts, docs, level=level, layer=spec["layer"],
+            last_k=spec["last_k"], pooling=spec["pooling"], max_length=self.max_length,
+            batch_size=self.batch_size, pad_token_id=int(self.tokenizer.pad_token_id),
+            model_name=self.model_name,
+        )
+
     def _forward(self, texts: List[str]) -> numpy.ndarray:
         encoded = self.tokenizer(
             texts,

@@ -227,6 +227,50 @@ class HiddenStateExtractor:
                 output[index] = self._forward([ids[i] for i in index])
         return output
 
+    def hidden_settings(
+        self, *, layer: Optional[int] = None, last_k: Optional[int] = None, pooling: Optional[str] = None
+    ) -> Dict[str, Any]:
+        """The hidden-state settings `hidden_states` uses; None takes the extractor's own layer
+        (or last_k) and pooling.
+
+        RETURNS (Dict[str, Any]): layer, last_k, pooling, width and model.
+        """
+        from ..hidden.extract import resolve_hidden_spec
+
+        spec = resolve_hidden_spec(
+            layer, last_k, pooling, default_layer=-1 if self.layer is None else self.layer,
+            default_last_k=self.last_k, default_pooling=self.pooling, n_states=self.n_layers + 1,
+        )
+        model = f"{self.model_name}/{self.gguf_file}" if self.gguf_file else self.model_name
+        return {**spec, "width": self.width, "model": model}
+
+    def hidden_states(
+        self,
+        texts: Sequence[str],
+        docs: Optional[Sequence[Any]] = None,
+        *,
+        level: str = "doc",
+        layer: Optional[int] = None,
+        last_k: Optional[int] = None,
+        pooling: Optional[str] = None,
+    ) -> List[Any]:
+        """Hidden states per text (pooled) and/or per spaCy token of `docs` (aligned by
+        character offsets); the same layer and pooling as `features` unless given.
+
+        texts (Sequence[str]): the texts.
+        docs (Optional[Sequence[Doc]]): their spaCy docs (needed for token-level states).
+        level (str): "doc", "token" or "both".
+        RETURNS (List[HiddenStates]): one per text.
+        """
+        from ..hidden.extract import hf_hidden_states
+
+        spec = self.hidden_settings(layer=layer, last_k=last_k, pooling=pooling)
+        return hf_hidden_states(
+            self._module, self.tokenizer, texts, docs, level=level, layer=spec["layer"],
+            last_k=spec["last_k"], pooling=spec["pooling"], max_length=self.max_length,
+            batch_size=self.batch_size, pad_token_id=self.pad_token_id, model_name=self.model_name,
+        )
+
     def _forward(self, batch: List[List[int]], early_exit: bool = True) -> numpy.ndarray:
         torch, _ = hf_common.require_transformers()
         length = max(len(row) for row in batch)
@@ -583,6 +627,14 @@ class HFProbeTeacher:
     def features(self, texts: Sequence[str]) -> numpy.ndarray:
         """Pooled hidden states, (len(texts), width) float32: `HiddenStateExtractor.features`."""
         return self.extractor.features(texts)
+
+    def hidden_settings(self, **kwargs: Any) -> Dict[str, Any]:
+        """`HiddenStateExtractor.hidden_settings` of the extractor."""
+        return self.extractor.hidden_settings(**kwargs)
+
+    def hidden_states(self, texts: Sequence[str], docs: Optional[Sequence[Any]] = None, **kwargs: Any) -> List[Any]:
+        """`HiddenStateExtractor.hidden_states` of the extractor: the states the probe reads."""
+        return self.extractor.hidden_states(texts, docs, **kwargs)
 
     def score(self, texts: Sequence[str]) -> numpy.ndarray:
         """Teacher scores for texts: log-probabilities (exclusive) or logits (multi-label).

@@ -434,6 +434,53 @@ class HFPromptTeacher:
             "single_token": self.single_token,
         }
 
+    def hidden_settings(
+        self, *, layer: Optional[int] = None, last_k: Optional[int] = None, pooling: Optional[str] = None
+    ) -> Dict[str, Any]:
+        """The hidden-state settings `hidden_states` uses (defaults: the last layer, and the last
+        token, which a causal LM has read the whole text at).
+
+        RETURNS (Dict[str, Any]): layer, last_k, pooling, width and model.
+        """
+        from ..hidden.extract import resolve_hidden_spec
+
+        config = self.model.config
+        n_states = int(getattr(config, "num_hidden_layers", 0) or 0) + 1
+        spec = resolve_hidden_spec(layer, last_k, pooling, default_pooling="last", n_states=n_states)
+        width = int(getattr(config, "hidden_size", 0) or getattr(config, "d_model", 0))
+        model = f"{self.model_name}/{self.gguf_file}" if self.gguf_file else self.model_name
+        return {**spec, "width": width, "model": model}
+
+    def hidden_states(
+        self,
+        texts: Sequence[str],
+        docs: Optional[Sequence[Any]] = None,
+        *,
+        level: str = "doc",
+        layer: Optional[int] = None,
+        last_k: Optional[int] = None,
+        pooling: Optional[str] = None,
+    ) -> List[Any]:
+        """The causal LM's hidden states of the bare texts (no prompt: the states describe the
+        text), pooled per text and/or aligned to the tokens of `docs`.
+
+        texts (Sequence[str]): the texts.
+        docs (Optional[Sequence[Doc]]): their spaCy docs (needed for token-level states).
+        level (str): "doc", "token" or "both".
+        RETURNS (List[HiddenStates]): one per text.
+        """
+        from ..hidden.extract import hf_hidden_states
+
+        spec = self.hidden_settings(layer=layer, last_k=last_k, pooling=pooling)
+        # The base model gives the hidden states without the vocabulary projection.
+        module = getattr(self.model, "base_model", None) or self.model
+        return hf_hidden_states(
+            module, self.tokenizer, texts, docs, level=level, layer=spec["layer"],
+            last_k=spec["last_k"], pooling=spec["pooling"],
+            max_length=min(self.max_length, getattr(self.model.config, "max_position_embeddings", None) or self.max_length),
+            batch_size=self.batch_size, pad_token_id=self._pad_id, model_name=self.model_name,
+        )
+
     def _raw_scores(self, texts: Sequence[str]) -> numpy.ndarray:
         """Uncalibrated scores, float64: label log-probabilities or yes/no logits."""
         if self.exclusive:

@@ -14,6 +14,9 @@ How a label's score is made (exclusive labels):
    log(k), k the number of top tokens returned (it is less likely than anything listed, and the
    rest of the mass is spread over many tokens), so it keeps a small probability.
 4. log-softmax over the labels: the scores are log-probabilities over the label set.
+5. An answer that ended before its first token (finish_reason "stop", an empty list of
+   log-probabilities: llama.cpp's server does this when end-of-text is the most likely first
+   token) names no label: every label gets the same score, as when no top token matches.
 
 Multi-label (`multi_label = true`): one request per (text, label) with a yes/no question; the
 label's logit is lp(yes) - lp(no), each read as above (the verbalizers "yes" and "no").
@@ -78,6 +81,10 @@ class _NoLogprobs(Exception):
 
 class _Unparseable(Exception):
     """The response body is not the JSON an OpenAI-compatible server sends."""
+
+
+class _StoppedAtOnce(Exception):
+    """The answer ended before its first token: log-probabilities were sent, for no token."""
 
 
 def _require_httpx():
@@ -276,6 +283,8 @@ class OpenAITeacher:
         self._client_lock = threading.Lock()
         self.n_unmatched = 0
         """Answers in which no top token matched any label (their labels all got the floor)."""
+        self.n_stopped = 0
+        """Answers that ended before their first token (also counted in n_unmatched)."""
 
     # -- configuration -------------------------------------------------------------------------
 
@@ -546,6 +555,10 @@ class OpenAITeacher:
         logprobs = choice.get("logprobs")
         if not logprobs:
             raise _NoLogprobs()
+        if choice.get("finish_reason") == "stop" and isinstance(logprobs, dict):
+            generated = logprobs.get("content", logprobs.get("top_logprobs"))
+            if isinstance(generated, list) and not generated:
+                raise _StoppedAtOnce()
         try:
             if "content" in logprobs:  # chat
                 content = logprobs["content"]
@@ -595,6 +608,8 @@ class OpenAITeacher:
         try:
             self._top_tokens(data)
             return "logprobs"
+        except _StoppedAtOnce:
+            return "logprobs"  # the server sent (empty) log-probabilities: it has them
         except _Unparseable as err:
             raise self._unparseable("the probe request", body, str(err)) from None
         except _NoLogprobs:
@@ -623,6 +638,8 @@ class OpenAITeacher:
                 if sample:
                     return self._answer_text(data)
                 return self._top_tokens(data)
+            except _StoppedAtOnce:
+                return None
             except _Unparseable as err:
                 raise self._unparseable(where, body, str(err)) from None
             except _NoLogprobs:
@@ -647,10 +664,15 @@ class OpenAITeacher:
     def _from_logprobs(self, texts: Sequence[str], results) -> numpy.ndarray:
         scores = numpy.zeros((len(texts), len(self.labels)), dtype="float64")
         for (i, question, _), top in results.items():
-            class_scores, unmatched = match_scores(top, self._class_forms(question))
+            if top is None:  # stopped before its first token: no label is more likely
+                self.n_stopped += 1
+                class_scores = [0.0] * len(self._class_forms(question))
+                unmatched = len(class_scores)
+            else:
+                class_scores, unmatched = match_scores(top, self._class_forms(question))
             if unmatched == len(class_scores):
                 self.n_unmatched += 1
-                logger.debug("text %d: no top token matches a label: %s", i, top[:5])
+                logger.debug("text %d: no top token matches a label: %s", i, (top or [])[:5])
             if question is None:
                 scores[i] = class_scores
             else:

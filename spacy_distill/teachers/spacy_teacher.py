@@ -1,6 +1,6 @@
 """A teacher that is any spaCy pipeline with a text classifier (e.g. a spacy-transformers one)."""
 import hashlib
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy
 import spacy
@@ -102,6 +102,118 @@ class SpacyTeacher:
         if self.teacher_exclusive:
             scores = log_softmax(scores)
         return self.mapping.apply(scores).astype("float32")
+
+    def hidden_settings(
+        self, *, layer: Optional[int] = None, last_k: Optional[int] = None, pooling: Optional[str] = None
+    ) -> Dict[str, Any]:
+        """The hidden-state settings `hidden_states` uses: the pipeline's spacy-transformers
+        output (`doc._.trf_data`); layers other than the last need the transformer to return all
+        hidden states (`transformer_config = {"output_hidden_states": true}`).
+
+        layer (Optional[int]): the hidden state (-1, the default: the last layer).
+        last_k (Optional[int]): average the last k hidden states instead.
+        pooling (Optional[str]): "mean" (of the token vectors), "cls" (the first word piece) or
+            "last" (the last word piece).
+        RETURNS (Dict[str, Any]): layer, last_k, pooling, width and model.
+        """
+        from ..hidden.extract import resolve_hidden_spec
+
+        trf = getattr(self, "_trf_sample", None)
+        if trf is None:  # one short text tells the width and the hidden states available
+            trf = self._trf_sample = self._trf_data(next(iter(self._trf_docs(["A sample text."]))), "a sample text")
+        n_states = len(self._all_states(trf, need_all=False)) or 1
+        if layer not in (None, -1) or last_k is not None:
+            n_states = len(self._all_states(trf, need_all=True))
+        spec = resolve_hidden_spec(layer, last_k, pooling, n_states=n_states)
+        return {**spec, "width": int(trf.width), "model": self.teacher_id}
+
+    def hidden_states(
+        self,
+        texts: Sequence[str],
+        docs: Optional[Sequence[Any]] = None,
+        *,
+        level: str = "doc",
+        layer: Optional[int] = None,
+        last_k: Optional[int] = None,
+        pooling: Optional[str] = None,
+    ) -> List[Any]:
+        """Hidden states from `doc._.trf_data`: spacy-transformers' own alignment of word pieces
+        to the pipeline's tokens gives token vectors (mean over each token's pieces), which are
+        then matched to the tokens of `docs` by character offsets (the identity when both
+        tokenize alike).
+
+        texts (Sequence[str]): the texts.
+        docs (Optional[Sequence[Doc]]): their spaCy docs (needed for token-level states).
+        level (str): "doc", "token" or "both".
+        RETURNS (List[HiddenStates]): one per text.
+        """
+        from ..hidden.alignment import HiddenStates, align_ragged, align_to_tokens, check_level
+        from ..hidden.alignment import select_layer, token_spans
+
+        check_level(level)
+        spec = self.hidden_settings(layer=layer, last_k=last_k, pooling=pooling)
+        want_tokens = level in ("token", "both")
+        if want_tokens and (docs is None or len(docs) != len(texts)):
+            raise DistillError("token-level hidden states need one spaCy doc per text")
+        results = []
+        for i, teacher_doc in enumerate(self._trf_docs(list(texts))):
+            trf = self._trf_data(teacher_doc, texts[i])
+            states = self._all_states(trf, need_all=spec["layer"] != -1)
+            state = numpy.asarray(select_layer(states, spec["layer"], spec["last_k"]), dtype="float32")
+            flat = state.reshape(-1, state.shape[-1])
+            indices = numpy.asarray(_to_numpy(trf.align.dataXd), dtype="int64").reshape(-1)
+            lengths = numpy.asarray(_to_numpy(trf.align.lengths), dtype="int64")
+            vectors, mask = align_ragged(flat, lengths, indices)
+            result = HiddenStates(n_pieces=int(len(numpy.unique(indices))))
+            if level in ("doc", "both"):
+                if spec["pooling"] == "mean":
+                    result.doc = vectors[mask].mean(axis=0) if mask.any() else numpy.zeros(flat.shape[1], "float32")
+                elif spec["pooling"] == "cls":
+                    result.doc = flat[0].copy()
+                else:
+                    result.doc = flat[int(indices.max())].copy() if len(indices) else flat[-1].copy()
+            if want_tokens:
+                own = token_spans(teacher_doc)
+                keep = numpy.flatnonzero(mask)
+                result.tokens, result.token_mask = align_to_tokens(
+                    texts[i], token_spans(docs[i]), [own[k] for k in keep], vectors[keep]  # type: ignore[index]
+                )
+            results.append(result)
+        return results
+
+    def _trf_docs(self, texts: List[str]):
+        return self.nlp.pipe(texts, batch_size=self.batch_size, disable=[self.component])
+
+    def _trf_data(self, doc: Any, text: str) -> Any:
+        trf = getattr(doc._, "trf_data", None) if doc.has_extension("trf_data") else None
+        if trf is None or not hasattr(trf, "align"):
+            raise DistillError(
+                f"teacher {self.teacher_id}: the pipeline sets no doc._.trf_data (text {text[:40]!r}); "
+                "hidden states come from spaCy pipelines with a spacy-transformers `transformer` "
+                "component. Annotate without --hidden for this teacher"
+            )
+        return trf
+
+    def _all_states(self, trf: Any, need_all: bool) -> List[Any]:
+        output = trf.model_output
+        hidden = output.get("hidden_states") if hasattr(output, "get") else None
+        if hidden:
+            return [_to_numpy(state) for state in hidden]
+        if need_all:
+            raise DistillError(
+                f"teacher {self.teacher_id}: a hidden layer other than the last needs all hidden "
+                "states; set transformer_config = {\"output_hidden_states\": true} in "
+                "[components.transformer.model] of the teacher pipeline"
+            )
+        return [_to_numpy(output["last_hidden_state"])]
+
+
+def _to_numpy(array: Any) -> numpy.ndarray:
+    if hasattr(array, "detach"):  # torch
+        return array.detach().float().cpu().numpy()
+    if type(array).__module__.startswith("cupy"):
+        return array.get()
+    return numpy.asarray(array)
 
 
 @registry.teachers("spacy-distill.SpacyTeacher.v1")

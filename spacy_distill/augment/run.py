@@ -1,0 +1,215 @@
+"""Running augmenters over seed records: seeded, deduplicated, with provenance, to JSONL.
+
+Every output line is a new text, with no label (the teacher labels it at annotate time):
+
+    {"id": "r3~typos.1", "text": "...", "parent": "r3", "method": "spacy-distill.KeyboardTypos.v1",
+     "params": {"rate": 0.05}}
+
+`parent` is the seed's key: its id, or "<file stem>:<line>" when it has none. With
+`keep_seeds`, the seeds come first, as they were read (text, label(s), id = key). A variant is
+dropped when it is empty, an echo of its seed (spacing aside) or a copy of a seed or of
+an earlier variant. Each (seed, step) pair draws from its own random stream (`derive_rng(seed,
+step, key, text)`), so the output is byte-identical for the same seed, input and config.
+"""
+import json
+from collections import Counter
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Union
+
+from tqdm import tqdm
+
+from ..errors import DistillError, RecordError
+from ..records import Record, read_records
+from .base import Augmenter, derive_rng
+from .leakage import EvalIndex, raise_on_leaks
+
+ON_ERROR_CHOICES = ("fail", "skip")
+
+
+@dataclass
+class AugmentSummary:
+    """What a run wrote and dropped."""
+
+    output: Path
+    n_seeds: int = 0
+    n_written: int = 0
+    n_variants: Dict[str, int] = field(default_factory=dict)
+    n_dropped: Dict[str, int] = field(default_factory=lambda: {"empty": 0, "echo": 0, "duplicate": 0})
+    errors: List[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def spacing_folded(text: str) -> str:
+    """Texts that differ only in spacing are one text; case counts (case noise is a variant)."""
+    return " ".join(text.split())
+
+
+class VariantFilter:
+    """Drops empty texts, echoes of the seed and anything written (or read as a seed) before."""
+
+    def __init__(self, summary: AugmentSummary, seen: Set[str]) -> None:
+        self.summary = summary
+        self.seen = seen
+
+    def keep(self, text: str, seed_text: Optional[str]) -> bool:
+        if not isinstance(text, str) or not text.strip():
+            reason = "empty"
+        else:
+            norm = spacing_folded(text)
+            if seed_text is not None and norm == spacing_folded(seed_text):
+                reason = "echo"
+            elif norm in self.seen:
+                reason = "duplicate"
+            else:
+                self.seen.add(norm)
+                return True
+        self.summary.n_dropped[reason] += 1
+        return False
+
+
+def variant_row(vid: str, text: str, parent: Optional[str], augmenter: Augmenter, extra=None) -> Dict[str, Any]:
+    params = dict(augmenter.params)
+    if extra:
+        params.update(extra)
+    return {"id": vid, "text": text, "parent": parent, "method": augmenter.method, "params": params}
+
+
+def seed_row(record: Record) -> Dict[str, Any]:
+    row: Dict[str, Any] = {"id": record.key, "text": record.text}
+    if record.labels is not None:
+        row["labels" if record.multi_label else "label"] = list(record.labels) if record.multi_label else record.labels[0]
+    return row
+
+
+def augment_records(
+    records: Sequence[Record],
+    steps: Dict[str, Augmenter],
+    *,
+    seed: int = 0,
+    keep_seeds: bool = False,
+    summary: Optional[AugmentSummary] = None,
+    show_progress: bool = False,
+) -> Iterator[Dict[str, Any]]:
+    """Make the variants of seed records.
+
+    records (Sequence[Record]): the seeds.
+    steps (Dict[str, Augmenter]): the augmenters by step name, in order.
+    seed (int): the run's seed.
+    keep_seeds (bool): yield the seeds first.
+    summary (Optional[AugmentSummary]): counts go here.
+    show_progress (bool): a progress bar with rate and ETA.
+    YIELDS (Dict[str, Any]): output rows.
+    """
+    summary = summary if summary is not None else AugmentSummary(output=Path("-"))
+    counts = Counter(record.key for record in records)
+    repeated = sorted(k for k, c in counts.items() if c > 1)
+    if repeated:
+        raise DistillError(
+            f"seed ids repeat ({repeated[:5]}): a variant's parent must name one record; "
+            "give each record a unique id (or none: the file and line name it)"
+        )
+    seen = {spacing_folded(record.text) for record in records}
+    filter_ = VariantFilter(summary, seen)
+    summary.n_seeds = len(records)
+    if keep_seeds:
+        for record in records:
+            summary.n_written += 1
+            yield seed_row(record)
+    seed_texts = [record.text for record in records]
+    for name, augmenter in steps.items():
+        if augmenter.seedless:
+            made = augmenter.generate(seed_texts, derive_rng(seed, name, "<seedless>"))
+            k = 0
+            for text, extra in made:
+                if filter_.keep(text, None):
+                    k += 1
+                    summary.n_variants[name] = summary.n_variants.get(name, 0) + 1
+                    summary.n_written += 1
+                    yield variant_row(f"{name}.{k}", text, None, augmenter, extra)
+    per_seed = [(name, a) for name, a in steps.items() if not a.seedless and a.n > 0]
+    progress = tqdm(
+        total=len(records) if per_seed else 0, unit="seed", desc="augment", disable=not show_progress, file=sys.stderr
+    )
+    try:
+        for record in records:
+            for name, augmenter in per_seed:
+                rng = derive_rng(seed, name, record.key, record.text)
+                k = 0
+                for text in augmenter.augment(record.text, rng, augmenter.n):
+                    if filter_.keep(text, record.text):
+                        k += 1
+                        summary.n_variants[name] = summary.n_variants.get(name, 0) + 1
+                        summary.n_written += 1
+                        yield variant_row(f"{record.key}~{name}.{k}", text, record.key, augmenter)
+            progress.update(1)
+            progress.set_postfix(variants=sum(summary.n_variants.values()), refresh=False)
+    finally:
+        progress.close()
+
+
+def augment_file(
+    input_path: Union[str, Path],
+    output_path: Union[str, Path],
+    steps: Dict[str, Augmenter],
+    *,
+    seed: int = 0,
+    keep_seeds: bool = False,
+    on_error: str = "fail",
+    limit: int = 0,
+    eval_data: Sequence[Union[str, Path]] = (),
+    show_progress: bool = True,
+) -> AugmentSummary:
+    """Read seed records, write their variants as JSONL (atomically).
+
+    input_path (Union[str, Path]): JSONL or CSV seed records.
+    output_path (Union[str, Path]): the JSONL file to write.
+    steps (Dict[str, Augmenter]): the augmenters by step name, in order.
+    seed (int): the run's seed; the same seed, input and config give the same bytes.
+    keep_seeds (bool): write the seeds (with their labels) before the variants.
+    on_error (str): "fail" stops at a malformed record; "skip" reports and skips it.
+    limit (int): use the first N seeds only (0: all).
+    eval_data (Sequence[Union[str, Path]]): evaluation sets: a seed whose key or text is in them
+        is refused, with the list of them.
+    show_progress (bool): show a progress bar with rate and ETA.
+    RETURNS (AugmentSummary): counts and skipped records.
+    """
+    if on_error not in ON_ERROR_CHOICES:
+        raise DistillError(f"on_error must be one of {ON_ERROR_CHOICES}, got {on_error!r}")
+    start = time.perf_counter()
+    summary = AugmentSummary(output=Path(output_path))
+    records: List[Record] = []
+    for item in read_records(input_path):
+        if isinstance(item, RecordError):
+            if on_error == "fail":
+                raise RecordError(f"{item} (use --on-error skip to report and skip bad records)")
+            summary.errors.append(str(item))
+            continue
+        records.append(item)
+        if limit and len(records) >= limit:
+            break
+    if not records:
+        raise DistillError(f"{input_path}: no valid seed records")
+    if eval_data:
+        index = EvalIndex.from_paths(eval_data)
+        leaks = []
+        for r in records:
+            # Seeds are matched on text (and a seed that is itself a variant, on its parent):
+            # their own ids may repeat across splits by accident ("1", "2", ...).
+            reason = index.find(r.parent, r.text)
+            if reason is not None:
+                leaks.append(f"{r.source}:{r.line} (key {r.key!r}): {reason}")
+        raise_on_leaks(leaks, f"{input_path} (seeds)", eval_data, what="seed text(s)")
+    output_path = Path(output_path)
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_path = output_path.with_name(output_path.name + ".tmp")
+    with tmp_path.open("w", encoding="utf8", newline="\n") as file_:
+        for row in augment_records(
+            records, steps, seed=seed, keep_seeds=keep_seeds, summary=summary, show_progress=show_progress
+        ):
+            file_.write(json.dumps(row, ensure_ascii=False) + "\n")
+    tmp_path.replace(output_path)
+    summary.seconds = time.perf_counter() - start
+    return summary
