@@ -26,7 +26,7 @@ def test_spam_filter_project_runs_all_on_a_slice(tmp_path):
     ]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1500)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    for path in ("corpus/train.spacy", "training/student/model-best", "training/student_tuned/meta.json",
+    for path in ("corpus/train/original.spacy", "corpus/train/augmented.spacy", "training/student/model-best", "training/student_tuned/meta.json",
                  "metrics/report.md", "metrics/reliability.png"):
         assert (root / path).exists(), path
     report = json.loads((root / "metrics" / "report.json").read_text())
@@ -44,7 +44,13 @@ def test_spam_filter_project_runs_all_on_a_slice(tmp_path):
     assert len(wheels) == 1 and list((root / "packages").glob("en_sms_spam_filter-0.1.0/dist/*.tar.gz"))
     card = json.loads((root / "packages/exported/meta.json").read_text())["spacy_distill"]["card"]
     assert card["evaluation"]["retention"]["accuracy"] == pytest.approx(report["retention"]["accuracy"])
-    assert card["data"]["train"]["n_docs"] == 150
+    n_variants = len((root / "corpus" / "augmented.jsonl").read_text().splitlines())
+    assert 100 <= n_variants <= 300  # typos and leetspeak, one each per seed; echoes and duplicates dropped
+    assert card["data"]["train"]["n_docs"] == 150 + n_variants
+    from spacy_distill.targets import get_target, read_targets
+
+    variants = [get_target(doc) for doc in read_targets(root / "corpus" / "train" / "augmented.spacy")]
+    assert all(t.provenance.parent and t.provenance.method and t.has_teacher for t in variants)
     _check_wheel_in_fresh_venv(wheels[0], root / "packages" / "exported", tmp_path)
     # a second run re-runs nothing
     again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
