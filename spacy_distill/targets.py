@@ -180,9 +180,9 @@ class TeacherTarget:
         hidden = data.get("hidden")
         if hidden is not None and not isinstance(hidden, dict):
             raise fail("hidden", f"expected a dict or null, got {type(hidden).__name__}")
-        if hidden is not None and "version" in hidden:
-            # Fields written by `annotate --hidden` carry a version: validate them on reading.
-            # (Consumers such as `distill_hidden` decode, and so validate, every field they use.)
+        if hidden is not None:
+            # Validate on reading, so a bad file fails here with its doc named rather than in
+            # the middle of training.
             from .hidden.storage import decode_hidden
 
             decode_hidden(hidden, where, n_tokens=n_tokens)

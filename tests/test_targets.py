@@ -13,6 +13,9 @@ from spacy_distill.targets import (
     write_targets,
 )
 
+from spacy_distill.hidden import HiddenStates
+from spacy_distill.hidden.storage import encode_hidden
+
 from .conftest import make_target_docs
 
 
@@ -24,7 +27,10 @@ def test_round_trip_keeps_every_field(tmp_path):
     target.provenance.parent = "r9"
     target.provenance.method = "leetspeak"
     target.provenance.params = {"rate": 0.1}
-    target.hidden = {"pooled": None}
+    target.hidden = encode_hidden(
+        HiddenStates(doc=numpy.asarray([0.5, -1.0, 2.0], dtype="float32")),
+        {"layer": -1, "last_k": None, "pooling": "mean", "width": 3, "model": "toy"},
+    )
     docs[0].user_data[USER_DATA_KEY] = target.to_dict()
     path = write_targets(docs, tmp_path / "t.spacy")
     back = list(read_targets(path))
@@ -35,7 +41,7 @@ def test_round_trip_keeps_every_field(tmp_path):
     assert first.teacher_id == "toy" and first.fingerprint == "0" * 8
     assert first.provenance.parent == "r9" and first.provenance.params == {"rate": 0.1}
     assert first.provenance.source == "toy.jsonl" and first.provenance.line == 1
-    assert first.hidden == {"pooled": None}
+    assert first.hidden == target.hidden
     assert back[0].cats == {"ham": 0.0, "spam": 1.0}
     assert back[1].cats == {}
     assert not get_target(back[2]).has_teacher
@@ -87,6 +93,7 @@ def _good(**changes):
         (_good(provenance={"line": "x"}), "provenance", "integer"),
         (_good(provenance={"colour": 1}), "provenance", "unknown key"),
         (_good(hidden=[1, 2]), "hidden", "dict or null"),
+        (_good(hidden={"pooled": None}), "hidden", "unsupported hidden-state version None"),
     ],
 )
 def test_invalid_fields_name_file_doc_and_field(tmp_path, data, field, message):
