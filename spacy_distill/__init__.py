@@ -5,6 +5,7 @@ imports neither torch nor transformers (teachers that need them import them when
 """
 from . import augment, corpus, losses, scoring  # noqa: F401  (registration; augment: the text augmenters)
 from .ml import empty_docs  # noqa: F401  (registers the empty-doc guard callback)
+from .ml import static_embeddings  # noqa: F401  (registers spacy-distill.StaticEmbeddings.v1)
 from .pipeline import distill_hidden  # noqa: F401  (registers distill_hidden, its projector and loss)
 from .hidden import HiddenProjection, HiddenRequest, HiddenStates
 from .about import __version__

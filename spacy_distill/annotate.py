@@ -1,26 +1,38 @@
 """Turn input records into a target file: scored by a teacher (`annotate`) or gold only (`convert`)."""
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy
 import spacy
 from tqdm import tqdm
 from wasabi import msg
 
+from spacy.tokens import Doc
+
 from .cache import CachedScorer, TeacherCache
+from .chunked import ChunkedTargetWriter, is_chunked_output
 from .errors import DistillError, RecordError
 from .hidden.storage import HiddenRequest
+from .msgpack_codecs import cached_msgpack_codecs
 from .records import Record, read_records, split_errors
-from .shards import select_shard
 from .targets import Provenance, TargetFileWriter, TeacherTarget, set_target
 from .teachers.base import Teacher
+
+if TYPE_CHECKING:
+    from .backends.base import ScoringBackend
 
 ON_ERROR_CHOICES = ("fail", "skip")
 # Records are sorted by length within windows of this many batches.
 LENGTH_BUCKET_BATCHES = 16
+# Docs per chunk file of a directory OUTPUT: a few MB each for short texts.
+DEFAULT_CHUNK_SIZE = 10_000
+# Past this many docs, a single-file OUTPUT gets a warning (its DocBin is held in memory).
+SINGLE_FILE_WARN_DOCS = 200_000
 
 
 @dataclass
@@ -36,6 +48,7 @@ class AnnotationSummary:
     seconds: float = 0.0
     n_cache_hits: int = 0
     n_teacher: int = 0
+    n_resumed: int = 0
     hidden: Optional[HiddenRequest] = None
 
     @property
@@ -56,11 +69,18 @@ def annotate(
     show_progress: bool = True,
     eval_data: Sequence[Union[str, Path]] = (),
     hidden: Optional[HiddenRequest] = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    backend: Optional["ScoringBackend"] = None,
 ) -> AnnotationSummary:
-    """Score the texts of a JSONL/CSV file with a teacher and write a target file.
+    """Score the texts of a JSONL/CSV file with a teacher and write targets.
+
+    The input is read as a stream (twice: once to check every record before any teacher work,
+    once to annotate), so memory does not grow with the corpus when OUTPUT is a directory.
 
     input_path (Union[str, Path]): JSONL or CSV records (`text`, optional `label`/`labels`, `id`).
-    output_path (Union[str, Path]): the `.spacy` target file to write.
+    output_path (Union[str, Path]): a `.spacy` target file (one DocBin, held in memory until
+        written), or a directory to write `.spacy` chunks of `chunk_size` docs into (constant
+        memory; a rerun resumes after the last complete chunk). See `spacy_distill.chunked`.
     teacher (Teacher): the teacher.
     lang (str): the language whose tokenizer makes the docs.
     on_error (str): "fail" stops at the first bad record, before the teacher runs; "skip"
@@ -75,87 +95,162 @@ def annotate(
         stops, before the teacher runs, if an augmented text's parent or text is one of theirs.
     hidden (Optional[HiddenRequest]): also store the teacher's hidden states (doc and/or token
         level, optionally projected); the teacher must have `hidden_states`.
+    chunk_size (int): docs per chunk file when OUTPUT is a directory.
+    backend (Optional[ScoringBackend]): who runs the teacher on the texts the cache lacks, before
+        the targets are written (e.g. `spacy_distill.backends.ray.RayBackend`); None: this
+        process, batch by batch.
     RETURNS (AnnotationSummary): what was written, what was skipped, and cache hits.
     """
     labels, exclusive = tuple(teacher.labels), bool(teacher.exclusive)
-    records, summary = _read_valid_records(
-        input_path, output_path, labels, exclusive, on_error, limit
+    if chunk_size < 1:
+        raise DistillError(f"chunk_size must be at least 1, got {chunk_size}")
+    summary, n_valid = _check_records(
+        input_path, output_path, labels, exclusive, on_error, limit, eval_data
     )
-    if eval_data:
-        from .augment.leakage import check_records
-
-        check_records(records, eval_data, str(input_path))
-    if shard is not None:
-        records = select_shard(records, shard)
+    n_records = _shard_size(n_valid, shard)
     start = time.perf_counter()
     nlp = spacy.blank(lang)
     if hidden is not None:
+        if backend is not None:
+            raise DistillError("--hidden needs the plain backend: hidden states are not sent back by other backends")
         hidden.prepare(teacher, output_path)  # fails before any teacher work
         summary.hidden = hidden
-    writer = TargetFileWriter(output_path)
+    chunked = is_chunked_output(output_path)
+    if not chunked and n_records > SINGLE_FILE_WARN_DOCS:
+        msg.warn(
+            f"{output_path}: one .spacy file holds all {n_records} docs in memory until it is "
+            "written; give a directory as OUTPUT to write chunks in constant memory"
+        )
     teacher_id = teacher.teacher_id
     # How the teacher scored (e.g. "logprobs" or "samples:k" for a server) goes in every target.
     method = getattr(teacher, "method", None)
     run_info = {"method": method} if isinstance(method, str) else {}
     batch_size = max(1, int(getattr(teacher, "batch_size", 32)))
     own_cache = isinstance(cache, (str, Path))
-    scorer = CachedScorer(teacher, TeacherCache(cache) if own_cache else cache)  # type: ignore[arg-type]
-    progress = tqdm(
-        total=len(records),
-        unit="doc",
-        desc=f"annotate {Path(input_path).name}",
-        disable=not show_progress,
-        file=sys.stderr,
-    )
-    try:
-        for window in _batches(records, batch_size * LENGTH_BUCKET_BATCHES):
-            window_scores, window_extras = _score_window(scorer, window, labels, batch_size, progress)
-            window_docs = [nlp.make_doc(record.text) for record in window]
-            window_hidden = (
-                hidden.fields(teacher, [record.text for record in window], window_docs)
-                if hidden is not None else [None] * len(window)
-            )
-            for record, row, extra, doc, hidden_field in zip(
-                window, window_scores, window_extras, window_docs, window_hidden
-            ):
-                if not numpy.all(numpy.isfinite(row)):
-                    error = RecordError(
-                        f"{record.source}:{record.line}: the teacher returned NaN or inf "
-                        f"({dict(zip(labels, row.tolist()))})"
-                    )
-                    _handle(error, on_error, summary)
-                    continue
-                target = TeacherTarget(
-                    labels=labels,
-                    exclusive=exclusive,
-                    scores=row,
-                    teacher_id=teacher_id,
-                    fingerprint=scorer.fingerprint,
-                    teacher_info={**run_info, **(extra or {})},
-                    provenance=record_provenance(record),
-                    hidden=hidden_field,
+    cache_obj = TeacherCache(cache) if own_cache else cache
+    temp_cache = None
+    if backend is not None and cache_obj is None:
+        # A backend hands its scores back through a cache: a private one for this run.
+        temp_cache = tempfile.TemporaryDirectory(prefix="spacy-distill-cache-")
+        cache_obj = TeacherCache(Path(temp_cache.name) / "run.sqlite")
+    scorer = CachedScorer(teacher, cache_obj)  # type: ignore[arg-type]
+    sink = None
+    if chunked:
+        sink = ChunkedTargetWriter(output_path, {
+            "input": Path(input_path).name, "input_bytes": Path(input_path).stat().st_size,
+            "n_records": n_records, "chunk_size": chunk_size, "limit": limit,
+            "shard": list(shard) if shard else None, "labels": list(labels),
+            "exclusive": exclusive, "fingerprint": scorer.fingerprint, "lang": lang,
+        })
+    records = _valid_records(input_path, labels, exclusive, limit, shard)
+    chunks = _chunks(records, chunk_size if chunked else 0)
+    n_backend = 0
+    # The targets' user data is packed per doc by srsly: see msgpack_codecs.
+    with cached_msgpack_codecs():
+        try:
+            if backend is not None:
+                todo = (
+                    record.text for index, chunk in _chunks(
+                        _valid_records(input_path, labels, exclusive, limit, shard), chunk_size if chunked else 0
+                    ) if sink is None or not sink.is_done(index) for record in chunk
                 )
-                gold = gold_cats(record, labels)
-                writer.add(set_target(doc, target, gold))
-                summary.n_gold += gold is not None
-    except BaseException:
-        # Keep what is done (the cache keeps the scores too, so a rerun recomputes nothing).
-        if len(writer):
-            partial = writer.path.with_name(writer.path.stem + ".partial.spacy")
-            writer.path = partial
-            writer.write()
-            msg.warn(f"Stopped after {len(writer)} docs; they are saved in {partial}")
-        raise
-    finally:
-        progress.close()
-        if own_cache and scorer.cache is not None:
-            scorer.cache.close()
-    writer.write()
-    summary.n_written = len(writer)
-    summary.n_cache_hits = scorer.hits
-    summary.n_teacher = scorer.misses
+                n_backend = backend.fill_cache(teacher, todo, scorer.cache, total=n_records, show_progress=show_progress)
+            writer = TargetFileWriter(output_path) if sink is None else None
+            progress = tqdm(
+                total=n_records,
+                unit="doc",
+                desc=f"annotate {Path(input_path).name}" if backend is None else "write targets",
+                disable=not show_progress,
+                file=sys.stderr,
+            )
+            try:
+                for index, chunk in chunks:
+                    if sink is not None:
+                        if sink.is_done(index):
+                            summary.n_resumed += len(chunk)
+                            progress.update(len(chunk))
+                            continue
+                        sink.start(index)
+                    for window in _batches(chunk, batch_size * LENGTH_BUCKET_BATCHES):
+                        # Every new token string would stay in the vocab for good (memory that
+                        # grows with the corpus); the DocBin keeps its own copy of the strings.
+                        with nlp.memory_zone():
+                            for doc, has_gold in _annotate_window(
+                                window, scorer, teacher, labels, exclusive, batch_size, nlp, hidden,
+                                run_info, teacher_id, on_error, summary, progress,
+                            ):
+                                if sink is not None:
+                                    sink.add(doc, has_gold)
+                                else:
+                                    writer.add(doc)  # type: ignore[union-attr]
+                                    summary.n_gold += has_gold
+                    if sink is not None:
+                        sink.finish()
+            except BaseException:
+                if sink is not None:
+                    msg.warn(
+                        f"Stopped; {len(sink.chunks)} complete chunk(s) are kept in {sink.directory}: "
+                        "rerun the same command to resume after them"
+                    )
+                elif writer is not None and len(writer):
+                    # Keep what is done (the cache keeps the scores too, so a rerun recomputes nothing).
+                    partial = writer.path.with_name(writer.path.stem + ".partial.spacy")
+                    writer.path = partial
+                    writer.write()
+                    msg.warn(f"Stopped after {len(writer)} docs; they are saved in {partial}")
+                raise
+            finally:
+                progress.close()
+        finally:
+            if (own_cache or temp_cache is not None) and scorer.cache is not None:
+                scorer.cache.close()
+            if temp_cache is not None:
+                temp_cache.cleanup()
+    if sink is not None:
+        sink.complete()
+        summary.n_written, summary.n_gold = sink.n_docs, sink.n_gold
+    else:
+        writer.write()  # type: ignore[union-attr]
+        summary.n_written = len(writer)  # type: ignore[arg-type]
+    # Texts the backend scored come back through the cache: count them as teacher work.
+    summary.n_cache_hits = scorer.hits - n_backend
+    summary.n_teacher = scorer.misses + n_backend
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _annotate_window(
+    window, scorer, teacher, labels, exclusive, batch_size, nlp, hidden, run_info, teacher_id,
+    on_error, summary, progress,
+) -> Iterator[Tuple[Doc, bool]]:
+    window_scores, window_extras = _score_window(scorer, window, labels, batch_size, progress)
+    window_docs = [nlp.make_doc(record.text) for record in window]
+    window_hidden = (
+        hidden.fields(teacher, [record.text for record in window], window_docs)
+        if hidden is not None else [None] * len(window)
+    )
+    for record, row, extra, doc, hidden_field in zip(
+        window, window_scores, window_extras, window_docs, window_hidden
+    ):
+        if not numpy.all(numpy.isfinite(row)):
+            error = RecordError(
+                f"{record.source}:{record.line}: the teacher returned NaN or inf "
+                f"({dict(zip(labels, row.tolist()))})"
+            )
+            _handle(error, on_error, summary)
+            continue
+        target = TeacherTarget(
+            labels=labels,
+            exclusive=exclusive,
+            scores=row,
+            teacher_id=teacher_id,
+            fingerprint=scorer.fingerprint,
+            teacher_info={**run_info, **(extra or {})},
+            provenance=record_provenance(record),
+            hidden=hidden_field,
+        )
+        gold = gold_cats(record, labels)
+        yield set_target(doc, target, gold), gold is not None
 
 
 def _score_window(
@@ -289,6 +384,83 @@ def _read_valid_records(
     return records, summary
 
 
+def _check_records(
+    input_path: Union[str, Path],
+    output_path: Union[str, Path],
+    labels: Tuple[str, ...],
+    exclusive: bool,
+    on_error: str,
+    limit: int,
+    eval_data: Sequence[Union[str, Path]],
+) -> Tuple[AnnotationSummary, int]:
+    # The first pass: every record is checked (and bad ones reported) before any teacher
+    # work, so "fail" never wastes a teacher run; only counts are kept, not the records.
+    if on_error not in ON_ERROR_CHOICES:
+        raise DistillError(f"on_error must be one of {ON_ERROR_CHOICES}, got {on_error!r}")
+    summary = AnnotationSummary(output=Path(output_path), labels=labels, exclusive=exclusive)
+    n_valid = 0
+
+    def checked() -> Iterator[Record]:
+        nonlocal n_valid
+        for item in read_records(input_path):
+            error = item if isinstance(item, RecordError) else check_record_labels(item, labels, exclusive)
+            if error is not None:
+                _handle(error, on_error, summary)
+                continue
+            n_valid += 1
+            yield item  # type: ignore[misc]
+            if limit and n_valid >= limit:
+                break
+
+    if eval_data:
+        from .augment.leakage import check_records
+
+        check_records(checked(), eval_data, str(input_path))
+    else:
+        for _ in checked():
+            pass
+    if not n_valid:
+        raise DistillError(f"{input_path}: no valid records to write")
+    return summary, n_valid
+
+
+def _valid_records(
+    input_path: Union[str, Path],
+    labels: Tuple[str, ...],
+    exclusive: bool,
+    limit: int,
+    shard: Optional[Tuple[int, int]],
+) -> Iterator[Record]:
+    # The second pass: the same records as the first one kept (errors were reported there).
+    n_valid = 0
+    for item in read_records(input_path):
+        if isinstance(item, RecordError) or check_record_labels(item, labels, exclusive) is not None:
+            continue
+        n_valid += 1
+        if shard is None or (n_valid - 1) % shard[1] == shard[0] - 1:
+            yield item
+        if limit and n_valid >= limit:
+            break
+
+
+def _shard_size(n_valid: int, shard: Optional[Tuple[int, int]]) -> int:
+    if shard is None:
+        return n_valid
+    k, n = shard
+    if not (n >= 1 and 1 <= k <= n):
+        raise DistillError(f"shard must be K/N with 1 <= K <= N, got {k}/{n}")
+    return len(range(k - 1, n_valid, n))
+
+
+def _chunks(records: Iterator[Record], size: int) -> Iterator[Tuple[int, List[Record]]]:
+    # size 0: one chunk that is never materialised as a whole (see _batches).
+    if not size:
+        yield 0, records  # type: ignore[misc]
+        return
+    for index, chunk in enumerate(_batches(records, size)):
+        yield index, chunk
+
+
 def _handle(error: RecordError, on_error: str, summary: AnnotationSummary) -> None:
     if on_error == "fail":
         raise RecordError(f"{error} (use --on-error skip to report and skip bad records)")
@@ -307,6 +479,10 @@ def _checked_scores(scorer: CachedScorer, batch: List[Record], labels: Tuple[str
     return scores, extras
 
 
-def _batches(items: List[Record], size: int):
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def _batches(items: Iterable[Record], size: int) -> Iterator[List[Record]]:
+    iterator = iter(items)
+    while True:
+        batch = list(islice(iterator, size))
+        if not batch:
+            return
+        yield batch

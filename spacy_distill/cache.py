@@ -166,12 +166,18 @@ class CachedScorer:
         return scores, extras
 
     def _score_with_teacher(self, texts: List[str]):
-        score_with_members = getattr(self.teacher, "score_with_members", None)
-        if callable(score_with_members):
-            fused, members = score_with_members(texts)
-            extras = [
-                {"members": {name: [float(p) for p in probs[i]] for name, probs in members.items()}}
-                for i in range(len(texts))
-            ]
-            return numpy.asarray(fused, dtype="float32"), extras
-        return numpy.asarray(self.teacher.score(texts), dtype="float32"), [None] * len(texts)
+        return score_with_details(self.teacher, texts)
+
+
+def score_with_details(teacher, texts: List[str]) -> Tuple[numpy.ndarray, List[Optional[Dict[str, Any]]]]:
+    """A teacher's scores for texts (float32) and per-text details to keep (or None): an
+    ensemble's member distributions. Every backend scores through this, so all keep the same."""
+    score_with_members = getattr(teacher, "score_with_members", None)
+    if callable(score_with_members):
+        fused, members = score_with_members(texts)
+        extras = [
+            {"members": {name: [float(p) for p in probs[i]] for name, probs in members.items()}}
+            for i in range(len(texts))
+        ]
+        return numpy.asarray(fused, dtype="float32"), extras
+    return numpy.asarray(teacher.score(texts), dtype="float32"), [None] * len(texts)

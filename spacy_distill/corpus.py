@@ -5,6 +5,7 @@ from typing import Callable, Iterator, List, Optional, Sequence, Union
 from spacy.language import Language
 from spacy.training import Example
 
+from .msgpack_codecs import cached_msgpack_codecs
 from .registry import registry
 from .targets import USER_DATA_KEY, read_targets
 
@@ -49,26 +50,29 @@ class TargetCorpus:
 
         index = EvalIndex.from_paths(self.eval_paths)
         items = []
-        for i, doc in enumerate(read_targets(self.path, require_target=False)):
-            target = get_target(doc)
-            if target is not None and target.provenance.parent is not None:
-                where = f"{self.path}: doc {i} ({target.provenance.describe()})"
-                items.append((where, target.provenance.parent, doc.text))
+        with cached_msgpack_codecs():
+            for i, doc in enumerate(read_targets(self.path, require_target=False)):
+                target = get_target(doc)
+                if target is not None and target.provenance.parent is not None:
+                    where = f"{self.path}: doc {i} ({target.provenance.describe()})"
+                    items.append((where, target.provenance.parent, doc.text))
         raise_on_leaks(find_leaks(items, index), str(self.path), self.eval_paths)
         self._checked = True
 
     def __call__(self, nlp: Language) -> Iterator[Example]:
         self.check_leakage()
         count = 0
-        for doc in read_targets(self.path, nlp.vocab, require_target=False):
-            if self.require_gold and not doc.cats:
-                continue
-            if USER_DATA_KEY not in doc.user_data and not doc.cats:
-                continue  # a doc that carries neither a teacher nor gold teaches nothing
-            yield Example(nlp.make_doc(doc.text), doc)
-            count += 1
-            if self.limit and count >= self.limit:
-                break
+        # Each doc's user data is unpacked by srsly; see msgpack_codecs for why this matters.
+        with cached_msgpack_codecs():
+            for doc in read_targets(self.path, nlp.vocab, require_target=False):
+                if self.require_gold and not doc.cats:
+                    continue
+                if USER_DATA_KEY not in doc.user_data and not doc.cats:
+                    continue  # a doc that carries neither a teacher nor gold teaches nothing
+                yield Example(nlp.make_doc(doc.text), doc)
+                count += 1
+                if self.limit and count >= self.limit:
+                    break
 
 
 def _eval_path_list(values: Sequence[Union[str, Path, None]]) -> List[Path]:

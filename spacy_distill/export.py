@@ -323,6 +323,7 @@ def export_pipeline(
     # The whole exported pipeline, filter included, must run before anything is written.
     for _ in exported.pipe(texts):
         pass
+    output.parent.mkdir(parents=True, exist_ok=True)  # spaCy's to_disk makes the last folder only
     exported.to_disk(output)
     removed = [n for n in nlp.pipe_names if n not in exported.pipe_names]
     converted = {

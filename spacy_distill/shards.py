@@ -3,6 +3,7 @@ from pathlib import Path
 from typing import List, Sequence, Tuple, TypeVar, Union
 
 from .errors import DistillError, TargetFormatError
+from .msgpack_codecs import cached_msgpack_codecs
 from .targets import TargetFileWriter, get_target, read_targets
 
 T = TypeVar("T")
@@ -37,6 +38,13 @@ def merge_target_files(inputs: Sequence[Union[str, Path]], output: Union[str, Pa
     output (Union[str, Path]): the merged target file.
     RETURNS (int): the number of docs written.
     """
+    with cached_msgpack_codecs():  # see msgpack_codecs: the docs' user data is (un)packed per doc
+        return _merge(inputs, output)
+
+
+def _merge(inputs: Sequence[Union[str, Path]], output: Union[str, Path]) -> int:
+    # Every doc is held in memory to be sorted; for millions of docs, point the reader at the
+    # directory of shard outputs instead (it reads them all, in file order), with no merge.
     keyed = []
     seen = {}
     for path in inputs:

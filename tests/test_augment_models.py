@@ -13,7 +13,8 @@ import pytest
 from spacy_distill.augment.base import derive_rng
 from spacy_distill.augment.config import load_augment_config
 from spacy_distill.augment.run import augment_file
-from spacy_distill.augment.teacher_written import LabelExamples, Paraphrase, clean_answer
+from spacy_distill.augment.back_translation import LLMBackTranslation
+from spacy_distill.augment.teacher_written import LabelExamples, Paraphrase, clean_answer, is_echo
 from spacy_distill.errors import DistillError
 from spacy_distill.registry import registry
 
@@ -176,6 +177,38 @@ def test_paraphrase_drops_empty_echoed_and_repeated_answers():
         Paraphrase(generator, prompt="no text field")
 
 
+def test_an_answer_with_only_case_spacing_or_punctuation_changed_is_an_echo():
+    # SmolLM2-135M hands back "the film is strictly routine ." as "The film is strictly routine."
+    assert is_echo("The film is strictly routine.", "the film is strictly routine .")
+    assert not is_echo("The film is strictly dull.", "the film is strictly routine .")
+    generator = ScriptedGenerator([["The film was great.", "  THE FILM  WAS GREAT ", "the film was superb"]])
+    assert Paraphrase(generator, n=3, attempts=1).augment("the film was great", random.Random(0), 3) == [
+        "the film was superb"
+    ]
+
+
+def test_clean_answer_removes_a_language_label():
+    assert clean_answer('English: "The film was fine."', labels=("English",)) == "The film was fine."
+    assert clean_answer("In German: Der Film", labels=("German",)) == "Der Film"
+    assert clean_answer("English: text") == "English: text"  # only the labels asked for
+
+
+def test_llm_back_translation_cleans_labels_and_skips_untranslated_pivots():
+    generator = ScriptedGenerator([
+        ['German: "Der Film war toll"', "The film was great.", "  "],  # there: one real pivot, one echo, one empty
+        ['English: "The movie was terrific."'],  # back, for the one real pivot
+    ])
+    augmenter = LLMBackTranslation(generator, "German", n=3)
+    assert augmenter.augment("the film was great", random.Random(0), 3) == ["The movie was terrific."]
+    assert len(generator.calls) == 2
+    back_prompt, n, _, temperature = generator.calls[1]
+    assert "Text: Der Film war toll\n" in back_prompt and "English" in back_prompt and (n, temperature) == (1, 0.0)
+    # A way back that returns the pivot untranslated, or the seed, is no variant.
+    for answer in ("Der Film war toll", "the film was great"):
+        generator = ScriptedGenerator([["Der Film war toll"], [answer]])
+        assert LLMBackTranslation(generator, "German", n=1).augment("the film was great", random.Random(0), 1) == []
+
+
 def test_label_examples_are_seedless_with_the_label_in_params(tmp_path):
     generator = ScriptedGenerator([["Free money!", "Free money!"], ["Lunch at noon?"]])
     steps = {"write": LabelExamples(generator, {"spam": "unwanted ads", "ham": "normal messages"}, n=1, shots=1)}
@@ -259,6 +292,11 @@ def test_masked_lm_replacement(tmp_path, tiny_bert):
     assert augmenter.augment("", random.Random(0), 2) == []
     assert augmenter.augment("😀🎉", random.Random(0), 2) == []
     assert isinstance(augmenter.augment("Привет мир", random.Random(0), 2), list)
+    # Contraction pieces are never masked, whatever the rate.
+    every = build(model=str(tiny_bert), n=1, rate=1.0, top_k=5, device="cpu")
+    for seed in range(5):
+        for variant in every.augment("i don't think it 's good , ai n't it", random.Random(seed), 1):
+            assert "don't" in variant and "'s" in variant and "n't" in variant
     a, b = _run_twice(tmp_path, lambda: {"mlm": augmenter})
     assert a == b and a and json.loads(a.decode().splitlines()[0])["params"] == {"model": str(tiny_bert), "rate": 0.5, "top_k": 5}
 

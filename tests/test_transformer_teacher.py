@@ -1,5 +1,8 @@
 """A spacy-transformers teacher (a tiny random BERT built in a temp dir) through annotate and
 `spacy train`: the listener path of the logits reader, end to end."""
+import subprocess
+import sys
+
 import numpy
 import pytest
 import spacy
@@ -92,6 +95,14 @@ def test_transformer_teacher_annotates_and_student_learns_it(tmp_path, monkeypat
     nlp.to_disk(tmp_path / "teacher")
 
     teacher = SpacyTeacher(spacy.load(tmp_path / "teacher"), batch_size=3)
+    # The same saved teacher has the same fingerprint in another process (its cache entries
+    # are found again); spacy-transformers' to_bytes differs per process, the files do not.
+    code = (
+        "import sys, spacy; from spacy_distill.teachers.spacy_teacher import SpacyTeacher; "
+        "print(SpacyTeacher(spacy.load(sys.argv[1])).fingerprint)"
+    )
+    other = subprocess.run([sys.executable, "-c", code, str(tmp_path / "teacher")], capture_output=True, text=True, check=True)
+    assert other.stdout.split()[-1] == teacher.fingerprint
     texts = [t for t, _ in SPAM_TEXTS]
     scores = teacher.score(texts)
     cats = [doc.cats for doc in spacy.load(tmp_path / "teacher").pipe(texts)]

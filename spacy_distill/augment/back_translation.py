@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional
 from ..errors import DistillError
 from ..registry import registry
 from .base import Augmenter, check_template, torch_seed
-from .teacher_written import clean_answer
+from .teacher_written import clean_answer, is_echo
 
 DEFAULT_THERE = "Translate the following text into {language}. Answer with the translation only.\n\nText: {text}\nTranslation:"
 DEFAULT_BACK = "Translate the following text into {language}. Answer with the translation only.\n\nText: {text}\nTranslation:"
@@ -109,12 +109,14 @@ class LLMBackTranslation(Augmenter):
             return []
         there = self.generator.generate(self.prompt_there.format(text=text, language=self.language), n, torch_seed(rng))
         found: List[str] = []
-        for pivot in dict.fromkeys(clean_answer(t) for t in there):
-            if not pivot:
+        # Small LLMs label their answer with the language asked for ("German: ...", "English: ...").
+        for pivot in dict.fromkeys(clean_answer(t, labels=(self.language,)) for t in there):
+            if not pivot or is_echo(pivot, text):  # not translated: its way back is no new text
                 continue
             prompt = self.prompt_back.format(text=pivot, language=self.source_language)
-            back = clean_answer(self.generator.generate(prompt, 1, torch_seed(rng), temperature=0.0)[0])
-            if back and back != text and back not in found:
+            answer = self.generator.generate(prompt, 1, torch_seed(rng), temperature=0.0)[0]
+            back = clean_answer(answer, labels=(self.source_language,))
+            if back and not is_echo(back, text) and not is_echo(back, pivot) and back not in found:
                 found.append(back)
         return found
 

@@ -1,8 +1,9 @@
 """Masked-LM replacement (Tang et al., 2019): words are masked, with probability `rate` each
 (at least one per variant), and a masked language model fills each mask with one of its
 `top_k` most likely whole words, sampled in proportion to their probability (the original word
-excluded). All masks of a variant are filled from one forward pass. torch and transformers are
-imported when the model is loaded."""
+excluded). All masks of a variant are filled from one forward pass. The pieces of a contraction
+("don't", "ai n't", "it's") are never masked: filling the "t" of "n't" with a word gives "n'and".
+torch and transformers are imported when the model is loaded."""
 import random
 from typing import Any, Optional
 
@@ -11,6 +12,8 @@ import numpy
 from ..errors import DistillError
 from ..registry import registry
 from .base import Augmenter, check_count, check_rate, choose_some, copy_case, replace_spans, word_spans
+
+APOSTROPHES = ("'", "\u2019")
 
 
 class MaskedLMReplacement(Augmenter):
@@ -45,7 +48,7 @@ class MaskedLMReplacement(Augmenter):
 
     def transform(self, text: str, rng: random.Random) -> str:
         torch = self._torch
-        spans = [s for s in word_spans(text) if text[s[0] : s[1]].isalpha()]
+        spans = [s for s in word_spans(text) if text[s[0] : s[1]].isalpha() and not _in_contraction(text, s)]
         chosen = sorted(choose_some(spans, self.rate, rng, at_least_one=True))
         if not chosen:
             return text
@@ -68,6 +71,12 @@ class MaskedLMReplacement(Augmenter):
             pick = order[_weighted_index(probs / probs.sum(), rng)]
             replacements[span] = copy_case(original, self.word_of[int(pick)])
         return replace_spans(text, replacements)
+
+
+def _in_contraction(text: str, span) -> bool:
+    """Whether a word touches an apostrophe ("don" and "t" in "don't")."""
+    start, end = span
+    return (start > 0 and text[start - 1] in APOSTROPHES) or (end < len(text) and text[end] in APOSTROPHES)
 
 
 def _weighted_index(probs: numpy.ndarray, rng: random.Random) -> int:

@@ -10,19 +10,21 @@ Every output line is a new text, with no label (the teacher labels it at annotat
 dropped when it is empty, an echo of its seed (spacing aside) or a copy of a seed or of
 an earlier variant. Each (seed, step) pair draws from its own random stream (`derive_rng(seed,
 step, key, text)`), so the output is byte-identical for the same seed, input and config.
+The seeds are streamed from the file (read once per pass) and the dedup set lives on disk
+(`spacy_distill.seen.DiskSet`), so memory does not grow with the number of seeds.
 """
 import json
-from collections import Counter
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Union
 
 from tqdm import tqdm
 
 from ..errors import DistillError, RecordError
 from ..records import Record, read_records
+from ..seen import DiskSet
 from .base import Augmenter, derive_rng
 from .leakage import EvalIndex, raise_on_leaks
 
@@ -50,7 +52,7 @@ def spacing_folded(text: str) -> str:
 class VariantFilter:
     """Drops empty texts, echoes of the seed and anything written (or read as a seed) before."""
 
-    def __init__(self, summary: AugmentSummary, seen: Set[str]) -> None:
+    def __init__(self, summary: AugmentSummary, seen: DiskSet) -> None:
         self.summary = summary
         self.seen = seen
 
@@ -85,7 +87,7 @@ def seed_row(record: Record) -> Dict[str, Any]:
 
 
 def augment_records(
-    records: Sequence[Record],
+    records: Union[Sequence[Record], Callable[[], Iterable[Record]]],
     steps: Dict[str, Augmenter],
     *,
     seed: int = 0,
@@ -95,7 +97,13 @@ def augment_records(
 ) -> Iterator[Dict[str, Any]]:
     """Make the variants of seed records.
 
-    records (Sequence[Record]): the seeds.
+    The seeds are read in passes (ids and texts; the seeds themselves with `keep_seeds`; the
+    variants), and what was written before is remembered on disk (`DiskSet`), so memory does
+    not grow with the corpus. Only seedless augmenters (e.g. LabelExamples, which draws
+    few-shot examples from all seeds) get the seed texts as a list in memory.
+
+    records (Union[Sequence[Record], Callable[[], Iterable[Record]]]): the seeds, or a function
+        that reads them anew on each call (e.g. from a file).
     steps (Dict[str, Augmenter]): the augmenters by step name, in order.
     seed (int): the run's seed.
     keep_seeds (bool): yield the seeds first.
@@ -103,24 +111,31 @@ def augment_records(
     show_progress (bool): a progress bar with rate and ETA.
     YIELDS (Dict[str, Any]): output rows.
     """
+    read_seeds: Callable[[], Iterable[Record]] = records if callable(records) else (lambda: records)  # type: ignore[assignment]
     summary = summary if summary is not None else AugmentSummary(output=Path("-"))
-    counts = Counter(record.key for record in records)
-    repeated = sorted(k for k, c in counts.items() if c > 1)
-    if repeated:
-        raise DistillError(
-            f"seed ids repeat ({repeated[:5]}): a variant's parent must name one record; "
-            "give each record a unique id (or none: the file and line name it)"
-        )
-    seen = {spacing_folded(record.text) for record in records}
-    filter_ = VariantFilter(summary, seen)
-    summary.n_seeds = len(records)
-    if keep_seeds:
-        for record in records:
-            summary.n_written += 1
-            yield seed_row(record)
-    seed_texts = [record.text for record in records]
-    for name, augmenter in steps.items():
-        if augmenter.seedless:
+    seen = DiskSet()
+    try:
+        n_seeds, repeated = 0, []
+        with DiskSet() as keys:
+            for record in read_seeds():
+                n_seeds += 1
+                if not keys.add(record.key) and len(repeated) < 5 and record.key not in repeated:
+                    repeated.append(record.key)
+                seen.add(spacing_folded(record.text))
+        if repeated:
+            raise DistillError(
+                f"seed ids repeat ({sorted(repeated)}): a variant's parent must name one record; "
+                "give each record a unique id (or none: the file and line name it)"
+            )
+        filter_ = VariantFilter(summary, seen)
+        summary.n_seeds = n_seeds
+        if keep_seeds:
+            for record in read_seeds():
+                summary.n_written += 1
+                yield seed_row(record)
+        seedless = [(name, a) for name, a in steps.items() if a.seedless]
+        seed_texts = [record.text for record in read_seeds()] if seedless else []
+        for name, augmenter in seedless:
             made = augmenter.generate(seed_texts, derive_rng(seed, name, "<seedless>"))
             k = 0
             for text, extra in made:
@@ -129,25 +144,28 @@ def augment_records(
                     summary.n_variants[name] = summary.n_variants.get(name, 0) + 1
                     summary.n_written += 1
                     yield variant_row(f"{name}.{k}", text, None, augmenter, extra)
-    per_seed = [(name, a) for name, a in steps.items() if not a.seedless and a.n > 0]
-    progress = tqdm(
-        total=len(records) if per_seed else 0, unit="seed", desc="augment", disable=not show_progress, file=sys.stderr
-    )
-    try:
-        for record in records:
-            for name, augmenter in per_seed:
-                rng = derive_rng(seed, name, record.key, record.text)
-                k = 0
-                for text in augmenter.augment(record.text, rng, augmenter.n):
-                    if filter_.keep(text, record.text):
-                        k += 1
-                        summary.n_variants[name] = summary.n_variants.get(name, 0) + 1
-                        summary.n_written += 1
-                        yield variant_row(f"{record.key}~{name}.{k}", text, record.key, augmenter)
-            progress.update(1)
-            progress.set_postfix(variants=sum(summary.n_variants.values()), refresh=False)
+        del seed_texts
+        per_seed = [(name, a) for name, a in steps.items() if not a.seedless and a.n > 0]
+        progress = tqdm(
+            total=n_seeds if per_seed else 0, unit="seed", desc="augment", disable=not show_progress, file=sys.stderr
+        )
+        try:
+            for record in read_seeds() if per_seed else ():
+                for name, augmenter in per_seed:
+                    rng = derive_rng(seed, name, record.key, record.text)
+                    k = 0
+                    for text in augmenter.augment(record.text, rng, augmenter.n):
+                        if filter_.keep(text, record.text):
+                            k += 1
+                            summary.n_variants[name] = summary.n_variants.get(name, 0) + 1
+                            summary.n_written += 1
+                            yield variant_row(f"{record.key}~{name}.{k}", text, record.key, augmenter)
+                progress.update(1)
+                progress.set_postfix(variants=sum(summary.n_variants.values()), refresh=False)
+        finally:
+            progress.close()
     finally:
-        progress.close()
+        seen.close()
 
 
 def augment_file(
@@ -180,34 +198,43 @@ def augment_file(
         raise DistillError(f"on_error must be one of {ON_ERROR_CHOICES}, got {on_error!r}")
     start = time.perf_counter()
     summary = AugmentSummary(output=Path(output_path))
-    records: List[Record] = []
-    for item in read_records(input_path):
-        if isinstance(item, RecordError):
-            if on_error == "fail":
-                raise RecordError(f"{item} (use --on-error skip to report and skip bad records)")
-            summary.errors.append(str(item))
-            continue
-        records.append(item)
-        if limit and len(records) >= limit:
-            break
-    if not records:
-        raise DistillError(f"{input_path}: no valid seed records")
-    if eval_data:
-        index = EvalIndex.from_paths(eval_data)
-        leaks = []
-        for r in records:
+
+    def read_seeds(report: bool = False) -> Iterator[Record]:
+        # Each pass reads the file anew (constant memory); errors are reported by the first.
+        n = 0
+        for item in read_records(input_path):
+            if isinstance(item, RecordError):
+                if report:
+                    if on_error == "fail":
+                        raise RecordError(f"{item} (use --on-error skip to report and skip bad records)")
+                    summary.errors.append(str(item))
+                continue
+            n += 1
+            yield item
+            if limit and n >= limit:
+                break
+
+    index = EvalIndex.from_paths(eval_data) if eval_data else None
+    leaks = []
+    n_seeds = 0
+    for r in read_seeds(report=True):
+        n_seeds += 1
+        if index is not None:
             # Seeds are matched on text (and a seed that is itself a variant, on its parent):
             # their own ids may repeat across splits by accident ("1", "2", ...).
             reason = index.find(r.parent, r.text)
             if reason is not None:
                 leaks.append(f"{r.source}:{r.line} (key {r.key!r}): {reason}")
+    if not n_seeds:
+        raise DistillError(f"{input_path}: no valid seed records")
+    if index is not None:
         raise_on_leaks(leaks, f"{input_path} (seeds)", eval_data, what="seed text(s)")
     output_path = Path(output_path)
     output_path.parent.mkdir(parents=True, exist_ok=True)
     tmp_path = output_path.with_name(output_path.name + ".tmp")
     with tmp_path.open("w", encoding="utf8", newline="\n") as file_:
         for row in augment_records(
-            records, steps, seed=seed, keep_seeds=keep_seeds, summary=summary, show_progress=show_progress
+            read_seeds, steps, seed=seed, keep_seeds=keep_seeds, summary=summary, show_progress=show_progress
         ):
             file_.write(json.dumps(row, ensure_ascii=False) + "\n")
     tmp_path.replace(output_path)

@@ -8,7 +8,9 @@
   them, since the LLM may well miss.
 
 Answers are cleaned (first non-empty line, wrapping quotes and a leading "Paraphrase:" style
-prefix removed); empty answers, echoes of the seed and duplicates are dropped by the runner.
+prefix removed); empty answers, echoes of the seed and duplicates are dropped. An echo is an
+answer with the seed's words: small LLMs often hand a seed back with only its case and spacing
+changed ("the film is routine ." -> "The film is routine."), which is no new text.
 """
 import random
 import re
@@ -29,19 +31,38 @@ DEFAULT_LABEL_PROMPT = (
 EXAMPLES_HEADER = "Examples of texts (of any category):\n"
 PREFIX = re.compile(r"^\s*(rewritten text|rewritten|paraphrase|text|answer|translation)\s*:\s*", re.IGNORECASE)
 QUOTES = ('"', "'", "\u201c", "\u201d", "`")
+NOT_A_WORD = re.compile(r"[\W_]+", re.UNICODE)
 
 
-def clean_answer(answer: str, one_line: bool = True) -> str:
+def clean_answer(answer: str, one_line: bool = True, labels: Sequence[str] = ()) -> str:
     """The text in a generated answer: the first non-empty line (when `one_line`), without a
-    leading "Rewritten text:" style prefix or wrapping quotes."""
+    leading "Rewritten text:" style prefix or wrapping quotes.
+
+    answer (str): the generated answer.
+    one_line (bool): keep only the first non-empty line.
+    labels (Sequence[str]): more prefixes to remove when followed by a colon, e.g. the
+        language a translation was asked in ("English: ...").
+    RETURNS (str): the cleaned text ("" when nothing is left).
+    """
     text = answer.strip()
     if one_line:
         text = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    extra = None
+    if labels:
+        names = "|".join(re.escape(label) for label in labels if label)
+        extra = re.compile(rf"^\s*(in\s+)?({names})\s*:\s*", re.IGNORECASE) if names else None
     for _ in range(2):  # the prefix may sit inside the quotes or outside them
         text = PREFIX.sub("", text).strip()
+        if extra is not None:
+            text = extra.sub("", text).strip()
         if len(text) >= 2 and text[0] in QUOTES and text[-1] in QUOTES:
             text = text[1:-1].strip()
     return text
+
+
+def is_echo(answer: str, text: str) -> bool:
+    """Whether an answer repeats the text: the same words, case, spacing and punctuation aside."""
+    return NOT_A_WORD.sub("", answer.casefold()) == NOT_A_WORD.sub("", text.casefold())
 
 
 class Paraphrase(Augmenter):
@@ -70,7 +91,7 @@ class Paraphrase(Augmenter):
                 break
             for answer in self.generator.generate(self.prompt.format(text=text), missing, torch_seed(rng)):
                 cleaned = clean_answer(answer, self.one_line)
-                if cleaned and cleaned != text and cleaned not in found:
+                if cleaned and not is_echo(cleaned, text) and cleaned not in found:
                     found.append(cleaned)
         return found[:n]
 

@@ -5,7 +5,8 @@ import typer
 from spacy.cli._util import parse_config_overrides
 from wasabi import msg
 
-from ..annotate import annotate
+from ..annotate import DEFAULT_CHUNK_SIZE, annotate
+from ..backends.base import BACKEND_CHOICES
 from ..cache import default_cache_path
 from ..errors import DistillError
 from ..hidden.storage import HiddenRequest
@@ -18,7 +19,7 @@ from ._app import OVERRIDES_CONTEXT, app, import_code
 def annotate_cli(
     ctx: typer.Context,
     input_path: Path = typer.Argument(..., help="JSONL or CSV: text, optional label/labels and id", exists=True, dir_okay=False),
-    output_path: Path = typer.Argument(..., help="The .spacy target file to write"),
+    output_path: Path = typer.Argument(..., help="The .spacy target file to write, or a directory to write .spacy chunks into (constant memory; a rerun resumes)"),
     teacher: str = typer.Option(..., "--teacher", "-t", help="A teacher .cfg file with a [teacher] block, or a spaCy pipeline (name or path)"),
     lang: str = typer.Option("en", "--lang", help="Language of the tokenizer that makes the docs"),
     on_error: str = typer.Option("fail", "--on-error", help="A bad record: 'fail' (stop before the teacher runs) or 'skip' (report its line and skip it)"),
@@ -36,6 +37,13 @@ def annotate_cli(
     hidden_layer: Optional[int] = typer.Option(None, "--hidden-layer", help="The teacher's hidden layer (0: embeddings, -1: last; default: the teacher's)"),
     hidden_last_k: Optional[int] = typer.Option(None, "--hidden-last-k", help="Average the teacher's last K hidden layers instead"),
     hidden_pooling: Optional[str] = typer.Option(None, "--hidden-pooling", help="Doc-level pooling: mean, cls or last (default: the teacher's)"),
+    chunk_size: int = typer.Option(DEFAULT_CHUNK_SIZE, "--chunk-size", help="Docs per .spacy chunk when OUTPUT is a directory"),
+    backend: str = typer.Option("plain", "--backend", help="Where the teacher runs: plain (this process) or ray (Ray Data batch inference on an actor pool; needs spacy-distill[ray])"),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster: auto, ray://host:10001 or host:6379; default (or 'local'): start a Ray on this machine"),
+    ray_actors: int = typer.Option(1, "--ray-actors", help="Teacher actors (model copies) in the Ray pool"),
+    ray_batch_size: Optional[int] = typer.Option(None, "--ray-batch-size", help="Texts per actor call (default: the teacher's batch size x 16)"),
+    ray_gpus: float = typer.Option(0.0, "--ray-gpus", help="GPUs per teacher actor (0: CPU; 0.5: two actors per GPU)"),
+    ray_cpus: float = typer.Option(1.0, "--ray-cpus", help="CPUs per teacher actor"),
 ):
     """Score texts with a teacher and write its outputs as training targets.
 
@@ -52,11 +60,24 @@ def annotate_cli(
                 pooling=hidden_pooling,
             )
         teacher_obj = load_teacher(teacher, overrides)
+        scoring_backend = None
+        if backend == "ray":
+            from ..backends.ray import RayBackend, TeacherSpec, import_ray
+
+            import_ray()  # fails early, naming the extra
+            scoring_backend = RayBackend(
+                TeacherSpec(str(teacher), dict(overrides), str(code.resolve()) if code else None),
+                address=ray_address, num_actors=ray_actors, batch_size=ray_batch_size,
+                num_gpus=ray_gpus, num_cpus=ray_cpus,
+            )
+        elif backend != "plain":
+            raise DistillError(f"--backend must be one of {list(BACKEND_CHOICES)}, got {backend!r}")
         summary = annotate(
             input_path, output_path, teacher_obj, lang=lang, on_error=on_error, limit=limit,
             cache=(cache or default_cache_path()) if use_cache else None,
             shard=parse_shard(shard) if shard else None, show_progress=progress,
-            eval_data=eval_data or (), hidden=hidden_request,
+            eval_data=eval_data or (), hidden=hidden_request, chunk_size=chunk_size,
+            backend=scoring_backend,
         )
     except DistillError as err:
         msg.fail(str(err), exits=1)
@@ -67,6 +88,8 @@ def annotate_cli(
         f"labels {list(summary.labels)}"
     )
     msg.info(f"Teacher cache: {summary.n_cache_hits} hits, {summary.n_teacher} texts scored by the teacher")
+    if summary.n_resumed:
+        msg.info(f"Resumed: {summary.n_resumed} records were in complete chunks of an earlier run and kept")
     stats = getattr(teacher_obj, "stats", None)
     if callable(stats):
         msg.info(f"Teacher stats: {stats()}")

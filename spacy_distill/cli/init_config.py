@@ -11,6 +11,7 @@ from ..student_config import (
     HIDDEN_LEVELS,
     HIDDEN_LOSSES,
     HIDDEN_PROJECTORS,
+    choose_architecture,
     make_student_config,
 )
 from ._app import app
@@ -21,7 +22,9 @@ def init_config_cli(
     output_path: Path = typer.Argument(..., help="The config file to write ('-' for stdout)", allow_dash=True),
     train: Path = typer.Option(..., "--train", help="Training target file (labels are read from it)", exists=True),
     dev: Optional[Path] = typer.Option(None, "--dev", help="Development target file (default: --train)", exists=True),
-    arch: str = typer.Option("bow", "--arch", help=f"Student architecture: {', '.join(ARCHITECTURES)}"),
+    arch: Optional[str] = typer.Option(None, "--arch", help=f"Student architecture: {', '.join(ARCHITECTURES)} (default: picked from the data and --vectors, and the choice explained)"),
+    vectors: Optional[Path] = typer.Option(None, "--vectors", help="Teacher-derived word vectors (`spacy-distill word-vectors`) for the static* students", exists=True, file_okay=False),
+    width: Optional[int] = typer.Option(None, "--width", help="Embedding width of a static* student (default: the vectors' dims; 64 for the CNN ones)"),
     factory: str = typer.Option("distill", "--factory", help="'distill' (soft targets) or 'textcat' (spaCy's own, gold only: a baseline)"),
     temperature: float = typer.Option(2.0, "--temperature", "-T", help="Distillation temperature T"),
     alpha: float = typer.Option(0.5, "--alpha", help="Weight of the teacher term for docs that have gold"),
@@ -34,8 +37,14 @@ def init_config_cli(
 ):
     """Write a complete student training config that `spacy train` runs unchanged."""
     try:
+        if arch is None:
+            arch, why = choose_architecture(train, vectors)
+        else:
+            why = "chosen with --arch"
+        # On stderr: with '-' the config itself goes to stdout.
+        typer.echo(f"Student: {arch} ({why})", err=True)
         config = make_student_config(
-            train, dev, arch=arch, factory=factory, temperature=temperature, alpha=alpha,
+            train, dev, arch=arch, vectors=vectors, width=width, factory=factory, temperature=temperature, alpha=alpha,
             lang=lang, max_steps=max_steps, hidden=hidden, hidden_loss=hidden_loss,
             hidden_weight=hidden_weight, hidden_projector=hidden_projector,
         )

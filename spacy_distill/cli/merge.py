@@ -12,9 +12,13 @@ from ._app import app
 @app.command("merge")
 def merge_cli(
     output_path: Path = typer.Argument(..., help="The merged target file"),
-    inputs: List[Path] = typer.Argument(..., help="Target files or folders to join (e.g. shard outputs)", exists=True),
+    inputs: List[Path] = typer.Argument(..., help="Target files or folders to join (e.g. shard outputs, or their directories of chunks)", exists=True),
 ):
-    """Join target files (e.g. the outputs of `annotate --shard K/N`) in input-record order."""
+    """Join target files (e.g. the outputs of `annotate --shard K/N`) in input-record order.
+
+    Every doc is held in memory to be sorted. For millions of docs there is no need to merge:
+    the training readers read a directory of shard outputs as one corpus.
+    """
     try:
         n_docs = merge_target_files(inputs, output_path)
     except DistillError as err:

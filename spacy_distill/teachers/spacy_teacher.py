@@ -1,5 +1,6 @@
 """A teacher that is any spaCy pipeline with a text classifier (e.g. a spacy-transformers one)."""
 import hashlib
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy
@@ -66,10 +67,26 @@ class SpacyTeacher:
             for name, proc in self.nlp.pipeline:
                 if hasattr(proc, "to_bytes"):
                     digest.update(name.encode("utf8"))
-                    digest.update(proc.to_bytes(exclude=["vocab"]))
+                    digest.update(self._component_bytes(name, proc))
             digest.update(repr((self.component, sorted(self.label_map.items(), key=str))).encode())
             self._fingerprint = digest.hexdigest()
         return self._fingerprint
+
+    def _component_bytes(self, name: str, proc: Any) -> bytes:
+        """What identifies a component's weights. A pipeline loaded from a folder is hashed by
+        its files there: spacy-transformers' `to_bytes` embeds the temp folder the model was
+        unpacked into (the HF config's `_name_or_path`), so it differs in every process and the
+        teacher cache would never hit. In-memory pipelines fall back to `to_bytes`."""
+        folder = Path(self.nlp.path) / name if self.nlp.path is not None else None
+        if folder is None or not folder.is_dir():
+            return proc.to_bytes(exclude=["vocab"])
+        digest = hashlib.sha256()
+        for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+            digest.update(file.relative_to(folder).as_posix().encode("utf8") + b"\0")
+            with file.open("rb") as content:
+                for block in iter(lambda: content.read(1 << 20), b""):
+                    digest.update(block)
+        return digest.digest()
 
     def score(self, texts: Sequence[str]) -> numpy.ndarray:
         """Teacher scores for texts: log-probabilities (exclusive) or logits (multi-label).
@@ -79,6 +96,12 @@ class SpacyTeacher:
         """
         if not texts:
             return numpy.zeros((0, len(self.labels)), dtype="float32")
+        # The docs live only in here: a memory zone frees the strings they add to the vocab,
+        # which would otherwise grow with every new word of a large corpus.
+        with self.nlp.memory_zone():
+            return self._score(texts)
+
+    def _score(self, texts: Sequence[str]) -> numpy.ndarray:
         if self._reads_logits:
             docs = list(
                 self.nlp.pipe(texts, batch_size=self.batch_size, disable=[self.component])
@@ -88,7 +111,7 @@ class SpacyTeacher:
                 scores = self.pipe.model.ops.to_numpy(logits).astype("float64")
             except UnsupportedModelError:
                 self._reads_logits = False
-                return self.score(texts)
+                return self._score(texts)
         else:
             docs = list(self.nlp.pipe(texts, batch_size=self.batch_size))
             probs = numpy.asarray(

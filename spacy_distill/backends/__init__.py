@@ -1,0 +1,1 @@
+"""Backends that run a teacher over the texts an `annotate` run still needs (see `base`)."""

@@ -1,0 +1,31 @@
+"""What a scoring backend is: something that fills the teacher cache for a stream of texts.
+
+`annotate` writes targets from the cache; a backend only decides where the teacher runs. The
+plain backend (no backend object) scores batch by batch in the annotate process; the Ray
+backend (`spacy_distill.backends.ray`) runs the teacher as Ray Data batch inference on an
+actor pool. Using the cache as the meeting point keeps one writer of target files and makes
+every backend resumable the same way: a rerun finds the scores and computes nothing twice.
+"""
+from typing import Iterator, Protocol, runtime_checkable
+
+from ..cache import TeacherCache
+from ..teachers.base import Teacher
+
+BACKEND_CHOICES = ("plain", "ray")
+
+
+@runtime_checkable
+class ScoringBackend(Protocol):
+    def fill_cache(
+        self, teacher: Teacher, texts: Iterator[str], cache: TeacherCache, *, total: int, show_progress: bool
+    ) -> int:
+        """Score the texts the cache lacks and store their scores in it.
+
+        teacher (Teacher): the teacher (its labels and fingerprint key the cache).
+        texts (Iterator[str]): the run's texts, in order (some may be cached already).
+        cache (TeacherCache): the cache to read and fill.
+        total (int): how many texts to expect, for progress.
+        show_progress (bool): show a progress bar with rate and ETA.
+        RETURNS (int): the number of texts the teacher scored.
+        """
+        ...

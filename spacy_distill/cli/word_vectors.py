@@ -1,0 +1,63 @@
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from spacy.cli._util import parse_config_overrides
+from wasabi import msg
+
+from ..cache import default_cache_path
+from ..errors import DistillError
+from ..teachers.loading import load_teacher
+from ..vectors.build import DEFAULT_DIMS, build_word_vectors
+from ..vectors.reduce import DEFAULT_SIF_COEFFICIENT, WEIGHTINGS
+from ..vectors.vocabulary import WORD_ATTRS
+from ._app import OVERRIDES_CONTEXT, app, import_code
+
+
+@app.command("word-vectors", context_settings=OVERRIDES_CONTEXT)
+def word_vectors_cli(
+    ctx: typer.Context,
+    output_path: Path = typer.Argument(..., help="The folder to write (words.json, vectors.npy, meta.json)"),
+    teacher: str = typer.Option(..., "--teacher", "-t", help="A teacher .cfg file (with a teacher block), or a spaCy pipeline with a spacy-transformers transformer"),
+    data: List[Path] = typer.Option(..., "--data", help="A .spacy target file whose words get vectors (repeatable: train, dev)", exists=True, dir_okay=False),
+    dims: int = typer.Option(DEFAULT_DIMS, "--dims", help="PCA dimensions (a student may use a prefix of them)"),
+    attr: str = typer.Option("lower", "--attr", help=f"How words are keyed: {', '.join(WORD_ATTRS)}"),
+    min_count: int = typer.Option(1, "--min-count", help="Drop words seen fewer times"),
+    max_words: int = typer.Option(0, "--max-words", help="Keep the N most frequent words (0: all)"),
+    weighting: str = typer.Option("sif", "--weighting", help=f"Frequency weighting: {', '.join(WEIGHTINGS)}"),
+    sif_coefficient: float = typer.Option(DEFAULT_SIF_COEFFICIENT, "--sif-coefficient", help="a in a / (a + p(word))"),
+    layer: Optional[int] = typer.Option(None, "--layer", help="Teacher hidden layer (default: the teacher's own)"),
+    pooling: Optional[str] = typer.Option(None, "--pooling", help="Pooling over a word's pieces: mean, cls or last (default: the teacher's own)"),
+    batch_size: int = typer.Option(256, "--batch-size", help="Words per teacher call"),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="Teacher cache (SQLite); default $SPACY_DISTILL_CACHE or ~/.cache/spacy-distill/teacher_cache.sqlite"),
+    use_cache: bool = typer.Option(True, "--use-cache/--no-cache", help="Reuse and store word encodings"),
+    lang: str = typer.Option("en", "--lang", help="Language of the data files"),
+    code: Optional[Path] = typer.Option(None, "--code", "-c", help="A Python file to import first, e.g. one registering your own teacher"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar"),
+):
+    """Teacher-derived word vectors for static-embedding students (init-config --vectors).
+
+    Extra options override the teacher config, e.g. `--teacher.batch_size 8`.
+    """
+    overrides = parse_config_overrides(ctx.args)
+    import_code(code)
+    try:
+        teacher_obj = load_teacher(teacher, overrides)
+        result = build_word_vectors(
+            teacher_obj, data, output_path, dims=dims, attr=attr, min_count=min_count,
+            max_words=max_words or None, weighting=weighting, sif_coefficient=sif_coefficient,
+            layer=layer, pooling=pooling, cache=(cache or default_cache_path()) if use_cache else None,
+            batch_size=batch_size, lang=lang, show_progress=progress,
+        )
+    except DistillError as err:
+        msg.fail(str(err), exits=1)
+    vectors = result["vectors"]
+    rate = result["n_encoded"] / result["seconds"] if result["seconds"] and result["n_encoded"] else float("nan")
+    msg.good(
+        f"Wrote {result['n_words']} word vectors ({vectors.dims} dims, {result['explained_variance']:.1%} "
+        f"of the teacher's variance) to {output_path}"
+    )
+    msg.info(
+        f"Teacher {teacher_obj.teacher_id}: {result['n_encoded']} words encoded ({rate:.0f} words/s), "
+        f"{result['n_cached']} from the cache"
+    )

@@ -1,0 +1,90 @@
+"""`spacy-distill word-vectors`: count the training vocabulary, encode each word with the teacher
+(cached), reduce, weight and save. See `encode` and `reduce` for the why of each step."""
+from pathlib import Path
+from typing import Any, Dict, Iterable, Optional, Union
+
+from ..cache import TeacherCache
+from ..errors import DistillError
+from .encode import TeacherWordEncoder, encode_words
+from .reduce import DEFAULT_SIF_COEFFICIENT, frequency_weights, pca_reduce
+from .table import WordVectors
+from .vocabulary import count_words
+
+DEFAULT_DIMS = 256
+
+
+def build_word_vectors(
+    teacher: Any,
+    data: Iterable[Union[str, Path]],
+    output: Optional[Union[str, Path]] = None,
+    *,
+    dims: int = DEFAULT_DIMS,
+    attr: str = "lower",
+    min_count: int = 1,
+    max_words: Optional[int] = None,
+    weighting: str = "sif",
+    sif_coefficient: float = DEFAULT_SIF_COEFFICIENT,
+    layer: Optional[int] = None,
+    pooling: Optional[str] = None,
+    cache: Optional[Union[str, Path]] = None,
+    batch_size: int = 256,
+    lang: str = "en",
+    show_progress: bool = True,
+) -> Dict[str, Any]:
+    """Teacher-derived word vectors for the words of the data files.
+
+    teacher: a teacher with `features` or `hidden_states` (see `TeacherWordEncoder`).
+    data (Iterable[Union[str, Path]]): .spacy target files whose words are embedded.
+    output (Optional[Union[str, Path]]): the folder to write (None: write nothing).
+    dims (int): PCA dimensions (capped at the number of words and the teacher's width).
+    attr (str): how words are keyed: "lower", "norm" or "orth".
+    min_count (int): drop rarer words (they share the unknown-word row).
+    max_words (Optional[int]): keep the most frequent N words.
+    weighting (str): "sif", "zipf" or "none" (see `reduce`).
+    sif_coefficient (float): the SIF coefficient a.
+    layer, pooling (Optional): teacher hidden layer and pooling (None: the teacher's own).
+    cache (Optional[Union[str, Path]]): the teacher cache file (None: no cache).
+    batch_size (int): words per teacher call.
+    lang (str): the language of the data files.
+    show_progress (bool): progress bar with rate and time left.
+    RETURNS (Dict[str, Any]): "vectors" (WordVectors), "n_words", "n_cached", "n_encoded",
+        "seconds", "explained_variance", "output".
+    """
+    if dims < 1:
+        raise DistillError(f"dims must be >= 1, got {dims}")
+    paths = [Path(p) for p in data]
+    vocabulary = count_words(paths, attr=attr, min_count=min_count, max_words=max_words, lang=lang)
+    encoder = TeacherWordEncoder(teacher, layer=layer, pooling=pooling)
+    store = TeacherCache(cache) if cache is not None else None
+    try:
+        encoded = encode_words(encoder, vocabulary.words, cache=store, batch_size=batch_size, show_progress=show_progress)
+    finally:
+        if store is not None:
+            store.close()
+    raw = encoded["vectors"]
+    dims_used = min(int(dims), len(vocabulary), raw.shape[1])
+    reduced, reduction = pca_reduce(raw, dims_used)
+    weights = frequency_weights(vocabulary.counts, weighting, sif_coefficient)
+    if weights is not None:
+        reduced = reduced * weights[:, None]
+    meta = {
+        "teacher": {"id": encoder.teacher_id, "fingerprint": teacher.fingerprint},
+        "encoder": {"method": encoder.method, "settings": encoder.settings, "fingerprint": encoder.fingerprint,
+                    "teacher_width": int(raw.shape[1])},
+        "vocabulary": {"hash": vocabulary.hash, "data": [str(p) for p in paths], "min_count": min_count,
+                       "max_words": max_words, "n_tokens": vocabulary.total},
+        "reduction": {"method": "pca", "standardized": True, "dims_requested": int(dims), **reduction},
+        "weighting": {"method": weighting, "coefficient": sif_coefficient if weighting != "none" else None},
+    }
+    vectors = WordVectors(vocabulary.words, reduced, attr=attr, meta=meta)
+    if output is not None:
+        vectors.to_disk(output)
+    return {
+        "vectors": vectors,
+        "n_words": len(vocabulary),
+        "n_cached": encoded["n_cached"],
+        "n_encoded": encoded["n_encoded"],
+        "seconds": encoded["seconds"],
+        "explained_variance": reduction["explained_variance"],
+        "output": None if output is None else str(output),
+    }
