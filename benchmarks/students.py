@@ -5,7 +5,8 @@ Per dataset (a corpus folder with train/dev/test target files that a teacher ann
 teacher's config), with every student kind of `init-config --arch`:
 
 1. `spacy-distill word-vectors` on train + dev (once; cached per word): the static students'
-   starting vectors;
+   starting vectors; for the `-ctx` students (`static-ctx`, ...), `word-vectors
+   --from-token-states` on `--hidden-train` + dev instead: each word's mean in-context state;
 2. `init-config --arch A` (T=2, alpha=0.5), `spacy train` for `--seeds` seeds (system.seed),
    `spacy-distill export` (plain spaCy textcat; predictions checked identical);
 3. each exported student on the test texts, in a fresh process of an environment without torch
@@ -134,21 +135,32 @@ def run_dataset(name: str, corpus: Path, teacher: Path, cwd: Path, work: Path, a
     train, dev, test = (corpus / f"{s}.spacy" for s in ("train", "dev", "test"))
     vectors = wd / "word_vectors"
     timings: Dict[str, float] = {}
-    if any(a.startswith("static") for a in archs) and not (vectors / "meta.json").exists():
+    if any(a.startswith("static") and "-ctx" not in a for a in archs) and not (vectors / "meta.json").exists():
         timings["word_vectors"] = run(
             [py, "-m", "spacy_distill", "word-vectors", vectors, "--teacher", teacher, "--data", train, "--data", dev,
              "--dims", dims, "--cache", work / "word_cache.sqlite", "--no-progress", "--teacher.batch_size", 64],
             logs / "word_vectors.log", cwd=cwd)
+    # "A-ctx" students start from vectors averaged from the teacher's in-context token states,
+    # stored by `annotate --hidden token|both` in the training (and dev) files: no teacher call.
+    ctx_vectors = wd / "word_vectors_ctx"
+    if any("-ctx" in a for a in archs) and not (ctx_vectors / "meta.json").exists():
+        if hidden_train is None:
+            raise SystemExit("the -ctx students need --hidden-train (annotated with --hidden token or both)")
+        timings["word_vectors_ctx"] = run(
+            [py, "-m", "spacy_distill", "word-vectors", ctx_vectors, "--from-token-states", "--data", hidden_train,
+             "--data", dev, "--dims", dims, "--no-progress"], logs / "word_vectors_ctx.log", cwd=cwd)
     texts, gold, teacher_pred = test_data(test)
     texts_path = wd / "test_texts.json"
     texts_path.write_text(json.dumps(texts), encoding="utf8")
     result = {"dataset": name, "corpus": str(corpus), "teacher_config": str(teacher), "n_test": len(texts),
               "teacher": scores(gold, teacher_pred, teacher_pred), "timings": timings, "serve_python": serve_python,
               "runs": []}
-    if (vectors / "meta.json").exists():
-        meta = json.loads((vectors / "meta.json").read_text(encoding="utf8"))
-        result["word_vectors"] = {k: meta.get(k) for k in ("n_words", "dims", "reduction", "weighting")}
-        result["word_vectors"]["teacher"] = meta["teacher"]["id"]
+    for key, folder in (("word_vectors", vectors), ("word_vectors_ctx", ctx_vectors)):
+        if (folder / "meta.json").exists():
+            meta = json.loads((folder / "meta.json").read_text(encoding="utf8"))
+            result[key] = {k: meta.get(k) for k in ("n_words", "dims", "reduction", "weighting")}
+            result[key]["teacher"] = meta["teacher"]["id"]
+            result[key]["method"] = meta.get("encoder", {}).get("method")
     log(f"=== {name}: teacher macro-F1 {result['teacher']['macro_f1']:.4f} on {len(texts)} test texts")
     # Seeds outermost, so that the machine's load (shared, noisy) falls on every student alike.
     for seed in seeds:
@@ -162,7 +174,9 @@ def run_dataset(name: str, corpus: Path, teacher: Path, cwd: Path, work: Path, a
                 # from a training file annotated with `--hidden doc`.
                 # "A+hidden-cos": the same with the cosine loss (scale-free: LLM states are large).
                 base, hidden = arch.split("+")[0], "+hidden" in arch
-                extra = ["--vectors", vectors] if base.startswith("static") else []
+                folder = ctx_vectors if base.endswith("-ctx") else vectors
+                base = base[: -len("-ctx")] if base.endswith("-ctx") else base
+                extra = ["--vectors", folder] if base.startswith("static") else []
                 if hidden:
                     if hidden_train is None:
                         raise SystemExit(f"--archs {arch} needs --hidden-train (annotated with --hidden doc)")
@@ -250,11 +264,13 @@ def markdown(results: List[dict], command: str) -> str:
                   "Made by: " + "; ".join(f"`{c}`" for c in res.get("commands", [])) + " (students are trained once and "
                   "reused; `--measure-only` re-measures them all in one go).", "",
                   f"Teacher (`{res['teacher_config']}`): macro-F1 {t['macro_f1']:.4f}, accuracy {t['accuracy']:.4f}."]
-        if res.get("word_vectors"):
-            wv = res["word_vectors"]
-            lines.append(f"Word vectors: {wv['n_words']} words × {wv['dims']} dims from `{wv['teacher']}` "
-                         f"(PCA keeps {wv['reduction']['explained_variance']:.1%} of the standardised variance; "
-                         f"weighting {wv['weighting']['method']}).")
+        for key, what in (("word_vectors", "Word vectors (each word encoded alone)"),
+                          ("word_vectors_ctx", "In-context word vectors (`-ctx` students: mean stored token state per word)")):
+            if res.get(key):
+                wv = res[key]
+                lines.append(f"{what}: {wv['n_words']} words × {wv.get('dims') or wv['reduction'].get('dims_requested')} dims "
+                             f"from `{wv['teacher']}` (PCA keeps {wv['reduction']['explained_variance']:.1%} of the "
+                             f"standardised variance; weighting {wv['weighting']['method']}).")
         torch_runs = sum(bool(r.get("torch_imported")) for r in res["runs"])
         lines.append(f"Students measured with `{res.get('serve_python')}`; torch imported in {torch_runs} of "
                      f"{len(res['runs'])} measurements.")
@@ -281,7 +297,7 @@ def main(
     dims: int = typer.Option(256, help="Word vector dimensions"),
     repeats: int = typer.Option(3, help="Throughput: best of N passes over the test texts"),
     measure_only: bool = typer.Option(False, help="Train nothing: measure the students an earlier run trained"),
-    hidden_train: Optional[Path] = typer.Option(None, help="The training texts annotated with `--hidden doc`, for the A+hidden students"),
+    hidden_train: Optional[Path] = typer.Option(None, help="The training texts annotated with `--hidden doc` (A+hidden students) or `--hidden both` (also the A-ctx students, whose vectors average its token states and the dev file's)"),
     serve_python: Optional[Path] = typer.Option(None, help="Python of an environment without torch to measure students in (default: .work/students/serve-venv if it exists; thinc imports an installed torch on `import spacy`)"),
     work: Path = typer.Option(HERE / ".work" / "students", help="Work folder"),
     results_dir: Path = typer.Option(HERE / "results", help="Where the json, md and png go"),

@@ -96,6 +96,15 @@ def make_vectors(tmp_path: Path, train: Path, dims: int = 16, **kwargs) -> Path:
     return output
 
 
+def assert_polarity_separates(vectors: WordVectors) -> None:
+    """Every polar word lies on its own side of the midpoint between the two sides' centroids."""
+    pos = vectors.vectors[[vectors.words.index(w) for w in POSITIVE if w in vectors.words]]
+    neg = vectors.vectors[[vectors.words.index(w) for w in NEGATIVE if w in vectors.words]]
+    direction = pos.mean(axis=0) - neg.mean(axis=0)
+    middle = (pos.mean(axis=0) + neg.mean(axis=0)) / 2
+    assert ((pos - middle) @ direction > 0).all() and ((neg - middle) @ direction < 0).all()
+
+
 def test_vocabulary_is_lowercased_counted_and_ordered(tmp_path):
     rows = [("The film, the PLOT", None, {"a": 1.0, "b": 0.0}), ("the end  ", None, {"a": 0.0, "b": 1.0})]
     path = write_targets(make_target_docs(rows, ("a", "b")), tmp_path / "t.spacy")
@@ -166,11 +175,7 @@ def test_vectors_are_deterministic_cached_and_keep_the_teachers_geometry(tmp_pat
     assert a.meta["teacher"]["fingerprint"] == teacher.fingerprint
     assert a.meta["vocabulary"]["hash"] == count_words([train]).hash
     # The polarity axis survives PCA: every polar word is nearer its own side's centroid.
-    pos = a.vectors[[a.words.index(w) for w in POSITIVE if w in a.words]]
-    neg = a.vectors[[a.words.index(w) for w in NEGATIVE if w in a.words]]
-    direction = pos.mean(axis=0) - neg.mean(axis=0)
-    middle = (pos.mean(axis=0) + neg.mean(axis=0)) / 2
-    assert ((pos - middle) @ direction > 0).all() and ((neg - middle) @ direction < 0).all()
+    assert_polarity_separates(a)
 
 
 def test_a_hidden_state_teacher_gives_vectors_too(tmp_path):
@@ -284,3 +289,84 @@ def test_a_tiny_llm_extractor_and_a_spacy_transformers_pipeline_give_cached_vect
         assert trf["vectors"].dims == 8 and numpy.isfinite(trf["vectors"].vectors).all()
     finally:
         torch.set_num_threads(threads)
+
+
+def token_state_target_file(path: Path, n: int = 48, seed: int = 0, width: int = TEACHER_WIDTH, *,
+                            layer: int = -1, uncovered: str = "") -> Path:
+    """Polarity texts whose targets carry token-level states: each token's state is its word's
+    teacher vector plus context (the mean of the sentence's words), as a contextual model's
+    would be; tokens equal to `uncovered` get no state (mask 0)."""
+    from spacy_distill.hidden.alignment import HiddenStates
+    from spacy_distill.hidden.storage import encode_hidden
+    from spacy_distill.targets import get_target, set_target
+
+    rows = []
+    for text, label in polarity_texts(n, seed):
+        p = 0.85 if label == "positive" else 0.15
+        rows.append((text, [1 - p, p], {"negative": float(label == "negative"), "positive": float(label == "positive")}))
+    docs = make_target_docs(rows, ("negative", "positive"))
+    for doc in docs:
+        words = numpy.stack([teacher_word_vector(t.text, width) for t in doc])
+        states = words + 0.5 * words.mean(axis=0)
+        mask = numpy.array([t.lower_ != uncovered for t in doc])
+        states[~mask] = 0.0
+        target = get_target(doc)
+        target.hidden = encode_hidden(HiddenStates(tokens=states, token_mask=mask),
+                                      {"layer": layer, "last_k": None, "pooling": "mean", "width": width, "model": "toy"})
+        set_target(doc, target, dict(doc.cats))
+    return write_targets(docs, path)
+
+
+def test_vectors_from_stored_token_states_average_each_words_contexts(tmp_path):
+    from spacy_distill.vectors import build_word_vectors_from_token_states
+    from spacy_distill.vectors.contextual import average_token_states
+
+    train = token_state_target_file(tmp_path / "train.spacy", uncovered="plot")
+    vocabulary = count_words([train])
+    averaged = average_token_states([train], vocabulary, show_progress=False)
+    raw, n_states = averaged["vectors"], averaged["n_states"]
+    # Each word's raw vector is the mean of its stored (float16) states, recomputed by hand.
+    nlp = spacy.blank("en")
+    good = []
+    for text, _ in polarity_texts(48, 0):
+        words = numpy.stack([teacher_word_vector(t.text) for t in nlp.make_doc(text)])
+        good += [state for t, state in zip(nlp.make_doc(text), words + 0.5 * words.mean(axis=0)) if t.lower_ == "good"]
+    assert good and n_states[vocabulary.words.index("good")] == len(good)
+    numpy.testing.assert_allclose(raw[vocabulary.words.index("good")], numpy.mean(good, axis=0), atol=2e-2)
+    # A word with no covered token gets the mean of the others (centred to zero by the PCA).
+    plot = vocabulary.words.index("plot")
+    assert n_states[plot] == 0 and averaged["n_missing"] == 1
+    numpy.testing.assert_allclose(raw[plot], numpy.delete(raw, plot, axis=0).mean(axis=0))
+    first = build_word_vectors_from_token_states([train], tmp_path / "a", dims=8, show_progress=False)
+    again = build_word_vectors_from_token_states([train], tmp_path / "b", dims=8, show_progress=False)
+    a = WordVectors.from_disk(tmp_path / "a")
+    assert numpy.array_equal(a.vectors, WordVectors.from_disk(tmp_path / "b").vectors)  # deterministic
+    assert first["n_encoded"] == 0 and first["n_missing"] == 1 and again["n_docs"] == 48
+    assert a.meta["encoder"]["method"] == "token-states" and a.meta["teacher"]["id"] == "toy"
+    # The teacher's polarity axis survives averaging and PCA.
+    assert_polarity_separates(a)
+
+
+def test_token_state_vectors_name_files_without_states_or_with_other_settings(tmp_path):
+    from spacy_distill.vectors import build_word_vectors_from_token_states
+
+    plain = polarity_target_file(tmp_path / "plain.spacy")
+    with pytest.raises(DistillError, match=r"plain.spacy: doc 0: no token-level hidden states; annotate with `--hidden token`"):
+        build_word_vectors_from_token_states([plain], None, show_progress=False)
+    last = token_state_target_file(tmp_path / "last.spacy")
+    other = token_state_target_file(tmp_path / "other.spacy", layer=-2)
+    with pytest.raises(DistillError, match=r"other.spacy: doc 0: token states made with other teacher settings"):
+        build_word_vectors_from_token_states([last, other], None, show_progress=False)
+
+
+def test_word_vectors_cli_from_token_states(tmp_path):
+    train = token_state_target_file(tmp_path / "train.spacy")
+    runner = CliRunner()
+    result = runner.invoke(app, ["word-vectors", str(tmp_path / "v"), "--from-token-states", "--data", str(train),
+                                 "--dims", "8", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "Averaged the token states of 48 docs" in " ".join(result.output.split())
+    assert WordVectors.from_disk(tmp_path / "v").dims == 8
+    for args in ([], ["--from-token-states", "--teacher", "x.cfg"]):
+        bad = runner.invoke(app, ["word-vectors", str(tmp_path / "w"), "--data", str(train), *args])
+        assert bad.exit_code == 1 and "either --teacher" in " ".join(bad.output.split())

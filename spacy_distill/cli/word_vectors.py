@@ -8,7 +8,7 @@ from wasabi import msg
 from ..cache import default_cache_path
 from ..errors import DistillError
 from ..teachers.loading import load_teacher
-from ..vectors.build import DEFAULT_DIMS, build_word_vectors
+from ..vectors.build import DEFAULT_DIMS, build_word_vectors, build_word_vectors_from_token_states
 from ..vectors.reduce import DEFAULT_SIF_COEFFICIENT, WEIGHTINGS
 from ..vectors.vocabulary import WORD_ATTRS
 from ._app import OVERRIDES_CONTEXT, app, import_code
@@ -18,7 +18,8 @@ from ._app import OVERRIDES_CONTEXT, app, import_code
 def word_vectors_cli(
     ctx: typer.Context,
     output_path: Path = typer.Argument(..., help="The folder to write (words.json, vectors.npy, meta.json)"),
-    teacher: str = typer.Option(..., "--teacher", "-t", help="A teacher .cfg file (with a teacher block), or a spaCy pipeline with a spacy-transformers transformer"),
+    teacher: Optional[str] = typer.Option(None, "--teacher", "-t", help="A teacher .cfg file (with a teacher block), or a spaCy pipeline with a spacy-transformers transformer"),
+    from_token_states: bool = typer.Option(False, "--from-token-states", help="Average each word's in-context token states stored in the --data files (annotate --hidden token|both) instead of encoding words alone with --teacher: no teacher call"),
     data: List[Path] = typer.Option(..., "--data", help="A .spacy target file whose words get vectors (repeatable: train, dev)", exists=True, dir_okay=False),
     dims: int = typer.Option(DEFAULT_DIMS, "--dims", help="PCA dimensions (a student may use a prefix of them)"),
     attr: str = typer.Option("lower", "--attr", help=f"How words are keyed: {', '.join(WORD_ATTRS)}"),
@@ -41,6 +42,27 @@ def word_vectors_cli(
     """
     overrides = parse_config_overrides(ctx.args)
     import_code(code)
+    if from_token_states == (teacher is not None):
+        msg.fail("Pass either --teacher (encode each word alone) or --from-token-states (average the stored "
+                 "in-context token states of the --data files)", exits=1)
+    if from_token_states:
+        try:
+            result = build_word_vectors_from_token_states(
+                data, output_path, dims=dims, attr=attr, min_count=min_count, max_words=max_words or None,
+                weighting=weighting, sif_coefficient=sif_coefficient, lang=lang, show_progress=progress,
+            )
+        except DistillError as err:
+            msg.fail(str(err), exits=1)
+        vectors = result["vectors"]
+        msg.good(
+            f"Wrote {result['n_words']} word vectors ({vectors.dims} dims, {result['explained_variance']:.1%} "
+            f"of the teacher's variance) to {output_path}"
+        )
+        msg.info(
+            f"Averaged the token states of {result['n_docs']} docs ({vectors.meta['teacher']['id']}); "
+            f"{result['n_missing']} word types had no state (they start at the mean vector)"
+        )
+        return
     try:
         teacher_obj = load_teacher(teacher, overrides)
         result = build_word_vectors(

@@ -1,10 +1,15 @@
 """`spacy-distill word-vectors`: count the training vocabulary, encode each word with the teacher
-(cached), reduce, weight and save. See `encode` and `reduce` for the why of each step."""
+(cached) or average its stored in-context token states, reduce, weight and save. See `encode`,
+`contextual` and `reduce` for the why of each step."""
+import time
 from pathlib import Path
 from typing import Any, Dict, Iterable, Optional, Union
 
+import numpy
+
 from ..cache import TeacherCache
 from ..errors import DistillError
+from .contextual import average_token_states
 from .encode import TeacherWordEncoder, encode_words
 from .reduce import DEFAULT_SIF_COEFFICIENT, frequency_weights, pca_reduce
 from .table import WordVectors
@@ -61,30 +66,80 @@ def build_word_vectors(
     finally:
         if store is not None:
             store.close()
-    raw = encoded["vectors"]
+    meta = {
+        "teacher": {"id": encoder.teacher_id, "fingerprint": teacher.fingerprint},
+        "encoder": {"method": encoder.method, "settings": encoder.settings, "fingerprint": encoder.fingerprint,
+                    "teacher_width": int(encoded["vectors"].shape[1])},
+    }
+    result = _reduce_and_save(encoded["vectors"], vocabulary, paths, meta, output, dims=dims, min_count=min_count,
+                              max_words=max_words, weighting=weighting, sif_coefficient=sif_coefficient)
+    result.update(n_cached=encoded["n_cached"], n_encoded=encoded["n_encoded"], seconds=encoded["seconds"])
+    return result
+
+
+def build_word_vectors_from_token_states(
+    data: Iterable[Union[str, Path]],
+    output: Optional[Union[str, Path]] = None,
+    *,
+    dims: int = DEFAULT_DIMS,
+    attr: str = "lower",
+    min_count: int = 1,
+    max_words: Optional[int] = None,
+    weighting: str = "sif",
+    sif_coefficient: float = DEFAULT_SIF_COEFFICIENT,
+    lang: str = "en",
+    show_progress: bool = True,
+) -> Dict[str, Any]:
+    """Word vectors from the teacher's in-context token states stored in the data files
+    (`annotate --hidden token|both`): each word type's mean state, reduced and weighted as
+    `build_word_vectors` does. No teacher call. See `contextual`.
+
+    data (Iterable[Union[str, Path]]): .spacy target files with token-level hidden states.
+    Other arguments: as `build_word_vectors`.
+    RETURNS (Dict[str, Any]): as `build_word_vectors` ("n_encoded" 0), plus "n_missing" (word
+        types with no state) and "n_docs".
+    """
+    if dims < 1:
+        raise DistillError(f"dims must be >= 1, got {dims}")
+    paths = [Path(p) for p in data]
+    vocabulary = count_words(paths, attr=attr, min_count=min_count, max_words=max_words, lang=lang)
+    start = time.time()
+    averaged = average_token_states(paths, vocabulary, lang=lang, show_progress=show_progress)
+    counts = averaged["n_states"]
+    meta = {
+        "teacher": averaged["teacher"],
+        "encoder": {"method": "token-states", "settings": averaged["source"],
+                    "teacher_width": int(averaged["vectors"].shape[1]), "n_docs": averaged["n_docs"],
+                    "n_missing": averaged["n_missing"], "median_states_per_word": float(numpy.median(counts))},
+    }
+    result = _reduce_and_save(averaged["vectors"], vocabulary, paths, meta, output, dims=dims, min_count=min_count,
+                              max_words=max_words, weighting=weighting, sif_coefficient=sif_coefficient)
+    result.update(n_cached=0, n_encoded=0, seconds=time.time() - start, n_missing=averaged["n_missing"],
+                  n_docs=averaged["n_docs"])
+    return result
+
+
+def _reduce_and_save(raw, vocabulary, paths, meta, output, *, dims, min_count, max_words, weighting,
+                     sif_coefficient) -> Dict[str, Any]:
+    """PCA, frequency weights, the meta and the folder: what both sources of vectors share."""
     dims_used = min(int(dims), len(vocabulary), raw.shape[1])
     reduced, reduction = pca_reduce(raw, dims_used)
     weights = frequency_weights(vocabulary.counts, weighting, sif_coefficient)
     if weights is not None:
         reduced = reduced * weights[:, None]
     meta = {
-        "teacher": {"id": encoder.teacher_id, "fingerprint": teacher.fingerprint},
-        "encoder": {"method": encoder.method, "settings": encoder.settings, "fingerprint": encoder.fingerprint,
-                    "teacher_width": int(raw.shape[1])},
+        **meta,
         "vocabulary": {"hash": vocabulary.hash, "data": [str(p) for p in paths], "min_count": min_count,
                        "max_words": max_words, "n_tokens": vocabulary.total},
         "reduction": {"method": "pca", "standardized": True, "dims_requested": int(dims), **reduction},
         "weighting": {"method": weighting, "coefficient": sif_coefficient if weighting != "none" else None},
     }
-    vectors = WordVectors(vocabulary.words, reduced, attr=attr, meta=meta)
+    vectors = WordVectors(vocabulary.words, reduced, attr=vocabulary.attr, meta=meta)
     if output is not None:
         vectors.to_disk(output)
     return {
         "vectors": vectors,
         "n_words": len(vocabulary),
-        "n_cached": encoded["n_cached"],
-        "n_encoded": encoded["n_encoded"],
-        "seconds": encoded["seconds"],
         "explained_variance": reduction["explained_variance"],
         "output": None if output is None else str(output),
     }
