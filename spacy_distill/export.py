@@ -2,6 +2,10 @@
 
 What changes, and why:
 * training-only components (hidden-state distillation) are removed;
+* a shared `tok2vec` component that only the text classifier still listens to (hidden-state
+  students train with one) is copied into the classifier (`nlp.replace_listeners`) and removed:
+  same weights and predictions, but docs no longer carry a `doc.tensor` the classifier does not
+  need (it cost up to 1 KB per token held, and time to write);
 * `distill_textcat*` become spaCy's `textcat` / `textcat_multilabel` with the same model config
   and weights: the distilling classes only change training, so predictions are identical
   (checked on texts before anything is written);
@@ -318,6 +322,7 @@ def export_pipeline(
         if pipe_name in nlp.pipe_names and hasattr(pipe, "from_bytes"):
             pipe.from_bytes(nlp.get_pipe(pipe_name).to_bytes(exclude=["vocab"]), exclude=["vocab"])
     exported.meta.update(meta)
+    inlined = inline_tok2vec(exported)
     texts = list(check_texts or FALLBACK_TEXTS)
     difference = check_equivalence(nlp, exported, textcat, texts)
     # The whole exported pipeline, filter included, must run before anything is written.
@@ -325,7 +330,7 @@ def export_pipeline(
         pass
     output.parent.mkdir(parents=True, exist_ok=True)  # spaCy's to_disk makes the last folder only
     exported.to_disk(output)
-    removed = [n for n in nlp.pipe_names if n not in exported.pipe_names]
+    removed = [n for n in nlp.pipe_names if n not in exported.pipe_names and n not in inlined]
     converted = {
         n: config["components"][n]["factory"]
         for n in nlp.pipe_names
@@ -336,10 +341,38 @@ def export_pipeline(
         "pipeline": exported.pipe_names,
         "removed": removed,
         "converted": converted,
+        "inlined": inlined,
         "max_difference": difference,
         "n_checked": len(check_texts or FALLBACK_TEXTS),
         "card": card,
     }
+
+
+def inline_tok2vec(nlp: Language) -> List[str]:
+    """Copy each `tok2vec` component into the components that listen to it, where all of them
+    are text classifiers, and remove it. RETURNS the removed components' names."""
+    removed = []
+    for name in [n for n in nlp.pipe_names if nlp.get_pipe_meta(n).factory == "tok2vec"]:
+        listening = list(nlp.get_pipe(name).listening_components)
+        if not listening or any(not nlp.get_pipe_meta(n).factory.startswith("textcat") for n in listening):
+            continue
+        for listener in listening:
+            paths = list(_listener_paths(nlp.config["components"][listener], name))
+            nlp.replace_listeners(name, listener, paths)
+        nlp.remove_pipe(name)
+        removed.append(name)
+    return removed
+
+
+def _listener_paths(block: Any, upstream: str, prefix: str = "") -> Iterable[str]:
+    """Dotted config paths of the `spacy.Tok2VecListener.v1` blocks on `upstream` (or `*`)."""
+    if not isinstance(block, dict):
+        return
+    if block.get("@architectures", "").startswith("spacy.Tok2VecListener") and block.get("upstream") in (upstream, "*"):
+        yield prefix
+        return
+    for key, value in block.items():
+        yield from _listener_paths(value, upstream, f"{prefix}.{key}" if prefix else key)
 
 
 def _data_path(given, from_config, split: str) -> Optional[Path]:

@@ -142,3 +142,26 @@ def test_exported_filter_works_with_several_processes(tmp_path):
     two = [(doc.cats, doc._.verdict, doc._.verdict_details) for doc in nlp.pipe(texts, batch_size=8, n_process=2)]
     assert [v for _, v, _ in two] == [v for _, v, _ in one]
     assert all(a[0] == pytest.approx(b[0]) and a[2]["margin"] == pytest.approx(b[2]["margin"]) for a, b in zip(one, two))
+
+
+def test_tok2vec_shared_with_a_non_classifier_is_kept():
+    listener = {"@architectures": "spacy.Tok2VecListener.v1", "width": 96, "upstream": "tok2vec"}
+    nlp = spacy.blank("en")
+    nlp.add_pipe("tok2vec")
+    nlp.add_pipe("tagger", config={"model": {"@architectures": "spacy.Tagger.v2", "tok2vec": listener}})
+    nlp.add_pipe("textcat", config={"model": {
+        "@architectures": "spacy.TextCatReduce.v1", "tok2vec": listener,
+        "exclusive_classes": True, "use_reduce_first": False, "use_reduce_last": False,
+        "use_reduce_max": False, "use_reduce_mean": True,
+    }})
+    nlp.get_pipe("tagger").add_label("N")
+    nlp.get_pipe("textcat").add_label("A")
+    nlp.get_pipe("textcat").add_label("B")
+    nlp.initialize()
+    before = nlp("a b c").cats
+    assert export_module.inline_tok2vec(nlp) == []
+    assert nlp.pipe_names == ["tok2vec", "tagger", "textcat"]
+    nlp.remove_pipe("tagger")
+    assert export_module.inline_tok2vec(nlp) == ["tok2vec"]
+    assert nlp.pipe_names == ["textcat"]
+    assert nlp("a b c").cats == pytest.approx(before, abs=1e-6)

@@ -56,6 +56,8 @@ def export_cli(
         msg.fail(str(err), exits=1)
     if result["removed"]:
         msg.info(f"Removed training-only components: {result['removed']}")
+    if result["inlined"]:
+        msg.info(f"Copied {result['inlined']} into the classifier that listened to it, and removed it")
     for pipe_name, factory in result["converted"].items():
         msg.info(f"'{pipe_name}' is now spaCy's {factory}")
     msg.info(
