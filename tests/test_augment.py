@@ -359,3 +359,29 @@ def test_eval_paths_from_an_interpolated_training_config(tmp_path):
     )
     corpus = registry.resolve(config["corpora"])["train"]
     assert corpus.eval_paths == [Path("corpus/dev.spacy")]
+
+
+def test_augment_drops_variants_that_are_evaluation_texts(tmp_path):
+    from spacy_distill.annotate import annotate
+
+    class DropLastWord(base.Augmenter):
+        method = "test.DropLastWord.v1"
+
+        def transform(self, text, rng):
+            return " ".join(text.split()[:-1])
+
+    # "see you soon" without its last word is "See  you", a dev text (case and spacing aside):
+    # dropped, not written.
+    train = write_jsonl(tmp_path / "train.jsonl", [{"text": "see you soon"}, {"text": "free cash now"}])
+    dev = write_jsonl(tmp_path / "dev.jsonl", [{"text": "See  you", "label": "ham"}, {"text": "other"}])
+    steps = {"drop": DropLastWord()}
+    summary = augment_file(train, tmp_path / "aug.jsonl", steps, eval_data=[dev], show_progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "aug.jsonl").read_text(encoding="utf8").splitlines()]
+    assert [r["text"] for r in rows] == ["free cash"]
+    assert summary.n_dropped["evaluation"] == 1
+    # So annotate's leakage check passes on the output.
+    annotate(tmp_path / "aug.jsonl", tmp_path / "aug.spacy", FakeTeacher(), eval_data=[dev], show_progress=False)
+    # Without --eval-data the variant is written, and annotate refuses it.
+    augment_file(train, tmp_path / "leaky.jsonl", steps, show_progress=False)
+    with pytest.raises(LeakageError, match="dev.jsonl:1"):
+        annotate(tmp_path / "leaky.jsonl", tmp_path / "leaky.spacy", FakeTeacher(), eval_data=[dev], show_progress=False)

@@ -39,7 +39,7 @@ class AugmentSummary:
     n_seeds: int = 0
     n_written: int = 0
     n_variants: Dict[str, int] = field(default_factory=dict)
-    n_dropped: Dict[str, int] = field(default_factory=lambda: {"empty": 0, "echo": 0, "duplicate": 0})
+    n_dropped: Dict[str, int] = field(default_factory=lambda: {"empty": 0, "echo": 0, "duplicate": 0, "evaluation": 0})
     errors: List[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -50,11 +50,15 @@ def spacing_folded(text: str) -> str:
 
 
 class VariantFilter:
-    """Drops empty texts, echoes of the seed and anything written (or read as a seed) before."""
+    """Drops empty texts, echoes of the seed, anything written (or read as a seed) before and,
+    given an evaluation index, texts of evaluation records: short seeds meet them by chance
+    (SST-2's "it 's a bad film" with a word dropped is a dev sentence), and annotate would
+    refuse the whole file for one of them."""
 
-    def __init__(self, summary: AugmentSummary, seen: DiskSet) -> None:
+    def __init__(self, summary: AugmentSummary, seen: DiskSet, eval_index: Optional[EvalIndex] = None) -> None:
         self.summary = summary
         self.seen = seen
+        self.eval_index = eval_index
 
     def keep(self, text: str, seed_text: Optional[str]) -> bool:
         if not isinstance(text, str) or not text.strip():
@@ -65,6 +69,8 @@ class VariantFilter:
                 reason = "echo"
             elif norm in self.seen:
                 reason = "duplicate"
+            elif self.eval_index is not None and self.eval_index.find(None, text) is not None:
+                reason = "evaluation"
             else:
                 self.seen.add(norm)
                 return True
@@ -94,6 +100,7 @@ def augment_records(
     keep_seeds: bool = False,
     summary: Optional[AugmentSummary] = None,
     show_progress: bool = False,
+    eval_index: Optional[EvalIndex] = None,
 ) -> Iterator[Dict[str, Any]]:
     """Make the variants of seed records.
 
@@ -109,6 +116,7 @@ def augment_records(
     keep_seeds (bool): yield the seeds first.
     summary (Optional[AugmentSummary]): counts go here.
     show_progress (bool): a progress bar with rate and ETA.
+    eval_index (Optional[EvalIndex]): evaluation records; variants with their text are dropped.
     YIELDS (Dict[str, Any]): output rows.
     """
     read_seeds: Callable[[], Iterable[Record]] = records if callable(records) else (lambda: records)  # type: ignore[assignment]
@@ -127,7 +135,7 @@ def augment_records(
                 f"seed ids repeat ({sorted(repeated)}): a variant's parent must name one record; "
                 "give each record a unique id (or none: the file and line name it)"
             )
-        filter_ = VariantFilter(summary, seen)
+        filter_ = VariantFilter(summary, seen, eval_index)
         summary.n_seeds = n_seeds
         if keep_seeds:
             for record in read_seeds():
@@ -190,7 +198,8 @@ def augment_file(
     on_error (str): "fail" stops at a malformed record; "skip" reports and skips it.
     limit (int): use the first N seeds only (0: all).
     eval_data (Sequence[Union[str, Path]]): evaluation sets: a seed whose key or text is in them
-        is refused, with the list of them.
+        is refused, with the list of them; a variant with the text of one is dropped (counted
+        in `n_dropped["evaluation"]`).
     show_progress (bool): show a progress bar with rate and ETA.
     RETURNS (AugmentSummary): counts and skipped records.
     """
@@ -234,7 +243,8 @@ def augment_file(
     tmp_path = output_path.with_name(output_path.name + ".tmp")
     with tmp_path.open("w", encoding="utf8", newline="\n") as file_:
         for row in augment_records(
-            read_seeds, steps, seed=seed, keep_seeds=keep_seeds, summary=summary, show_progress=show_progress
+            read_seeds, steps, seed=seed, keep_seeds=keep_seeds, summary=summary, show_progress=show_progress,
+            eval_index=index,
         ):
             file_.write(json.dumps(row, ensure_ascii=False) + "\n")
     tmp_path.replace(output_path)
