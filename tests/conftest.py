@@ -158,9 +158,6 @@ def _private_teacher_cache(tmp_path_factory):
         os.environ["SPACY_DISTILL_CACHE"] = previous
 
 
-# The workspace's shared data sets lie beside the repository (../shared/data), locally and in CI.
-SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
-
 
 def spam_target_rows(exclusive: bool = True, repeat: int = 3):
     """SPAM_TEXTS as target rows with soft teacher probabilities and gold."""
