@@ -3,7 +3,7 @@
 `contextual` and `reduce` for the why of each step."""
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterable, Optional, Union
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 import numpy
 
@@ -13,7 +13,7 @@ from .contextual import average_token_states
 from .encode import TeacherWordEncoder, encode_words
 from .reduce import DEFAULT_SIF_COEFFICIENT, frequency_weights, pca_reduce
 from .table import WordVectors
-from .vocabulary import count_words
+from .vocabulary import Vocabulary, count_words
 
 DEFAULT_DIMS = 256
 
@@ -55,10 +55,7 @@ def build_word_vectors(
     RETURNS (Dict[str, Any]): "vectors" (WordVectors), "n_words", "n_cached", "n_encoded",
         "seconds", "explained_variance", "output".
     """
-    if dims < 1:
-        raise DistillError(f"dims must be >= 1, got {dims}")
-    paths = [Path(p) for p in data]
-    vocabulary = count_words(paths, attr=attr, min_count=min_count, max_words=max_words, lang=lang)
+    paths, vocabulary = _vocabulary(data, dims=dims, attr=attr, min_count=min_count, max_words=max_words, lang=lang)
     encoder = TeacherWordEncoder(teacher, layer=layer, pooling=pooling)
     store = TeacherCache(cache) if cache is not None else None
     try:
@@ -99,10 +96,7 @@ def build_word_vectors_from_token_states(
     RETURNS (Dict[str, Any]): as `build_word_vectors` ("n_encoded" 0), plus "n_missing" (word
         types with no state) and "n_docs".
     """
-    if dims < 1:
-        raise DistillError(f"dims must be >= 1, got {dims}")
-    paths = [Path(p) for p in data]
-    vocabulary = count_words(paths, attr=attr, min_count=min_count, max_words=max_words, lang=lang)
+    paths, vocabulary = _vocabulary(data, dims=dims, attr=attr, min_count=min_count, max_words=max_words, lang=lang)
     start = time.time()
     averaged = average_token_states(paths, vocabulary, lang=lang, show_progress=show_progress)
     counts = averaged["n_states"]
@@ -117,6 +111,14 @@ def build_word_vectors_from_token_states(
     result.update(n_cached=0, n_encoded=0, seconds=time.time() - start, n_missing=averaged["n_missing"],
                   n_docs=averaged["n_docs"])
     return result
+
+
+def _vocabulary(data, *, dims, attr, min_count, max_words, lang) -> Tuple[List[Path], Vocabulary]:
+    """The data paths and their counted words: where both sources of vectors start."""
+    if dims < 1:
+        raise DistillError(f"dims must be >= 1, got {dims}")
+    paths = [Path(p) for p in data]
+    return paths, count_words(paths, attr=attr, min_count=min_count, max_words=max_words, lang=lang)
 
 
 def _reduce_and_save(raw, vocabulary, paths, meta, output, *, dims, min_count, max_words, weighting,
