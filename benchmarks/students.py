@@ -22,7 +22,8 @@ teacher's config), with every student kind of `init-config --arch`:
 
 Writes results/students.{json,md} and results/students_<dataset>.png (retention vs throughput);
 work files go to benchmarks/.work/students/<dataset>/. An existing results/students.json keeps
-its other datasets: run one dataset at a time.
+its other datasets: run one dataset at a time; a hand-written "## Reading" section at the end of
+students.md is kept.
 """
 import os
 
@@ -321,7 +322,11 @@ def main(
         json_path.write_text(json.dumps(previous, indent=2), encoding="utf8")
         plot(result, results_dir / f"students_{dataset}.png")
         ordered = [previous["datasets"][k] for k in sorted(previous["datasets"])]
-        (results_dir / "students.md").write_text(markdown(ordered, command), encoding="utf8")
+        md_path = results_dir / "students.md"
+        # A hand-written "## Reading" section already in the report survives a rerun.
+        old = md_path.read_text(encoding="utf8") if md_path.exists() else ""
+        reading = old[old.index("\n## Reading") + 1 :] if "\n## Reading" in old else ""
+        md_path.write_text(markdown(ordered, command) + ("\n" + reading if reading else ""), encoding="utf8")
         log(f"wrote {json_path}, students.md, students_{dataset}.png")
 
     default_serve = work / "serve-venv" / "bin" / "python"
