@@ -151,3 +151,27 @@ def test_verdicts_survive_a_docbin(student):
     assert [d._.verdict for d in restored] == [d._.verdict for d in docs]
     # msgpack gives sequences back as tuples
     assert {**restored[0]._.verdict_details, "labels": list(restored[0]._.verdict_details["labels"])} == docs[0]._.verdict_details
+
+
+def test_each_doc_holds_one_record_that_the_garbage_collector_does_not_track(student):
+    import gc
+
+    from spacy_distill.filter.component import RECORD_KEY
+
+    nlp = spacy.load(student)
+    nlp.add_pipe("semantic_filter", config={"actions": {"spam": "block"}, "escalation_margin": 0.05})
+    docs = list(nlp.pipe(TEXTS))
+    # A collection untracks tuples whose items are untracked: inner tuples first, then the record.
+    gc.collect()
+    gc.collect()
+    for doc in docs:
+        # One entry: the two attributes are getters over it.
+        assert [key for key in doc.user_data] == [RECORD_KEY]
+        assert not gc.is_tracked(doc.user_data[RECORD_KEY])
+        details = doc._.verdict_details
+        assert details["verdict"] == doc._.verdict
+        assert details["student"] == pytest.approx(doc.cats)
+        assert details["margin"] == pytest.approx(
+            float(nlp.get_pipe("semantic_filter").rule.margins(numpy.asarray([[doc.cats["ham"], doc.cats["spam"]]]))[0])
+        )
+    assert spacy.blank("en")("not filtered")._.verdict_details is None

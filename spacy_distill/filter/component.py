@@ -11,7 +11,7 @@ Sets on every doc:
   `teacher`), in_band (the student was in doubt), escalated (the teacher was asked), margin, and
   the student's and (if asked) the teacher's probabilities per label.
 """
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import numpy
 from spacy.language import Language
@@ -28,11 +28,41 @@ VERDICT_ATTR = "verdict"
 DETAILS_ATTR = "verdict_details"
 
 
+# Each doc holds one record (a flat tuple, see `_process`) under this user_data key; the two
+# attributes are getters over it. A dict per doc (with a nested dict of probabilities) cost as much
+# as the classifier itself and fed the garbage collector; a tuple of strings and floats is cheap
+# to make, not tracked by the collector, and survives `DocBin(store_user_data=True)` and copies.
+RECORD_KEY = ("spacy_distill", "verdict")
+_VERDICT, _LABELS, _DECIDED_BY, _IN_BAND, _ESCALATED, _MARGIN, _NAMES, _STUDENT, _TEACHER = range(9)
+
+
+def _get_verdict(doc: Doc) -> Optional[str]:
+    record = doc.user_data.get(RECORD_KEY)
+    return None if record is None else record[_VERDICT]
+
+
+def _get_verdict_details(doc: Doc) -> Optional[Dict[str, Any]]:
+    record = doc.user_data.get(RECORD_KEY)
+    if record is None:
+        return None
+    names = record[_NAMES]
+    teacher = record[_TEACHER]
+    return {
+        "verdict": record[_VERDICT],
+        "labels": list(record[_LABELS]),
+        "decided_by": record[_DECIDED_BY],
+        "in_band": record[_IN_BAND],
+        "escalated": record[_ESCALATED],
+        "margin": record[_MARGIN],
+        "student": dict(zip(names, record[_STUDENT])),
+        "teacher": None if teacher is None else dict(zip(names, teacher)),
+    }
+
+
 def register_extensions() -> None:
     """Register `doc._.verdict` and `doc._.verdict_details` (idempotent)."""
-    for attr in (VERDICT_ATTR, DETAILS_ATTR):
-        if not Doc.has_extension(attr):
-            Doc.set_extension(attr, default=None)
+    Doc.set_extension(VERDICT_ATTR, getter=_get_verdict, force=True)
+    Doc.set_extension(DETAILS_ATTR, getter=_get_verdict_details, force=True)
 
 
 register_extensions()
@@ -172,42 +202,35 @@ class SemanticFilter:
             yield from docs
 
     def _process(self, docs: List[Doc]) -> None:
+        # Vectorised over the batch; per doc only one tuple is made and stored.
         rule = self.rule
         probs = rule.probabilities([doc.cats for doc in docs])
-        decisions = rule.decide(probs)
-        in_band = [i for i, d in enumerate(decisions) if d.margin < self.escalation_margin]
-        teacher_probs: Dict[int, numpy.ndarray] = {}
-        teacher_decisions: Dict[int, Any] = {}
+        kept = rule.kept(probs)
+        margins = rule.margins(probs)
+        verdicts = rule.verdicts(kept, probs)
+        labels = rule.kept_labels(kept)
+        decided_by = ["student"] * len(docs)
+        in_band_mask = margins < self.escalation_margin
+        escalated = [False] * len(docs)
+        teacher_rows: List[Optional[Tuple[float, ...]]] = [None] * len(docs)
+        in_band = numpy.flatnonzero(in_band_mask).tolist()
         if in_band and self.has_teacher:
             scored = self._teacher_probabilities([docs[i].text for i in in_band])
-            teacher_probs = dict(zip(in_band, scored))
-            teacher_decisions = dict(zip(in_band, self._teacher_rule.decide(scored)))  # type: ignore[union-attr]
+            teacher_kept = self._teacher_rule.kept(scored)  # type: ignore[union-attr]
+            teacher_verdicts = self._teacher_rule.verdicts(teacher_kept, scored)  # type: ignore[union-attr]
+            teacher_labels = self._teacher_rule.kept_labels(teacher_kept)  # type: ignore[union-attr]
+            for k, (i, row) in enumerate(zip(in_band, scored.tolist())):
+                verdicts[i], labels[i], decided_by[i] = teacher_verdicts[k], teacher_labels[k], "teacher"
+                escalated[i], teacher_rows[i] = True, tuple(row)
             self.n_escalated += len(in_band)
-        in_band_set = set(in_band)
-        for i, (doc, decision) in enumerate(zip(docs, decisions)):
-            student = {label: float(p) for label, p in zip(rule.labels, probs[i])}
-            details: Dict[str, Any] = {
-                "verdict": decision.verdict,
-                "labels": list(decision.labels),
-                "decided_by": "student",
-                "in_band": i in in_band_set,
-                "escalated": i in teacher_decisions,
-                "margin": decision.margin,
-                "student": student,
-                "teacher": None,
-            }
-            if i in teacher_decisions:
-                final = teacher_decisions[i]
-                details.update(
-                    verdict=final.verdict,
-                    labels=list(final.labels),
-                    decided_by="teacher",
-                    teacher={label: float(p) for label, p in zip(rule.labels, teacher_probs[i])},
-                )
-            elif i in in_band_set:
-                details["verdict"] = REVIEW
-            doc._.set(VERDICT_ATTR, details["verdict"])
-            doc._.set(DETAILS_ATTR, details)
+        else:
+            for i in in_band:
+                verdicts[i] = REVIEW
+        names = rule.labels
+        for doc, verdict, kept_labels, by, band, esc, margin, student, teacher in zip(
+            docs, verdicts, labels, decided_by, in_band_mask.tolist(), escalated, margins.tolist(), map(tuple, probs.tolist()), teacher_rows
+        ):
+            doc.user_data[RECORD_KEY] = (verdict, kept_labels, by, band, esc, margin, names, student, teacher)
 
     def _teacher_probabilities(self, texts: List[str]) -> numpy.ndarray:
         teacher = self._load_teacher()
@@ -238,4 +261,4 @@ class SemanticFilter:
         return self._teacher
 
 
-__all__ = ["SemanticFilter", "make_semantic_filter", "register_extensions", "VERDICT_ATTR", "DETAILS_ATTR"]
+__all__ = ["SemanticFilter", "make_semantic_filter", "register_extensions", "VERDICT_ATTR", "DETAILS_ATTR", "RECORD_KEY"]

@@ -13,6 +13,7 @@ One rule serves the runtime component, threshold and band tuning, and evaluation
   |p - threshold|; p_top - p_second for an exclusive label without a threshold). The student is
   in doubt when the margin is below the escalation margin: the band around the thresholds.
 """
+import operator
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -130,35 +131,48 @@ class DecisionRule:
             distance = numpy.where(numpy.isnan(self._cut), gap[:, None], distance)
         return distance.min(axis=1) if distance.size else numpy.ones(len(probs))
 
+    def verdict_indices(self, kept: numpy.ndarray, probs: numpy.ndarray) -> numpy.ndarray:
+        """(n,) each doc's verdict as an index into `verdict_names`: the action of the kept
+        label that ranks first (then the most probable), or `default_action` (the last name)
+        when no label is kept."""
+        key = numpy.where(kept, self._label_ranks * 2.0 + probs, -numpy.inf)
+        best = key.argmax(axis=1) if key.size else numpy.zeros(len(probs), dtype="int64")
+        return numpy.where(kept.any(axis=1), best, len(self.labels))
+
+    @property
+    def verdict_names(self) -> Tuple[str, ...]:
+        """The action of each label, in label order, then `default_action`."""
+        return tuple(self._label_actions) + (self.default_action,)
+
     def verdicts(self, kept: numpy.ndarray, probs: numpy.ndarray) -> List[str]:
         """The verdict of each doc from the labels it kept."""
-        out = []
-        for row, p in zip(kept, probs):
-            idx = numpy.flatnonzero(row)
-            if not len(idx):
-                out.append(self.default_action)
-                continue
-            best = max(idx, key=lambda j: (self._label_ranks[j], p[j]))
-            out.append(self._label_actions[best])
-        return out
+        names = self.verdict_names
+        return [names[i] for i in self.verdict_indices(kept, probs).tolist()]
+
+    def kept_labels(self, kept: numpy.ndarray) -> List[Tuple[str, ...]]:
+        """The names of the labels each doc kept."""
+        if self.exclusive:
+            # One label at most: a lookup per doc instead of a nonzero() per row.
+            names = tuple((label,) for label in self.labels) + ((),)
+            index = numpy.where(kept.any(axis=1), kept.argmax(axis=1), len(self.labels)) if kept.size else []
+            return [names[i] for i in numpy.asarray(index, dtype="int64").tolist()]
+        return [tuple(self.labels[j] for j in numpy.flatnonzero(row)) for row in kept]
 
     def decide(self, probs: numpy.ndarray) -> List[Decision]:
         """The decision for each row of probabilities (n, L) in this rule's label order."""
         probs = self._check(probs)
         kept = self.kept(probs)
         margins = self.margins(probs)
-        verdicts = self.verdicts(kept, probs)
         return [
-            Decision(verdict, tuple(self.labels[j] for j in numpy.flatnonzero(row)), float(margin))
-            for verdict, row, margin in zip(verdicts, kept, margins)
+            Decision(verdict, labels, margin)
+            for verdict, labels, margin in zip(self.verdicts(kept, probs), self.kept_labels(kept), margins.tolist())
         ]
 
     def probabilities(self, cats: Sequence[Mapping[str, float]]) -> numpy.ndarray:
         """(n, L) probabilities from `doc.cats` dicts, in this rule's label order."""
+        read = operator.itemgetter(*self.labels) if len(self.labels) > 1 else (lambda c: (c[self.labels[0]],))
         try:
-            return numpy.asarray([[c[label] for label in self.labels] for c in cats], dtype="float64").reshape(
-                len(cats), len(self.labels)
-            )
+            return numpy.asarray([read(c) for c in cats], dtype="float64").reshape(len(cats), len(self.labels))
         except KeyError as err:
             raise DistillError(
                 f"doc.cats lacks label {err.args[0]!r}; the filter expects {list(self.labels)}"

@@ -9,9 +9,10 @@ spaCy's textcat only special-cases batches where every doc is empty. A filter se
 messages in production, so every pipeline that spacy-distill trains or exports carries this
 guard.
 
-The guard swaps the forward function of those layers, in place, for one that leaves empty docs
-out: no n-grams (what spaCy computes with `ngram_size = 1`), and a zero vector from a
-reduction. Every other doc is scored exactly as before and the weights are untouched.
+The guard swaps the forward function of those layers, in place: n-gram extractors get the
+batched forward of `batched_ngrams` (the same features, computed for the whole batch at once; an
+empty doc has none), reductions one that gives an empty doc a zero vector. Every other doc is
+scored exactly as before and the weights are untouched.
 Exported pipelines apply it through `[nlp.after_pipeline_creation]`.
 """
 from typing import Callable
@@ -23,30 +24,9 @@ from spacy.util import registry
 from thinc.api import Model
 from thinc.types import Ragged
 
+from .batched_ngrams import extract_ngrams_batched
+
 GUARD_CALLBACK = "spacy-distill.guard_empty_docs.v1"
-
-
-def _forward_skipping_empty_docs(model: Model, docs, is_train: bool):
-    xp = model.ops.xp
-    batch_keys = []
-    batch_vals = []
-    for doc in docs:
-        unigrams = model.ops.asarray(doc.to_array([model.attrs["attr"]]))
-        ngrams = [unigrams]
-        if unigrams.shape[0]:
-            for n in range(2, model.attrs["ngram_size"] + 1):
-                ngrams.append(model.ops.ngrams(n, unigrams))  # type: ignore[arg-type]
-        keys, vals = xp.unique(xp.concatenate(ngrams), return_counts=True)
-        batch_keys.append(keys)
-        batch_vals.append(vals)
-    lengths = model.ops.asarray([arr.shape[0] for arr in batch_keys], dtype="int32")
-    keys = xp.concatenate(batch_keys)
-    vals = model.ops.asarray(xp.concatenate(batch_vals), dtype="f")
-
-    def backprop(dY):
-        return []
-
-    return (keys, vals, lengths), backprop
 
 
 REDUCTIONS = ("reduce_max", "reduce_mean", "reduce_sum", "reduce_first", "reduce_last")
@@ -76,15 +56,12 @@ def _reduction_skipping_empty(original: Callable) -> Callable:
     return forward
 
 
-_forward_skipping_empty_docs.spacy_distill_guard = True  # type: ignore[attr-defined]
-
-
 def _unguarded(layer: Model) -> bool:
     if getattr(layer._func, "spacy_distill_guard", False):
         return False
-    if layer.name == "extract_ngrams":
-        return layer.attrs.get("ngram_size", 1) > 1
-    return layer.name in REDUCTIONS
+    # Every n-gram extractor gets the batched forward: it is the guard for ngram_size >= 2 and
+    # faster than spaCy's per-doc loop for any size.
+    return layer.name == "extract_ngrams" or layer.name in REDUCTIONS
 
 
 def guard_empty_docs(model: Model) -> int:
@@ -98,7 +75,7 @@ def guard_empty_docs(model: Model) -> int:
         if not _unguarded(layer):
             continue
         if layer.name == "extract_ngrams":
-            layer._func = _forward_skipping_empty_docs
+            layer._func = extract_ngrams_batched
         else:
             layer._func = _reduction_skipping_empty(layer._func)
         guarded += 1
@@ -106,11 +83,10 @@ def guard_empty_docs(model: Model) -> int:
 
 
 def needs_guard(model: Model) -> bool:
-    """Whether the model has layers that empty docs would crash (guarded or not)."""
-    return any(
-        (layer.name == "extract_ngrams" and layer.attrs.get("ngram_size", 1) > 1) or layer.name in REDUCTIONS
-        for layer in model.walk()
-    )
+    """Whether the model has layers the guard replaces (guarded or not): n-gram extractors
+    (which crash on empty docs from ngram_size 2, and run faster batched at any size) and
+    reductions."""
+    return any(layer.name == "extract_ngrams" or layer.name in REDUCTIONS for layer in model.walk())
 
 
 def guard_pipeline(nlp: Language) -> Language:
