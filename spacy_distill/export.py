@@ -30,7 +30,7 @@ from spacy.util import load_model_from_config
 from thinc.api import Config
 
 from .errors import DistillError
-from .filter.component import META_KEY
+from .filter.settings import META_KEY, stored_settings
 from .ml.empty_docs import GUARD_CALLBACK, needs_guard
 from .pipeline.textcat_lookup import find_textcat
 from .targets import read_target_summary
@@ -213,16 +213,17 @@ def filter_settings(
     textcat: str,
     *,
     actions: Dict[str, str],
-    default_action: str = "allow",
+    default_action: Optional[str] = None,
 ) -> Dict[str, Any]:
-    """The `semantic_filter` config: actions plus the thresholds and band `tune` stored."""
-    section = nlp.meta.get(META_KEY) or {}
+    """The `semantic_filter` config: the thresholds and band `tune` stored, and the actions
+    given here or, if none are, the ones `tune` judged the thresholds with."""
+    stored = stored_settings(nlp)
     return {
         "textcat": textcat,
-        "actions": dict(actions),
-        "default_action": default_action,
-        "thresholds": dict(section.get("thresholds") or {}),
-        "escalation_margin": float((section.get("cascade") or {}).get("margin") or 0.0),
+        "actions": dict(actions or stored["actions"]),  # type: ignore[arg-type]
+        "default_action": default_action or stored["default_action"],
+        "thresholds": stored["thresholds"],
+        "escalation_margin": stored["escalation_margin"],
         "teacher": None,
         "teacher_thresholds": {},
     }
@@ -260,7 +261,7 @@ def export_pipeline(
     component: Optional[str] = None,
     add_filter: bool = False,
     actions: Optional[Dict[str, str]] = None,
-    default_action: str = "allow",
+    default_action: Optional[str] = None,
     report: Optional[Union[str, Path]] = None,
     train_data: Optional[Union[str, Path]] = None,
     dev_data: Optional[Union[str, Path]] = None,
@@ -275,7 +276,8 @@ def export_pipeline(
     component (Optional[str]): the text classifier (None: the only one).
     add_filter (bool): add (or refresh) a `semantic_filter` with the tuned thresholds.
     actions (Optional[Dict[str, str]]): the filter's label -> action.
-    default_action (str): the filter's verdict when no label is decided.
+    default_action (Optional[str]): the filter's verdict when no label is decided (None: the one
+        `tune` stored, else allow).
     report (Optional[Union[str, Path]]): `spacy-distill evaluate`'s report.json, for the card.
     train_data, dev_data (Optional[Union[str, Path]]): the target files it was trained on
         (default: `paths.train` / `paths.dev` of its config, where they exist).

@@ -162,3 +162,36 @@ def test_cascade_accuracy_needs_teacher_outputs(student_and_data, tmp_path):
     both = runner.invoke(app, ["tune", str(student_path), "--data", str(data), "--cascade-accuracy", "0.9", "--escalation-rate", "0.1"])
     assert both.exit_code == 1 and "not both" in _clean(both.stdout)
     assert not (tmp_path / "t").exists()
+
+
+def test_the_exported_filter_decides_what_the_report_says(student_and_data, tmp_path):
+    """tune (with the filter's actions) -> export --filter -> evaluate: the report's filter
+    figures are those of the verdicts the exported pipeline gives, doc for doc."""
+    import numpy
+
+    root, _, student_path, _ = student_and_data
+    rows = [{"text": t, "label": l} for t, l in SPAM_TEXTS] + [
+        {"text": t, "label": l} for t, l in [("free cash prize", "spam"), ("lunch at noon?", "ham"), ("@user", "ham"),
+                                             ("call now to win", "spam"), ("see you tomorrow", "ham"), ("ok", "ham")]
+    ]
+    data = write_jsonl(tmp_path / "dev.jsonl", rows)
+    tuned, exported, out = tmp_path / "tuned", tmp_path / "exported", tmp_path / "report"
+    result = runner.invoke(app, ["tune", str(student_path), "--data", str(data), "-o", str(tuned), "--action", "spam=block", "--escalation-rate", "0.1"])
+    assert result.exit_code == 0, _clean(result.stdout)
+    meta = json.loads((tuned / "meta.json").read_text())["spacy_distill"]
+    assert meta["actions"] == {"spam": "block"}
+    decisions = meta["threshold_tuning"]["decisions"]
+    assert decisions["tuned"]["accuracy"] >= decisions["argmax"]["accuracy"]
+    result = runner.invoke(app, ["export", str(tuned), str(exported), "--filter"])  # actions from tune
+    assert result.exit_code == 0, _clean(result.stdout)
+    result = runner.invoke(app, ["evaluate", str(exported), "--data", str(data), "-o", str(out), "--no-cost", "--no-progress"])
+    assert result.exit_code == 0, _clean(result.stdout)
+    shipped = json.loads((out / "report.json").read_text())["filter"]
+    assert shipped["source"] == "semantic_filter 'semantic_filter'" and shipped["actions"] == {"spam": "block"}
+    nlp = spacy.load(exported)
+    docs = list(nlp.pipe(row["text"] for row in rows))
+    correct = [doc._.verdict_details["labels"] == [row["label"]] for doc, row in zip(docs, rows)]
+    assert shipped["decisions"]["accuracy"] == pytest.approx(numpy.mean(correct))
+    verdicts = [doc._.verdict for doc in docs]
+    assert shipped["verdict_rates"] == pytest.approx({v: verdicts.count(v) / len(verdicts) for v in set(verdicts)})
+    assert "## Filter (the decisions the shipped filter makes)" in (out / "report.md").read_text()

@@ -50,3 +50,70 @@ def test_unreachable_target_is_reported_and_missing_gold_ignored():
     assert tune_thresholds(numpy.zeros((2, 1)), probs[:2], ["x"])["x"]["threshold"] is None
     with pytest.raises(DistillError, match="needs a target value"):
         tune_thresholds(gold, probs, ["x"], objective="recall")
+
+
+def _offensive_like(seed: int, shift: float, n: int = 800):
+    """Binary exclusive data with a rare `offensive` class whose probabilities run low: its
+    one-vs-rest F1 threshold is low, and `block` then wins every doc over it."""
+    rng = numpy.random.default_rng(seed)
+    y = (rng.random(n) < 0.3).astype(int)
+    p1 = 1 / (1 + numpy.exp(-(rng.normal(0, 1.3, n) + 1.4 * y - shift)))
+    return numpy.eye(2)[y], numpy.c_[1 - p1, p1]
+
+
+def _multiclass(n_labels: int, seed: int = 0, n: int = 600):
+    rng = numpy.random.default_rng(seed)
+    prior = numpy.ones(n_labels)
+    prior[1] = 0.35
+    y = rng.choice(n_labels, size=n, p=prior / prior.sum())
+    logits = rng.normal(0, 1.0, size=(n, n_labels))
+    logits[numpy.arange(n), y] += 1.2
+    logits[:, 1] -= 0.8
+    p = numpy.exp(logits)
+    return numpy.eye(n_labels)[y], p / p.sum(axis=1, keepdims=True)
+
+
+def _one_vs_rest(gold, probs, labels):
+    return {k: v["threshold"] for k, v in tune_thresholds(gold, probs, labels).items()}
+
+
+def test_a_low_block_threshold_that_lowers_accuracy_is_not_kept():
+    from spacy_distill.evaluation.tune import decision_quality, select_exclusive_thresholds
+    from spacy_distill.filter.decision import DecisionRule
+
+    labels, actions = ["ok", "offensive"], {"offensive": "block"}
+    gold, probs = _offensive_like(seed=3, shift=1.5)
+    candidates = _one_vs_rest(gold, probs, labels)
+    naive = decision_quality(gold, probs, DecisionRule(labels, True, candidates, actions))
+    selection = select_exclusive_thresholds(gold, probs, labels, candidates, actions=actions)
+    # What the filter did before: per-label F1 thresholds, enforced by `block`, lose to the argmax.
+    assert candidates["offensive"] < 0.3 and naive["accuracy"] < selection["argmax"]["accuracy"] - 0.05
+    assert selection["thresholds"] == {} and selection["tuned"] == selection["argmax"]
+
+
+@pytest.mark.parametrize("seed,shift", [(0, 0.0), (1, 0.8), (0, 1.5), (2, 0.0)])
+def test_thresholds_are_kept_where_they_beat_the_argmax(seed, shift):
+    from spacy_distill.evaluation.tune import select_exclusive_thresholds
+
+    labels = ["ok", "offensive"]
+    gold, probs = _offensive_like(seed, shift)
+    selection = select_exclusive_thresholds(gold, probs, labels, _one_vs_rest(gold, probs, labels), actions={"offensive": "block"})
+    assert selection["thresholds"]
+    assert selection["tuned"]["macro_f1"] > selection["argmax"]["macro_f1"]
+    assert selection["tuned"]["accuracy"] >= selection["argmax"]["accuracy"]
+
+
+@pytest.mark.parametrize("n_labels", [3, 6])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_exclusive_tuning_never_decides_worse_than_argmax(n_labels, seed):
+    from spacy_distill.evaluation.tune import decision_quality, select_exclusive_thresholds
+    from spacy_distill.filter.decision import DecisionRule
+
+    labels = [f"class{i}" for i in range(n_labels)]
+    gold, probs = _multiclass(n_labels, seed)
+    candidates = _one_vs_rest(gold, probs, labels)
+    selection = select_exclusive_thresholds(gold, probs, labels, candidates, actions={"class1": "block"})
+    assert selection["tuned"]["accuracy"] >= selection["argmax"]["accuracy"]
+    assert selection["tuned"]["macro_f1"] >= selection["argmax"]["macro_f1"]
+    rule = DecisionRule(labels, True, selection["thresholds"], {"class1": "block"})
+    assert decision_quality(gold, probs, rule) == selection["tuned"]

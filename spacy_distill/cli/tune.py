@@ -1,5 +1,5 @@
 from pathlib import Path
-from typing import Optional
+from typing import Dict, List, Optional
 
 import numpy
 import spacy
@@ -8,11 +8,20 @@ from wasabi import msg
 
 from ..errors import DistillError
 from ..evaluation.data import load_evaluation_data
-from ..evaluation.tune import OBJECTIVES, save_cascade, save_thresholds, tune_thresholds, unmet_targets
+from ..evaluation.tune import (
+    OBJECTIVES,
+    save_actions,
+    save_cascade,
+    save_thresholds,
+    select_exclusive_thresholds,
+    tune_thresholds,
+    unmet_targets,
+)
 from ..filter.cascade import escalation_summary, margin_for_accuracy, margin_for_rate
-from ..filter.decision import DecisionRule
+from ..filter.decision import ALLOW, DecisionRule
 from ..pipeline.textcat_lookup import find_textcat, is_exclusive
 from ._app import app
+from .export import parse_actions
 
 
 def tune(
@@ -26,6 +35,8 @@ def tune(
     escalation_rate: Optional[float] = None,
     cascade_accuracy: Optional[float] = None,
     teacher: Optional[str] = None,
+    actions: Optional[Dict[str, str]] = None,
+    default_action: str = ALLOW,
 ) -> dict:
     """Tune per-label thresholds of a student on dev data and save them with the pipeline;
     optionally also the cascade band (the margin around the thresholds whose docs escalate).
@@ -40,6 +51,10 @@ def tune(
     cascade_accuracy (Optional[float]): choose the narrowest band whose cascade reaches this
         accuracy on dev (needs the teacher's outputs: a dev target file, or `teacher`).
     teacher (Optional[str]): a teacher spec to score dev when the data holds no teacher outputs.
+    actions (Optional[Dict[str, str]]): label -> the filter's action (e.g. {"spam": "block"});
+        exclusive thresholds are judged on the decisions these actions make, and they are stored
+        for `export --filter`.
+    default_action (str): the filter's verdict when no label is decided.
     RETURNS (dict): per label: threshold, precision, recall, f1, met, support; and under
         "cascade" the band, if one was asked for.
     """
@@ -53,12 +68,24 @@ def tune(
         raise DistillError(f"{data}: no gold labels to tune thresholds on")
     filters = [n for n in nlp.pipe_names if nlp.get_pipe_meta(n).factory == "semantic_filter"]
     probs = numpy.asarray([[doc.cats[label] for label in labels] for doc in nlp.pipe(dataset.texts, disable=filters)])
+    exclusive = is_exclusive(nlp, name)
+    actions = dict(actions or {})
     chosen = tune_thresholds(dataset.gold, probs, labels, objective=objective, value=value)
-    save_thresholds(nlp, chosen, objective=objective, value=value, data=str(data))
+    decisions = None
+    if exclusive and objective == "f1":
+        selection = select_exclusive_thresholds(
+            dataset.gold, probs, labels, {k: v["threshold"] for k, v in chosen.items()},
+            actions=actions, default_action=default_action,
+        )
+        for label, info in chosen.items():
+            info["one_vs_rest_threshold"] = info["threshold"]
+            info["threshold"] = selection["thresholds"].get(label)
+        decisions = {"argmax": selection["argmax"], "tuned": selection["tuned"]}
+    save_thresholds(nlp, chosen, objective=objective, value=value, data=str(data), decisions=decisions)
+    save_actions(nlp, actions, default_action)
     if escalation_rate is not None or cascade_accuracy is not None:
-        exclusive = is_exclusive(nlp, name)
         thresholds = {k: v["threshold"] for k, v in chosen.items() if v["threshold"] is not None}
-        rule = DecisionRule(labels, exclusive, thresholds)
+        rule = DecisionRule(labels, exclusive, thresholds, actions, default_action)
         if escalation_rate is not None:
             band = escalation_summary(rule.margins(probs), margin_for_rate(rule.margins(probs), escalation_rate))
             band["met"] = True
@@ -78,6 +105,8 @@ def tune(
             band_objective, band_value = "accuracy", cascade_accuracy
         save_cascade(nlp, band, objective=band_objective, value=band_value, data=str(data))  # type: ignore[arg-type]
         chosen = {**chosen, "cascade": band}
+    if decisions is not None:
+        chosen = {**chosen, "decisions": decisions}
     nlp.to_disk(output or student)
     return chosen
 
@@ -93,16 +122,20 @@ def tune_cli(
     escalation_rate: Optional[float] = typer.Option(None, "--escalation-rate", help="Also choose the cascade band that escalates this fraction of dev docs to the teacher"),
     cascade_accuracy: Optional[float] = typer.Option(None, "--cascade-accuracy", help="Also choose the narrowest cascade band that reaches this accuracy on dev"),
     teacher: Optional[str] = typer.Option(None, "--teacher", "-t", help="Teacher .cfg or pipeline for --cascade-accuracy when the data holds no teacher outputs"),
+    action: List[str] = typer.Option([], "--action", help="LABEL=ACTION of the filter you will ship (e.g. spam=block); thresholds are judged on its decisions and `export --filter` reuses them; repeatable"),
+    default_action: str = typer.Option(ALLOW, "--default-action", help="The filter's verdict when no label is decided"),
 ):
     """Choose per-label decision thresholds on dev data (best F1, precision >= p or recall >= r)
     and store them in the pipeline's meta.json, where the filter runtime reads them."""
     try:
         chosen = tune(student, data, output=output, objective=objective, value=value, component=component,
-                      escalation_rate=escalation_rate, cascade_accuracy=cascade_accuracy, teacher=teacher)
+                      escalation_rate=escalation_rate, cascade_accuracy=cascade_accuracy, teacher=teacher,
+                      actions=parse_actions(action), default_action=default_action)
     except DistillError as err:
         msg.fail(str(err), exits=1)
     band = chosen.pop("cascade", None)
-    rows = [(label, info["threshold"], info["precision"], info["recall"], info["f1"], info["met"]) for label, info in chosen.items()]
+    decisions = chosen.pop("decisions", None)
+    rows = [(label, "argmax" if info["threshold"] is None else f"{info['threshold']:.4f}", info["precision"], info["recall"], info["f1"], info["met"]) for label, info in chosen.items()]
     msg.table(rows, header=("label", "threshold", "precision", "recall", "F1", "target met"), aligns=("l", "r", "r", "r", "r", "l"))
     unmet = unmet_targets(chosen)
     if unmet:
@@ -112,4 +145,12 @@ def tune_cli(
         if "accuracy" in band:
             text += f", cascade accuracy {band['accuracy']:.4f} (student {band['student_accuracy']:.4f}, teacher {band['teacher_accuracy']:.4f})"
         (msg.info if band.get("met", True) else msg.warn)(text + ("" if band.get("met", True) else "; the target was not reached, the best band was kept"))
+    if decisions is not None:
+        argmax, tuned = decisions["argmax"], decisions["tuned"]
+        kept = [label for label, info in chosen.items() if info["threshold"] is not None]
+        msg.info(
+            f"Decisions on dev: argmax accuracy {argmax['accuracy']:.4f} / macro-F1 {argmax['macro_f1']:.4f}; "
+            + (f"with thresholds for {kept}: {tuned['accuracy']:.4f} / {tuned['macro_f1']:.4f}" if kept
+               else "no per-label threshold beat the argmax, so none is used")
+        )
     msg.good(f"Saved thresholds to {(output or Path(student)) / 'meta.json'}")

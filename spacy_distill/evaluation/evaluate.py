@@ -9,11 +9,14 @@ import spacy
 from tqdm import tqdm
 
 from ..errors import LabelMismatchError
+from ..filter.decision import REVIEW, DecisionRule
+from ..filter.settings import ShippedDecision, shipped_decision
 from ..pipeline.textcat_lookup import find_textcat, is_exclusive
 from ..teachers.loading import load_teacher
 from . import metrics
 from .data import EvaluationData, load_evaluation_data, teacher_probabilities
 from .report import write_report
+from .tune import decision_quality
 
 
 def evaluate(
@@ -99,8 +102,11 @@ def evaluate(
             report["teacher_bias_audit"] = metrics.teacher_bias_audit(
                 dataset.gold, teacher_probs, student_probs, exclusive=exclusive, threshold=threshold
             )
+    shipped = shipped_decision(nlp, labels, exclusive)
+    if dataset.n_gold:
+        report["filter"] = filter_report(dataset.gold, student_probs, shipped)
     if teacher_probs is not None and dataset.n_gold:
-        report["cascade"] = _cascade(nlp, labels, exclusive, dataset.gold, student_probs, teacher_probs)
+        report["cascade"] = _cascade(nlp, shipped, labels, exclusive, dataset.gold, student_probs, teacher_probs)
     if measure_cost:
         report["cost"] = _measure_cost(student, teacher, dataset.texts, batch_size, latency_n)
     report["seconds"] = round(time.perf_counter() - started, 2)
@@ -110,18 +116,39 @@ def evaluate(
     return report
 
 
-def _cascade(nlp, labels, exclusive, gold, student_probs, teacher_probs) -> Dict[str, Any]:
-    """Accuracy vs escalation rate with the student's tuned thresholds (and its tuned band)."""
-    from ..filter.cascade import cascade_curve
-    from ..filter.decision import DecisionRule
-    from .tune import get_cascade, get_thresholds
+def filter_report(gold: numpy.ndarray, student_probs: numpy.ndarray, shipped: ShippedDecision) -> Dict[str, Any]:
+    """What the shipped filter does on these docs, computed with its own rule: the quality of its
+    decisions against gold next to the argmax's, and how often it gives each verdict (docs in
+    the band get `review` when no teacher is set)."""
+    rule = shipped.rule
+    argmax_rule = DecisionRule(rule.labels, rule.exclusive, None, rule.actions, rule.default_action)
+    kept = rule.kept(student_probs)
+    verdicts = numpy.asarray(rule.verdicts(kept, student_probs), dtype=object)
+    in_band = rule.margins(student_probs) < shipped.escalation_margin
+    verdicts[in_band] = REVIEW
+    names, counts = numpy.unique(verdicts.astype(str), return_counts=True) if len(verdicts) else ([], [])
+    return {
+        "source": shipped.source,
+        "thresholds": dict(rule.thresholds),
+        "actions": dict(rule.actions),
+        "default_action": rule.default_action,
+        "escalation_margin": shipped.escalation_margin,
+        "decisions": decision_quality(gold, student_probs, rule),
+        "argmax": decision_quality(gold, student_probs, argmax_rule),
+        "verdict_rates": {str(name): int(count) / len(verdicts) for name, count in zip(names, counts)},
+        "review_band_rate": float(in_band.mean()) if len(in_band) else 0.0,
+    }
 
-    thresholds = {k: v for k, v in get_thresholds(nlp).items() if k in labels}
-    student_rule = DecisionRule(labels, exclusive, thresholds)
-    teacher_rule = DecisionRule(labels, exclusive)
+
+def _cascade(nlp, shipped, labels, exclusive, gold, student_probs, teacher_probs) -> Dict[str, Any]:
+    """Accuracy vs escalation rate with the shipped rule (and its tuned band)."""
+    from ..filter.cascade import cascade_curve
+    from .tune import get_cascade
+
+    teacher_rule = DecisionRule(labels, exclusive, None, shipped.rule.actions, shipped.rule.default_action)
     tuned = get_cascade(nlp)
     named = [("tuned", float(tuned["margin"]))] if tuned.get("margin") is not None else []
-    return cascade_curve(gold, student_probs, teacher_probs, student_rule, teacher_rule, extra_margins=named)
+    return cascade_curve(gold, student_probs, teacher_probs, shipped.rule, teacher_rule, extra_margins=named)
 
 
 def _student_probabilities(nlp, name: str, texts: Sequence[str], labels: List[str], batch_size: int, show_progress: bool) -> numpy.ndarray:

@@ -140,6 +140,21 @@ def render_markdown(report: Dict[str, Any]) -> str:
         if summary:
             lines += ["", "Ratios: " + ", ".join(f"{k} {_fmt(v, 1)}×" for k, v in summary.items() if v is not None)]
         lines.append("")
+    shipped = report.get("filter") or {}
+    if shipped.get("decisions", {}).get("n"):
+        decisions, argmax = shipped["decisions"], shipped["argmax"]
+        lines += ["## Filter (the decisions the shipped filter makes)", "",
+                  f"Rule from {shipped['source']}: thresholds {shipped['thresholds'] or 'none (argmax)'}, "
+                  f"actions {shipped['actions'] or 'none (allow)'}, default `{shipped['default_action']}`, "
+                  f"review band margin {_fmt(shipped['escalation_margin'])}.", "",
+                  "| decisions | accuracy | macro-F1 | no label |", "|---|---|---|---|",
+                  f"| shipped rule | {_fmt(decisions['accuracy'])} | {_fmt(decisions['macro_f1'])} | {decisions['no_label_rate']:.1%} |",
+                  f"| argmax | {_fmt(argmax['accuracy'])} | {_fmt(argmax['macro_f1'])} | {argmax['no_label_rate']:.1%} |", "",
+                  "Verdicts: " + ", ".join(f"`{name}` {rate:.1%}" for name, rate in shipped["verdict_rates"].items())
+                  + f" (in the review band: {shipped['review_band_rate']:.1%}).", ""]
+        if decisions["accuracy"] < argmax["accuracy"] - 1e-12:
+            lines += ["**The shipped rule decides worse than the argmax on these docs**: retune with "
+                      "`spacy-distill tune` (objective f1) or drop the thresholds.", ""]
     cascade = report.get("cascade") or {}
     if cascade.get("points"):
         lines += ["## Cascade (doubtful docs escalated to the teacher)", "",

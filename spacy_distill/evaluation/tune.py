@@ -3,6 +3,14 @@
 The thresholds live in the pipeline's `meta.json` under `spacy_distill.thresholds`
 (label -> threshold: decide the label when its probability >= threshold), where the
 `semantic_filter` runtime reads them; `get_thresholds(nlp)` returns them.
+
+For exclusive classes the default objective (F1) is judged on the filter's own decisions: the
+`DecisionRule` with the filter's actions, where a label over its threshold can take a doc from
+the argmax. Per-label thresholds chosen one label at a time can lower accuracy that way (a low
+`offensive` threshold that `block` then enforces over every other label), so a label's threshold
+is kept only where it raises the decisions' macro-F1 on dev without lowering their accuracy
+below the argmax's: tuning never makes the filter worse than argmax on dev. Precision and recall
+targets are the user's explicit request and are kept per label as asked.
 """
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -10,6 +18,7 @@ import numpy
 from spacy.language import Language
 
 from ..errors import DistillError
+from ..filter.decision import ALLOW, DecisionRule
 
 OBJECTIVES = ("f1", "precision", "recall")
 META_KEY = "spacy_distill"
@@ -99,10 +108,110 @@ def tune_thresholds(
     return chosen
 
 
+def decision_quality(gold: numpy.ndarray, probs: numpy.ndarray, rule: DecisionRule) -> Dict[str, Any]:
+    """Accuracy and macro-F1 of a rule's decisions (the labels it keeps) on docs with gold.
+
+    gold (numpy.ndarray): (n, L) 0/1, NaN where unknown (rows with any NaN are left out).
+    probs (numpy.ndarray): (n, L) probabilities in the rule's label order.
+    rule (DecisionRule): the decision rule.
+    RETURNS (Dict[str, Any]): n, accuracy (exclusive: the kept label is the gold one, a doc with
+        no label kept is wrong; multi-label: the exact label set), macro_f1 over labels and
+        no_label_rate (docs that kept no label).
+    """
+    known = ~numpy.isnan(gold).any(axis=1)
+    if not known.any():
+        return {"n": 0, "accuracy": None, "macro_f1": None, "no_label_rate": None}
+    truth = gold[known] >= 0.5
+    kept = rule.kept(probs[known])
+    correct = (kept & truth).any(axis=1) if rule.exclusive else (kept == truth).all(axis=1)
+    tp = (kept & truth).sum(axis=0)
+    fp = (kept & ~truth).sum(axis=0)
+    fn = (~kept & truth).sum(axis=0)
+    with numpy.errstate(divide="ignore", invalid="ignore"):
+        f1 = numpy.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), 0.0)
+    return {
+        "n": int(known.sum()),
+        "accuracy": float(correct.mean()),
+        "macro_f1": float(f1.mean()),
+        "no_label_rate": float((~kept.any(axis=1)).mean()),
+    }
+
+
+def select_exclusive_thresholds(
+    gold: numpy.ndarray,
+    probs: numpy.ndarray,
+    labels: Sequence[str],
+    candidates: Dict[str, Optional[float]],
+    *,
+    actions: Optional[Dict[str, str]] = None,
+    default_action: str = ALLOW,
+) -> Dict[str, Any]:
+    """Which of the per-label thresholds to keep for exclusive classes: the subset whose
+    decisions have the best macro-F1 while their accuracy stays at or above the argmax's (the
+    empty subset, the argmax itself, if none does better).
+
+    Subsets are searched by hill-climbing (add or drop one label's threshold at a time) from
+    both ends, no thresholds and all of them: thresholds interact through the exclusive choice
+    (binary labels need both or neither), so neither end alone finds the best.
+
+    candidates (Dict[str, Optional[float]]): label -> its one-vs-rest threshold (None: none).
+    actions, default_action: the filter's, whose precedence the decisions follow.
+    RETURNS (Dict[str, Any]): thresholds (the kept ones), argmax and tuned decision_quality,
+        and rejected (labels whose threshold did not help).
+    """
+    usable = {label: t for label, t in candidates.items() if t is not None}
+    cache: Dict[frozenset, Dict[str, Any]] = {}
+
+    def quality(subset: frozenset) -> Dict[str, Any]:
+        if subset not in cache:
+            thresholds = {label: usable[label] for label in subset}
+            cache[subset] = decision_quality(gold, probs, DecisionRule(labels, True, thresholds, actions, default_action))
+        return cache[subset]
+
+    argmax = quality(frozenset())
+    if not argmax["n"]:
+        return {"thresholds": {}, "argmax": argmax, "tuned": argmax, "rejected": sorted(usable)}
+
+    def rank(subset: frozenset):
+        q = quality(subset)
+        if q["accuracy"] < argmax["accuracy"] - 1e-12:
+            return None
+        # Ties go to fewer thresholds: the argmax unless a threshold earns its place.
+        return (round(q["macro_f1"], 12), round(q["accuracy"], 12), -len(subset))
+
+    best = frozenset()
+    for start in (frozenset(), frozenset(usable)):
+        current = start if rank(start) is not None else frozenset()
+        while True:
+            moves = [current ^ {label} for label in usable]
+            ranked = [(rank(m), m) for m in moves if rank(m) is not None]
+            if not ranked:
+                break
+            top_rank, top = max(ranked, key=lambda item: item[0])
+            if top_rank <= rank(current):
+                break
+            current = top
+        if rank(current) > rank(best):
+            best = current
+    return {
+        "thresholds": {label: usable[label] for label in sorted(best)},
+        "argmax": argmax,
+        "tuned": quality(best),
+        "rejected": sorted(set(usable) - best),
+    }
+
+
 def save_thresholds(
-    nlp: Language, chosen: Dict[str, Dict[str, Any]], *, objective: str, value: Optional[float], data: str
+    nlp: Language,
+    chosen: Dict[str, Dict[str, Any]],
+    *,
+    objective: str,
+    value: Optional[float],
+    data: str,
+    decisions: Optional[Dict[str, Any]] = None,
 ) -> None:
-    """Store tuned thresholds in `nlp.meta` (written to meta.json by `nlp.to_disk`)."""
+    """Store tuned thresholds in `nlp.meta` (written to meta.json by `nlp.to_disk`), with how
+    the decisions compared with the argmax on the tuning data (`decisions`)."""
     section = dict(nlp.meta.get(META_KEY) or {})
     section["thresholds"] = {
         label: info["threshold"] for label, info in chosen.items() if info["threshold"] is not None
@@ -112,8 +221,25 @@ def save_thresholds(
         "value": value,
         "data": data,
         "per_label": chosen,
+        "decisions": decisions,
     }
     nlp.meta[META_KEY] = section
+
+
+def save_actions(nlp: Language, actions: Dict[str, str], default_action: str) -> None:
+    """Store the filter actions the thresholds were tuned for (read by `export --filter`)."""
+    section = dict(nlp.meta.get(META_KEY) or {})
+    section["actions"] = dict(actions)
+    section["default_action"] = default_action
+    nlp.meta[META_KEY] = section
+
+
+def get_actions(nlp: Language) -> Dict[str, Any]:
+    """The stored filter actions: {"actions": {...}, "default_action": str} (empty if none)."""
+    section = nlp.meta.get(META_KEY) or {}
+    if "actions" not in section:
+        return {}
+    return {"actions": dict(section["actions"] or {}), "default_action": section.get("default_action", ALLOW)}
 
 
 def get_thresholds(nlp: Language) -> Dict[str, float]:
