@@ -134,7 +134,9 @@ def test_tune_band_for_a_cascade_accuracy_and_evaluate_reports_the_curve(student
         rows.append((text, [0.01, 0.99] if spam else [0.99, 0.01], {"ham": float(not spam), "spam": float(spam)}))
     dev = write_targets(make_target_docs(rows), tmp_path / "dev.spacy")
     out = tmp_path / "tuned"
-    result = runner.invoke(app, ["tune", str(student_path), "--data", str(dev), "-o", str(out), "--cascade-accuracy", "1.0"])
+    # Without calibration: this weak 3-step student fits a temperature near the upper bound, which
+    # flattens its margins into float32 ties.
+    result = runner.invoke(app, ["tune", str(student_path), "--data", str(dev), "-o", str(out), "--cascade-accuracy", "1.0", "--no-calibrate"])
     assert result.exit_code == 0, _clean(result.stdout)
     from spacy_distill.evaluation.tune import get_cascade
 

@@ -6,6 +6,7 @@ import spacy
 import typer
 from wasabi import msg
 
+from ..calibration import calibrate as fit_and_apply_temperature
 from ..errors import DistillError
 from ..evaluation.data import load_evaluation_data
 from ..evaluation.tune import (
@@ -37,6 +38,7 @@ def tune(
     teacher: Optional[str] = None,
     actions: Optional[Dict[str, str]] = None,
     default_action: str = ALLOW,
+    calibrate: bool = True,
 ) -> dict:
     """Tune per-label thresholds of a student on dev data and save them with the pipeline;
     optionally also the cascade band (the margin around the thresholds whose docs escalate).
@@ -55,6 +57,8 @@ def tune(
         exclusive thresholds are judged on the decisions these actions make, and they are stored
         for `export --filter`.
     default_action (str): the filter's verdict when no label is decided.
+    calibrate (bool): first fit a temperature on the data and store it in the weights (see
+        `spacy_distill.calibration`); thresholds are then tuned on the calibrated probabilities.
     RETURNS (dict): per label: threshold, precision, recall, f1, met, support; and under
         "cascade" the band, if one was asked for.
     """
@@ -70,6 +74,12 @@ def tune(
     probs = numpy.asarray([[doc.cats[label] for label in labels] for doc in nlp.pipe(dataset.texts, disable=filters)])
     exclusive = is_exclusive(nlp, name)
     actions = dict(actions or {})
+    calibration = None
+    if calibrate:
+        calibration = fit_and_apply_temperature(nlp, name, dataset.gold, probs, exclusive=exclusive, data=str(data))
+        calibration.pop("probabilities")
+        # The model's own outputs now, so that thresholds sit where the runtime's scores fall.
+        probs = numpy.asarray([[doc.cats[label] for label in labels] for doc in nlp.pipe(dataset.texts, disable=filters)])
     chosen = tune_thresholds(dataset.gold, probs, labels, objective=objective, value=value)
     decisions = None
     if exclusive and objective == "f1":
@@ -107,6 +117,8 @@ def tune(
         chosen = {**chosen, "cascade": band}
     if decisions is not None:
         chosen = {**chosen, "decisions": decisions}
+    if calibration is not None:
+        chosen = {**chosen, "calibration": calibration}
     nlp.to_disk(output or student)
     return chosen
 
@@ -124,17 +136,25 @@ def tune_cli(
     teacher: Optional[str] = typer.Option(None, "--teacher", "-t", help="Teacher .cfg or pipeline for --cascade-accuracy when the data holds no teacher outputs"),
     action: List[str] = typer.Option([], "--action", help="LABEL=ACTION of the filter you will ship (e.g. spam=block); thresholds are judged on its decisions and `export --filter` reuses them; repeatable"),
     default_action: str = typer.Option(ALLOW, "--default-action", help="The filter's verdict when no label is decided"),
+    calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate", help="First fit a temperature on the data (stored in the weights; never changes the argmax)"),
 ):
     """Choose per-label decision thresholds on dev data (best F1, precision >= p or recall >= r)
     and store them in the pipeline's meta.json, where the filter runtime reads them."""
     try:
         chosen = tune(student, data, output=output, objective=objective, value=value, component=component,
                       escalation_rate=escalation_rate, cascade_accuracy=cascade_accuracy, teacher=teacher,
-                      actions=parse_actions(action), default_action=default_action)
+                      actions=parse_actions(action), default_action=default_action, calibrate=calibrate)
     except DistillError as err:
         msg.fail(str(err), exits=1)
     band = chosen.pop("cascade", None)
     decisions = chosen.pop("decisions", None)
+    calibration = chosen.pop("calibration", None)
+    if calibration is not None:
+        msg.info(
+            f"Calibrated on {calibration['n']} docs: temperature {calibration['temperature']:.3f}, "
+            f"ECE {calibration['ece_before']:.4f} -> {calibration['ece_after']:.4f}, "
+            f"NLL {calibration['nll_before']:.4f} -> {calibration['nll_after']:.4f}"
+        )
     rows = [(label, "argmax" if info["threshold"] is None else f"{info['threshold']:.4f}", info["precision"], info["recall"], info["f1"], info["met"]) for label, info in chosen.items()]
     msg.table(rows, header=("label", "threshold", "precision", "recall", "F1", "target met"), aligns=("l", "r", "r", "r", "r", "l"))
     unmet = unmet_targets(chosen)

@@ -96,3 +96,43 @@ def has_readable_logits(model: Model) -> bool:
 
 def _identity(d_logits: Floats2d) -> Floats2d:
     return d_logits
+
+
+_AFFINE_LAYERS = ("sparse_linear", "linear", "softmax")
+
+
+def logit_layer(model: Model) -> Model:
+    """The affine layer whose output is the model's logits (its `W` and `b` make them).
+
+    model (Model): a text-classification model ending in a softmax or sigmoid.
+    RETURNS (Model): thinc's `Softmax` (whose affine part gives the logits), or the
+        `SparseLinear` / `Linear` layer under a final activation.
+    """
+    func = model._func
+    if func is chain_forward and model.layers:
+        last = model.layers[-1]
+        if _is_activation(last) and len(model.layers) > 1:
+            return _last_affine(model.layers[-2], model)
+        return logit_layer(last)
+    if func in (with_cpu_forward, resizable_forward):
+        return logit_layer(model.layers[0])
+    if func is softmax_forward:
+        return model
+    raise UnsupportedModelError(f"Cannot find the layer that makes the logits of '{model.name}'")
+
+
+def _is_activation(layer: Model) -> bool:
+    if layer._func in (with_cpu_forward, resizable_forward):
+        return _is_activation(layer.layers[0])
+    return layer._func in _ACTIVATIONS
+
+
+def _last_affine(layer: Model, parent: Model) -> Model:
+    if layer.name in _AFFINE_LAYERS and layer.has_param("W") and layer.has_param("b"):
+        return layer
+    if layer._func in (chain_forward, with_cpu_forward, resizable_forward) and layer.layers:
+        return _last_affine(layer.layers[-1], parent)
+    raise UnsupportedModelError(
+        f"Cannot find the layer that makes the logits of '{parent.name}': '{layer.name}' comes before "
+        "the final activation and is not a linear layer"
+    )
