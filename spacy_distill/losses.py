@@ -11,8 +11,14 @@ entropy (a constant), so it has the same gradient and is 0 when the student matc
 A doc (or, multi-label, a label) with a teacher target but no gold uses the teacher term
 alone at full weight (T^2 * KL); one with gold but no teacher uses the gold term alone. The
 loss is averaged over the docs of the batch and its gradient is exact.
+
+`spacy-distill.SoftTargetLoss.v2` adds per-label trust in the teacher: where a doc has gold
+and a teacher target, alpha is scaled by the trust of the doc's gold label (exclusive) or of each
+label (multi-label), e.g. the teacher's dev F1 per label (`spacy_distill.trust`). A teacher that
+never predicts a rare class then stops overruling the gold of that class, so distillation with
+gold does not end below gold alone where the teacher is blind.
 """
-from typing import NamedTuple, Optional, Tuple
+from typing import Dict, NamedTuple, Optional, Sequence, Tuple
 
 import numpy
 from thinc.loss import Loss
@@ -31,6 +37,7 @@ class SoftTargets(NamedTuple):
     gold (Floats2d): gold values (0/1).
     gold_mask (Floats2d): 1.0 where the gold value of that doc and label is known.
     exclusive (bool): softmax over labels (True) or one sigmoid per label (False).
+    labels (Tuple[str, ...]): the label of each column (needed by per-label trust only).
     """
 
     teacher: Floats2d
@@ -38,17 +45,30 @@ class SoftTargets(NamedTuple):
     gold: Floats2d
     gold_mask: Floats2d
     exclusive: bool
+    labels: Tuple[str, ...] = ()
 
 
 class SoftTargetLoss(Loss):
     """Temperature-scaled KL to the teacher mixed with cross-entropy to gold labels."""
 
-    def __init__(self, *, temperature: float = 1.0, alpha: float = 0.5, normalize: bool = True):
+    def __init__(
+        self,
+        *,
+        temperature: float = 1.0,
+        alpha: float = 0.5,
+        normalize: bool = True,
+        label_trust: Optional[Dict[str, float]] = None,
+    ):
         """
         temperature (float): T > 0 that softens both distributions in the teacher term.
         alpha (float): weight of the teacher term when a doc has gold too, in [0, 1].
         normalize (bool): average over the docs of the batch (else sum).
+        label_trust (Optional[Dict[str, float]]): label -> trust in [0, 1] that scales alpha
+            where the doc has gold (exclusive: the trust of its gold label); labels left out: 1.
         """
+        for label, value in dict(label_trust or {}).items():
+            if not 0.0 <= float(value) <= 1.0:
+                raise ValueError(f"SoftTargetLoss: label_trust.{label} must be in [0, 1], got {value}")
         if not temperature > 0:
             raise ValueError(f"SoftTargetLoss: temperature must be > 0, got {temperature}")
         if not 0.0 <= alpha <= 1.0:
@@ -56,6 +76,7 @@ class SoftTargetLoss(Loss):
         self.temperature = float(temperature)
         self.alpha = float(alpha)
         self.normalize = normalize
+        self.label_trust = {str(k): float(v) for k, v in dict(label_trust or {}).items()}
 
     def __call__(self, guesses: Floats2d, truths: SoftTargets) -> Tuple[Floats2d, float]:
         return self.get_grad_and_loss(guesses, truths)
@@ -85,9 +106,11 @@ class SoftTargetLoss(Loss):
             has_gold = (gold_mask.max(axis=1, keepdims=True) > 0).astype("float64")
         else:
             has_gold = gold_mask
-        # Where both are present they mix by alpha; where one is missing the other takes it all.
-        teacher_weight = has_teacher * xp.where(has_gold > 0, self.alpha, 1.0)
-        gold_weight = has_gold * xp.where(has_teacher > 0, 1.0 - self.alpha, 1.0)
+        # Where both are present they mix by alpha (scaled by the trust in the teacher on that
+        # gold label); where one is missing the other takes it all.
+        alpha = self._alpha(xp, gold, truths)
+        teacher_weight = has_teacher * xp.where(has_gold > 0, alpha, 1.0)
+        gold_weight = has_gold * xp.where(has_teacher > 0, 1.0 - alpha, 1.0)
         if truths.exclusive:
             log_q_T = _log_softmax(xp, z / T)
             log_p_T = _log_softmax(xp, teacher / T)
@@ -120,6 +143,25 @@ class SoftTargetLoss(Loss):
         return xp.asarray(grad, dtype=guesses.dtype), loss
 
 
+    def _alpha(self, xp, gold, truths: SoftTargets):
+        """alpha, or with label_trust: (n, 1) per doc (exclusive) or (n, L) per cell."""
+        if not self.label_trust:
+            return self.alpha
+        if len(truths.labels) != gold.shape[1]:
+            raise ValueError(
+                "SoftTargetLoss: label_trust needs the label of each column; the component passed "
+                f"{len(truths.labels)} labels for {gold.shape[1]} columns"
+            )
+        unknown = sorted(set(self.label_trust) - set(truths.labels))
+        if unknown:
+            raise ValueError(f"SoftTargetLoss: label_trust names labels {unknown} that the component lacks ({list(truths.labels)})")
+        trust = xp.asarray([self.label_trust.get(label, 1.0) for label in truths.labels], dtype="float64")
+        if truths.exclusive:
+            # The trust of the doc's gold label (docs without gold do not mix: value unused).
+            return self.alpha * trust[gold.argmax(axis=1)].reshape((-1, 1))
+        return self.alpha * trust.reshape((1, -1))
+
+
 def _log_softmax(xp, x):
     x = x - x.max(axis=1, keepdims=True)
     return x - xp.log(xp.exp(x).sum(axis=1, keepdims=True))
@@ -147,8 +189,27 @@ def configure_soft_target_loss(
     return SoftTargetLoss(temperature=temperature, alpha=alpha, normalize=normalize)
 
 
+@registry.losses("spacy-distill.SoftTargetLoss.v2")
+def configure_soft_target_loss_v2(
+    temperature: float = 2.0,
+    alpha: float = 0.5,
+    normalize: bool = True,
+    label_trust: Optional[Dict[str, float]] = None,
+) -> SoftTargetLoss:
+    """v1 plus per-label trust in the teacher: where a doc has gold, alpha is scaled by the trust
+    of its gold label (`spacy-distill init-config --label-trust` fills it from the teacher's dev F1).
+
+    temperature (float): T, applied to teacher and student logits in the teacher term.
+    alpha (float): weight of the teacher term for docs that also have gold labels.
+    normalize (bool): average over the docs of a batch.
+    label_trust (Optional[Dict[str, float]]): label -> trust in [0, 1]; labels left out: 1.
+    RETURNS (SoftTargetLoss): the loss.
+    """
+    return SoftTargetLoss(temperature=temperature, alpha=alpha, normalize=normalize, label_trust=label_trust)
+
+
 def make_soft_targets(
-    n_docs: int, n_labels: int, exclusive: bool
+    n_docs: int, n_labels: int, exclusive: bool, labels: Sequence[str] = ()
 ) -> SoftTargets:
     """Empty truths (nothing known) for a batch; fill rows in place."""
     return SoftTargets(
@@ -157,7 +218,8 @@ def make_soft_targets(
         gold=numpy.zeros((n_docs, n_labels), dtype="float32"),
         gold_mask=numpy.zeros((n_docs, n_labels), dtype="float32"),
         exclusive=exclusive,
+        labels=tuple(labels),
     )
 
 
-__all__ = ["SoftTargetLoss", "SoftTargets", "configure_soft_target_loss", "make_soft_targets"]
+__all__ = ["SoftTargetLoss", "SoftTargets", "configure_soft_target_loss", "configure_soft_target_loss_v2", "make_soft_targets"]

@@ -126,3 +126,36 @@ def test_registered_builder_and_bad_parameters():
         SoftTargetLoss(alpha=1.5)
     with pytest.raises(ValueError, match="shapes differ"):
         SoftTargetLoss()(numpy.zeros((2, 3)), make_soft_targets(2, 2, True))
+
+
+@pytest.mark.parametrize("exclusive", [True, False])
+def test_label_trust_gradient_matches_finite_differences(exclusive):
+    truths = _truths(exclusive)._replace(labels=("a", "b", "c"))
+    z = numpy.random.default_rng(2).normal(size=truths.teacher.shape)
+    loss = SoftTargetLoss(temperature=2.0, alpha=0.6, label_trust={"a": 0.0, "b": 0.5})
+    grad, value = loss(z.astype("float64"), truths)
+    numpy.testing.assert_allclose(grad, _numeric_grad(loss, z, truths), rtol=1e-4, atol=1e-7)
+
+
+def test_no_trust_in_the_gold_label_leaves_the_gold_term_alone_and_full_trust_is_v1():
+    truths = _truths(True)._replace(labels=("a", "b", "c"))
+    z = numpy.random.default_rng(3).normal(size=truths.teacher.shape)
+    gold_label = {i: "abc"[int(truths.gold[i].argmax())] for i in (0, 3)}
+    distrust = SoftTargetLoss(temperature=2.0, alpha=0.5, label_trust={label: 0.0 for label in gold_label.values()})
+    gold_only = SoftTargetLoss(temperature=2.0, alpha=0.0)
+    for i in (0, 3):  # docs with teacher and gold
+        one = truths._replace(**{f: getattr(truths, f)[i : i + 1] for f in ("teacher", "teacher_mask", "gold", "gold_mask")})
+        assert distrust.get_loss(z[i : i + 1], one) == pytest.approx(gold_only.get_loss(z[i : i + 1], one))
+    trusting = SoftTargetLoss(temperature=2.0, alpha=0.5, label_trust={"a": 1.0, "b": 1.0, "c": 1.0})
+    assert trusting.get_loss(z, truths) == pytest.approx(SoftTargetLoss(temperature=2.0, alpha=0.5).get_loss(z, truths))
+
+
+def test_label_trust_is_checked():
+    with pytest.raises(ValueError, match="label_trust.spam must be in"):
+        SoftTargetLoss(label_trust={"spam": 1.5})
+    loss = registry.losses.get("spacy-distill.SoftTargetLoss.v2")(label_trust={"spam": 0.5})
+    truths = _truths(True)
+    with pytest.raises(ValueError, match="needs the label of each column"):
+        loss(numpy.zeros(truths.teacher.shape), truths)
+    with pytest.raises(ValueError, match=r"names labels \['spam'\]"):
+        loss(numpy.zeros(truths.teacher.shape), truths._replace(labels=("a", "b", "c")))

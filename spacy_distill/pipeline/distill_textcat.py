@@ -249,7 +249,7 @@ class SoftTargetTraining:
         RETURNS (Tuple[float, Floats2d]): the loss and its gradient w.r.t. student_scores.
         """
         n_docs, n_labels = student_scores.shape
-        truths = make_soft_targets(n_docs, n_labels, self.exclusive)
+        truths = make_soft_targets(n_docs, n_labels, self.exclusive, tuple(self.labels))  # type: ignore[attr-defined]
         truths.teacher[:] = self.model.ops.to_numpy(teacher_scores)
         truths.teacher_mask[:] = 1.0
         d_scores, loss = self.loss(student_scores, truths)
@@ -257,7 +257,7 @@ class SoftTargetTraining:
 
     def _examples_to_soft_targets(self, examples: List[Example]) -> SoftTargets:
         labels: Tuple[str, ...] = tuple(self.labels)  # type: ignore[attr-defined]
-        truths = make_soft_targets(len(examples), len(labels), self.exclusive)
+        truths = make_soft_targets(len(examples), len(labels), self.exclusive, labels)
         for i, eg in enumerate(examples):
             where = _describe_example(eg, i)
             target = get_target(eg.reference, where)

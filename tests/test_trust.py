@@ -1,0 +1,56 @@
+"""Trust in the teacher per label: its dev quality from stored outputs, and a student that a
+blind teacher no longer drags below gold."""
+import numpy
+import pytest
+import spacy
+from spacy import util
+
+from spacy_distill.corpus import TargetCorpus
+from spacy_distill.student_config import make_student_config
+from spacy_distill.targets import write_targets
+from spacy_distill.trust import label_trust, teacher_quality, weak_labels
+
+from .conftest import SPAM_TEXTS, make_target_docs
+
+
+def _blind_teacher_rows(repeat=4):
+    """The teacher says ham for everything (it never predicts spam); gold is right."""
+    return [(text, [0.9, 0.1], {"ham": float(label == "ham"), "spam": float(label == "spam")})
+            for text, label in SPAM_TEXTS * repeat]
+
+
+def test_teacher_quality_from_stored_outputs(tmp_path):
+    path = write_targets(make_target_docs(_blind_teacher_rows(1)), tmp_path / "dev.spacy")
+    quality = teacher_quality(path)
+    n_spam = sum(label == "spam" for _, label in SPAM_TEXTS)
+    assert quality["n"] == len(SPAM_TEXTS)
+    assert quality["per_label"]["spam"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": n_spam, "predicted": 0}
+    assert quality["per_label"]["ham"]["recall"] == 1.0
+    assert quality["accuracy"] == pytest.approx(1 - n_spam / len(SPAM_TEXTS))
+    assert weak_labels(quality) == ["spam"]
+    assert label_trust(quality)["spam"] == 0.0 and 0 < label_trust(quality)["ham"] < 1
+
+
+def _train(train_path, loss, steps=25):
+    config = make_student_config(train_path, arch="bow", max_steps=steps)
+    name = config["nlp"]["pipeline"][-1]
+    config["components"][name]["loss"] = loss
+    util.fix_random_seed(0)
+    nlp = util.load_model_from_config(config, auto_fill=True)
+    examples = list(TargetCorpus(train_path)(nlp))
+    optimizer = nlp.initialize(lambda: examples)
+    for _ in range(steps):
+        nlp.update(examples, sgd=optimizer)
+    return nlp
+
+
+def test_a_student_that_distrusts_a_blind_teacher_learns_the_class_it_cannot_see(tmp_path):
+    train = write_targets(make_target_docs(_blind_teacher_rows()), tmp_path / "train.spacy")
+    trust = label_trust(teacher_quality(train))
+    v1 = _train(train, {"@losses": "spacy-distill.SoftTargetLoss.v1", "temperature": 2.0, "alpha": 0.9})
+    v2 = _train(train, {"@losses": "spacy-distill.SoftTargetLoss.v2", "temperature": 2.0, "alpha": 0.9, "label_trust": trust})
+    spam = [text for text, label in SPAM_TEXTS if label == "spam"]
+    p_v1 = numpy.mean([doc.cats["spam"] for doc in v1.pipe(spam)])
+    p_v2 = numpy.mean([doc.cats["spam"] for doc in v2.pipe(spam)])
+    # The blind teacher holds v1 back on spam; trusting it only where it sees, v2 learns spam.
+    assert p_v2 > 0.5 > p_v1
