@@ -197,3 +197,36 @@ def test_the_exported_filter_decides_what_the_report_says(student_and_data, tmp_
     verdicts = [doc._.verdict for doc in docs]
     assert shipped["verdict_rates"] == pytest.approx({v: verdicts.count(v) / len(verdicts) for v in set(verdicts)})
     assert "## Filter (the decisions the shipped filter makes)" in (out / "report.md").read_text()
+
+
+def test_evaluate_reports_the_gold_only_baseline_and_warns_where_distillation_is_below_it(student_and_data, tmp_path):
+    root, teacher_path, _, _ = student_and_data
+    # The toy teacher was trained on gold for 30 steps: a gold-only student better than one step.
+    student_path = train_spacy_teacher(tmp_path / "one_step", steps=1)
+    result = runner.invoke(app, ["evaluate", str(student_path), "--data", str(root / "test.spacy"), "-o", str(tmp_path),
+                                 "--no-cost", "--no-progress", "--no-plots", "--baseline", str(teacher_path)])
+    assert result.exit_code == 0, _clean(result.stdout)
+    report = json.loads((tmp_path / "report.json").read_text())
+    check = report["gold_check"]
+    assert set(check["per_label"]) == {"ham", "spam"}
+    quality = report["quality"]
+    assert check["per_label"]["spam"]["gold_only_f1"] == quality["gold_only"]["per_label"]["spam"]["f1"]
+    expected = [l for l in ("ham", "spam") if quality["student"]["per_label"][l]["f1"] < quality["gold_only"]["per_label"][l]["f1"]]
+    assert check["student_worse"] == expected
+    assert ("worse than the gold-only student" in _clean(result.stdout)) == bool(expected)
+    assert "## Against gold alone" in (tmp_path / "report.md").read_text()
+
+
+def test_gold_check_names_the_labels_below_gold_alone():
+    from spacy_distill.evaluation.evaluate import gold_check
+
+    def quality(f1s):
+        return {"macro_f1": sum(f1s.values()) / len(f1s), "per_label": {k: {"f1": v} for k, v in f1s.items()}}
+
+    check = gold_check({
+        "student": quality({"ok": 0.9, "hate": 0.2}),
+        "teacher": quality({"ok": 0.95, "hate": 0.0}),
+        "gold_only": quality({"ok": 0.85, "hate": 0.4}),
+    })
+    assert check["teacher_worse"] == ["hate"] and check["student_worse"] == ["hate"]
+    assert check["per_label"]["hate"] == {"gold_only_f1": 0.4, "student_f1": 0.2, "teacher_f1": 0.0}

@@ -22,20 +22,27 @@ def evaluate_cli(
     latency_n: int = typer.Option(200, "--latency-n", help="Single-text calls for latency percentiles"),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG plots (needs matplotlib)"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars"),
+    baseline: Optional[str] = typer.Option(None, "--baseline", help="A student trained on gold alone: reported beside the distilled one, with the labels where the teacher or the student is worse"),
 ):
     """Student vs teacher on the same texts: quality, agreement, calibration, bias audit, cost."""
     try:
         report = evaluate(
             student, data, output_dir, teacher=teacher, component=component, limit=limit,
             batch_size=batch_size, measure_cost=cost, latency_n=latency_n, plots=plots,
-            show_progress=progress,
+            show_progress=progress, baseline=baseline,
         )
     except DistillError as err:
         msg.fail(str(err), exits=1)
     quality = report.get("quality", {})
-    for name in ("student", "teacher"):
+    for name in ("student", "teacher", "gold_only"):
         if name in quality:
             msg.info(f"{name}: accuracy {quality[name]['accuracy']:.4f}, macro-F1 {quality[name]['macro_f1']:.4f}")
     if report.get("agreement"):
         msg.info(f"agreement with the teacher: {report['agreement']['argmax']:.4f}")
+    check = report.get("gold_check") or {}
+    if check.get("teacher_worse"):
+        msg.warn(f"The teacher is worse than the gold-only student on {check['teacher_worse']} (F1): trust it less there "
+                 "(init-config --label-trust) or improve it before distilling")
+    if check.get("student_worse"):
+        msg.warn(f"The distilled student is worse than the gold-only student on {check['student_worse']} (F1)")
     msg.good(f"Wrote {output_dir / 'report.md'}")

@@ -32,6 +32,7 @@ def evaluate(
     latency_n: int = 200,
     plots: bool = True,
     show_progress: bool = True,
+    baseline: Optional[Union[str, Path]] = None,
 ) -> Dict[str, Any]:
     """Compare a student with its teacher on one data set and write report.json/report.md/PNGs.
 
@@ -48,6 +49,9 @@ def evaluate(
     latency_n (int): single-text calls for latency percentiles.
     plots (bool): write PNG plots (needs matplotlib).
     show_progress (bool): show progress while models run.
+    baseline (Optional[Union[str, Path]]): a student trained on gold alone (same data, no
+        teacher), reported beside the distilled one, with the labels where the teacher or the
+        distilled student is worse than it (`gold_check`).
     RETURNS (Dict[str, Any]): the report (also written to report.json).
     """
     output_dir = Path(output_dir)
@@ -77,6 +81,15 @@ def evaluate(
     models = {"student": student_probs}
     if teacher_probs is not None:
         models["teacher"] = teacher_probs
+    if baseline is not None:
+        baseline_nlp = spacy.load(baseline)
+        baseline_name = find_textcat(baseline_nlp, None)
+        if sorted(baseline_nlp.get_pipe(baseline_name).labels) != sorted(labels):
+            raise LabelMismatchError(
+                f"baseline {baseline} has labels {list(baseline_nlp.get_pipe(baseline_name).labels)}; the student has {labels}"
+            )
+        models["gold_only"] = _student_probabilities(baseline_nlp, baseline_name, dataset.texts, labels, batch_size, show_progress)
+        report["baseline"] = {"path": str(baseline), "component": baseline_name}
     for model_name, probs in models.items():
         if dataset.n_gold:
             quality[model_name] = metrics.classification_metrics(
@@ -87,6 +100,8 @@ def evaluate(
                 dataset.gold, probs, labels, exclusive=exclusive, threshold=threshold
             )
     report["quality"] = quality
+    if "gold_only" in quality:
+        report["gold_check"] = gold_check(quality)
     report["calibration"] = calibration
     report["confusion"] = confusion
     if "teacher" in quality:
@@ -114,6 +129,28 @@ def evaluate(
     write_report(report, output_dir, plots=plots)
     _log(f"wrote {output_dir / 'report.md'}")
     return report
+
+
+def gold_check(quality: Dict[str, Any]) -> Dict[str, Any]:
+    """Per label, the F1 of the teacher and the distilled student against the gold-only student,
+    and the labels where either is worse (distillation should never end below gold alone)."""
+    per_label = {}
+    for label, base in quality["gold_only"]["per_label"].items():
+        row = {"gold_only_f1": base.get("f1"), "student_f1": quality["student"]["per_label"][label].get("f1")}
+        if "teacher" in quality:
+            row["teacher_f1"] = quality["teacher"]["per_label"][label].get("f1")
+        per_label[label] = row
+
+    def worse(key: str) -> List[str]:
+        return [label for label, row in per_label.items()
+                if row.get(key) is not None and row["gold_only_f1"] is not None and row[key] < row["gold_only_f1"] - 1e-9]
+
+    return {
+        "per_label": per_label,
+        "teacher_worse": worse("teacher_f1"),
+        "student_worse": worse("student_f1"),
+        "macro_f1": {name: quality[name]["macro_f1"] for name in quality},
+    }
 
 
 def filter_report(gold: numpy.ndarray, student_probs: numpy.ndarray, shipped: ShippedDecision) -> Dict[str, Any]:

@@ -98,6 +98,20 @@ def render_markdown(report: Dict[str, Any]) -> str:
             support = quality[names[0]]["per_label"].get(label, {}).get("support")
             lines.append(f"| {label} | " + " | ".join(cells) + f" | {support} |")
         lines.append("")
+    check = report.get("gold_check")
+    if check:
+        lines += ["## Against gold alone", "",
+                  f"A student trained on gold alone (`{(report.get('baseline') or {}).get('path')}`) beside the distilled one: "
+                  "distillation should never end below it.", "",
+                  "| label | gold-only F1 | student F1 | teacher F1 |", "|---|---|---|---|"]
+        for label, row in check["per_label"].items():
+            lines.append(f"| {label} | {_fmt(row['gold_only_f1'])} | {_fmt(row['student_f1'])} | {_fmt(row.get('teacher_f1'))} |")
+        lines.append("")
+        if check["teacher_worse"]:
+            lines += [f"**The teacher is worse than gold alone on {', '.join(check['teacher_worse'])}**: trust it less "
+                      "there (`init-config --label-trust`, `SoftTargetLoss.v2`) or improve it before distilling.", ""]
+        if check["student_worse"]:
+            lines += [f"**The distilled student is worse than gold alone on {', '.join(check['student_worse'])}.**", ""]
     agreement = report.get("agreement")
     if agreement:
         lines += ["## Agreement with the teacher", "",
