@@ -37,7 +37,12 @@ def test_spam_filter_project_runs_all_on_a_slice(tmp_path):
     assert 0.5 < report["agreement"]["argmax"] <= 1.0
     assert report["cost"]["summary"]["speedup"] > 1.0
     tuned = json.loads((root / "training/student_tuned/meta.json").read_text())["spacy_distill"]
-    assert set(tuned["thresholds"]) <= {"ham", "spam"} and tuned["thresholds"]
+    assert set(tuned["thresholds"]) <= {"ham", "spam"} and tuned["actions"] == {"spam": "block"}
+    decisions = tuned["threshold_tuning"]["decisions"]
+    assert decisions["tuned"]["accuracy"] >= decisions["argmax"]["accuracy"]  # never below argmax on dev
+    assert tuned["calibration"]["nll_after"] <= tuned["calibration"]["nll_before"]
+    assert set(report["gold_check"]["per_label"]) == {"ham", "spam"}  # the gold-only baseline beside it
+    assert report["filter"]["actions"] == {"spam": "block"}
     assert tuned["cascade"]["margin"] > 0  # the review band
     assert report["cascade"]["points"][0]["escalation_rate"] == 0.0
     wheels = list((root / "packages").glob("en_sms_spam_filter-0.1.0/dist/*.whl"))
