@@ -68,7 +68,9 @@ def test_llm_filter_project_runs_all_on_a_slice(tmp_path):
     assert 0.5 < report["agreement"]["argmax"] <= 1.0
     assert report["cost"]["summary"]["speedup"] > 1.0
     tuned = json.loads((root / "training/student_tuned/meta.json").read_text())["spacy_distill"]
-    assert set(tuned["thresholds"]) <= {"negative", "positive"} and tuned["thresholds"]
+    assert set(tuned["thresholds"]) <= {"negative", "positive"} and tuned["actions"] == {"negative": "flag"}
+    decisions = tuned["threshold_tuning"]["decisions"]
+    assert decisions["tuned"]["accuracy"] >= decisions["argmax"]["accuracy"]  # never below argmax on dev
     assert tuned["cascade"]["objective"] == "escalation_rate" and tuned["cascade"]["margin"] > 0
     assert report["cascade"]["points"][-1]["accuracy"] == pytest.approx(report["cascade"]["teacher_accuracy"])
     assert list((root / "packages").glob("en_sst2_filter-0.1.0/dist/en_sst2_filter-0.1.0-py3-none-any.whl"))
