@@ -54,3 +54,19 @@ def test_a_student_that_distrusts_a_blind_teacher_learns_the_class_it_cannot_see
     p_v2 = numpy.mean([doc.cats["spam"] for doc in v2.pipe(spam)])
     # The blind teacher holds v1 back on spam; trusting it only where it sees, v2 learns spam.
     assert p_v2 > 0.5 > p_v1
+
+
+def test_check_teacher_cli_reports_and_warns(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from spacy_distill.cli import app
+
+    path = write_targets(make_target_docs(_blind_teacher_rows(1)), tmp_path / "dev.spacy")
+    runner = CliRunner()
+    result = runner.invoke(app, ["check-teacher", str(path), "-o", str(tmp_path / "q.json")])
+    assert result.exit_code == 0, result.stdout
+    assert "The teacher is weak on ['spam']" in " ".join(result.stdout.split())
+    assert json.loads((tmp_path / "q.json").read_text())["label_trust"]["spam"] == 0.0
+    assert runner.invoke(app, ["check-teacher", str(path), "--strict"]).exit_code == 1
