@@ -65,5 +65,11 @@ def test_tune_calibrates_and_the_export_keeps_it(tmp_path):
     tuned, exported = spacy.load(tmp_path / "tuned"), spacy.load(tmp_path / "exported")
     for a, b in zip(tuned.pipe(TEXTS), exported.pipe(TEXTS)):
         assert a.cats == pytest.approx(b.cats, abs=1e-6)
+    result = runner.invoke(app, ["evaluate", str(tmp_path / "tuned"), "--data", str(data), "-o", str(tmp_path / "m"),
+                                 "--no-cost", "--no-progress", "--no-plots"])
+    assert result.exit_code == 0, result.stdout
+    report = json.loads((tmp_path / "m" / "report.json").read_text())
+    assert report["calibration_fit"]["temperature"] == pytest.approx(record["temperature"])
+    assert "The student was calibrated by `tune`" in (tmp_path / "m" / "report.md").read_text()
     untuned = spacy.load(path)
     assert any(a.cats != pytest.approx(b.cats, abs=1e-4) for a, b in zip(untuned.pipe(TEXTS), exported.pipe(TEXTS)))

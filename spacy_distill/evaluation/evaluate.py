@@ -103,6 +103,9 @@ def evaluate(
     if "gold_only" in quality:
         report["gold_check"] = gold_check(quality)
     report["calibration"] = calibration
+    fit = (nlp.meta.get("spacy_distill") or {}).get("calibration")
+    if fit:
+        report["calibration_fit"] = fit
     report["confusion"] = confusion
     if "teacher" in quality:
         report["retention"] = metrics.retention(quality["student"], quality["teacher"])

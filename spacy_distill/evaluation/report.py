@@ -131,6 +131,11 @@ def render_markdown(report: Dict[str, Any]) -> str:
         lines += ["## Calibration", "", "| model | ECE | Brier |", "|---|---|---|"]
         for name, cal in calibration.items():
             lines.append(f"| {name} | {_fmt(cal.get('ece'))} | {_fmt(cal.get('brier'))} |")
+        fit = report.get("calibration_fit")
+        if fit:
+            lines += ["", f"The student was calibrated by `tune` on `{fit.get('data')}` ({fit.get('n')} docs): temperature "
+                          f"{_fmt(fit.get('total_temperature'))}, ECE there {_fmt(fit.get('ece_before'))} → {_fmt(fit.get('ece_after'))}, "
+                          f"NLL {_fmt(fit.get('nll_before'))} → {_fmt(fit.get('nll_after'))}."]
         lines.append("")
     cost = report.get("cost") or {}
     if cost:
