@@ -7,6 +7,8 @@ teacher's config), with every student kind of `init-config --arch`:
 1. `spacy-distill word-vectors` on train + dev (once; cached per word): the static students'
    starting vectors; for the `-ctx` students (`static-ctx`, ...), `word-vectors
    --from-token-states` on `--hidden-train` + dev instead: each word's mean in-context state;
+   for the `-tv` students (`static-subword-tv`, ...), `word-vectors --teacher-vocab`: the
+   training words plus the whole words of the teacher tokenizer's vocabulary;
 2. `init-config --arch A` (T=2, alpha=0.5), `spacy train` for `--seeds` seeds (system.seed),
    `spacy-distill export` (plain spaCy textcat; predictions checked identical);
 3. each exported student on the test texts, in a fresh process of an environment without torch
@@ -45,7 +47,8 @@ import typer
 
 HERE = Path(__file__).resolve().parent
 T0 = time.time()
-ARCHS = ["bow", "static", "static-cnn", "static-ensemble", "static-cnn-ensemble"]
+ARCHS = ["bow", "static", "static-cnn", "static-ensemble", "static-cnn-ensemble", "static-subword",
+         "static-subword-mlp"]
 
 # Runs in a fresh interpreter per exported student: no torch, nothing else loaded.
 MEASURE = r"""
@@ -150,16 +153,24 @@ def run_dataset(name: str, corpus: Path, teacher: Path, cwd: Path, work: Path, a
         timings["word_vectors_ctx"] = run(
             [py, "-m", "spacy_distill", "word-vectors", ctx_vectors, "--from-token-states", "--data", hidden_train,
              "--data", dev, "--dims", dims, "--no-progress"], logs / "word_vectors_ctx.log", cwd=cwd)
+    # "A-tv" students start from vectors of the training words plus the teacher tokenizer's words.
+    tv_vectors = wd / "word_vectors_tv"
+    if any(a.split("+")[0].endswith("-tv") for a in archs) and not (tv_vectors / "meta.json").exists():
+        timings["word_vectors_tv"] = run(
+            [py, "-m", "spacy_distill", "word-vectors", tv_vectors, "--teacher", teacher, "--data", train, "--data", dev,
+             "--dims", dims, "--teacher-vocab", "--cache", work / "word_cache.sqlite", "--no-progress",
+             "--teacher.batch_size", 64], logs / "word_vectors_tv.log", cwd=cwd)
     texts, gold, teacher_pred = test_data(test)
     texts_path = wd / "test_texts.json"
     texts_path.write_text(json.dumps(texts), encoding="utf8")
     result = {"dataset": name, "corpus": str(corpus), "teacher_config": str(teacher), "n_test": len(texts),
               "teacher": scores(gold, teacher_pred, teacher_pred), "timings": timings, "serve_python": serve_python,
               "runs": []}
-    for key, folder in (("word_vectors", vectors), ("word_vectors_ctx", ctx_vectors)):
+    for key, folder in (("word_vectors", vectors), ("word_vectors_ctx", ctx_vectors), ("word_vectors_tv", tv_vectors)):
         if (folder / "meta.json").exists():
             meta = json.loads((folder / "meta.json").read_text(encoding="utf8"))
-            result[key] = {k: meta.get(k) for k in ("n_words", "dims", "reduction", "weighting")}
+            result[key] = {k: meta.get(k) for k in ("n_words", "dims", "reduction", "weighting", "subwords",
+                                                      "vocabulary_extra")}
             result[key]["teacher"] = meta["teacher"]["id"]
             result[key]["method"] = meta.get("encoder", {}).get("method")
     log(f"=== {name}: teacher macro-F1 {result['teacher']['macro_f1']:.4f} on {len(texts)} test texts")
@@ -175,8 +186,10 @@ def run_dataset(name: str, corpus: Path, teacher: Path, cwd: Path, work: Path, a
                 # from a training file annotated with `--hidden doc`.
                 # "A+hidden-cos": the same with the cosine loss (scale-free: LLM states are large).
                 base, hidden = arch.split("+")[0], "+hidden" in arch
-                folder = ctx_vectors if base.endswith("-ctx") else vectors
-                base = base[: -len("-ctx")] if base.endswith("-ctx") else base
+                folder = vectors
+                for suffix, source in (("-ctx", ctx_vectors), ("-tv", tv_vectors)):
+                    if base.endswith(suffix):
+                        folder, base = source, base[: -len(suffix)]
                 extra = ["--vectors", folder] if base.startswith("static") else []
                 if hidden:
                     if hidden_train is None:
@@ -196,17 +209,20 @@ def run_dataset(name: str, corpus: Path, teacher: Path, cwd: Path, work: Path, a
             if not (exported / "meta.json").exists() or (exported / "meta.json").stat().st_mtime < timing.stat().st_mtime:
                 shutil.rmtree(exported, ignore_errors=True)
                 run([py, "-m", "spacy_distill", "export", out / "model-best", exported], logs / f"export_{tag}.log")
+            # The machine is shared: the 1-minute load average says how much the speed is to be trusted.
+            load_avg = os.getloadavg()[0]
             measured = subprocess.run([serve_python, "-c", MEASURE, str(exported), str(texts_path), str(repeats)],
                                       capture_output=True, text=True, check=True)
             m = json.loads(measured.stdout.strip().splitlines()[-1])
             pred = [max(c, key=c.get) for c in m.pop("cats")]
             row = {"arch": arch, "seed": seed, "train_seconds": seconds, **scores(gold, pred, teacher_pred), **m,
                    "throughput_fraction": m["docs_per_s"] / m["tokenizer_docs_per_s"],
-                   "size_mb": size_on_disk(exported) / 1e6}
+                   "size_mb": size_on_disk(exported) / 1e6, "load_avg_1m": load_avg}
             row["retention"] = row["macro_f1"] / result["teacher"]["macro_f1"]
             log(f"  {tag}: macro-F1 {row['macro_f1']:.4f} retention {row['retention']:.3f} agreement "
                 f"{row['agreement']:.3f} {row['docs_per_s']:.0f} docs/s ({row['throughput_fraction']:.2f}x tokenizer) "
-                f"{row['peak_rss_mb']:.0f} MB {row['size_mb']:.1f} MB on disk (torch imported: {row['torch_imported']})")
+                f"{row['peak_rss_mb']:.0f} MB {row['size_mb']:.1f} MB on disk (torch imported: {row['torch_imported']}, "
+                f"load {load_avg:.1f})")
             result["runs"].append(row)
             summarise(result, archs)
             if on_run is not None:  # results so far, written after every student
@@ -219,6 +235,10 @@ def summarise(result: dict, archs: List[str]) -> None:
             "throughput_fraction", "peak_rss_mb", "size_mb", "train_seconds")
     result["summary"] = {arch: {k: mean_std([r[k] for r in result["runs"] if r["arch"] == arch]) for k in keys}
                          for arch in archs if any(r["arch"] == arch for r in result["runs"])}
+    for arch, summary in result["summary"].items():  # older runs did not record the load
+        loads = [r["load_avg_1m"] for r in result["runs"] if r["arch"] == arch and "load_avg_1m" in r]
+        if loads:
+            summary["load_avg_1m"] = mean_std(loads)
 
 
 def plot(result: dict, path: Path) -> None:
@@ -266,23 +286,31 @@ def markdown(results: List[dict], command: str) -> str:
                   "reused; `--measure-only` re-measures them all in one go).", "",
                   f"Teacher (`{res['teacher_config']}`): macro-F1 {t['macro_f1']:.4f}, accuracy {t['accuracy']:.4f}."]
         for key, what in (("word_vectors", "Word vectors (each word encoded alone)"),
-                          ("word_vectors_ctx", "In-context word vectors (`-ctx` students: mean stored token state per word)")):
+                          ("word_vectors_ctx", "In-context word vectors (`-ctx` students: mean stored token state per word)"),
+                          ("word_vectors_tv", "Word vectors with the teacher's vocabulary (`-tv` students: training words "
+                                              "+ the teacher tokenizer's whole words, each encoded alone)")):
             if res.get(key):
                 wv = res[key]
-                lines.append(f"{what}: {wv['n_words']} words × {wv.get('dims') or wv['reduction'].get('dims_requested')} dims "
+                sub = wv.get("subwords")
+                extra = (f"; {sub['buckets']} character {sub['min_n']}-{sub['max_n']}-gram vectors reconstruct "
+                         f"{sub['r2']:.1%} of their variance") if sub else ""
+                tv = (wv.get("vocabulary_extra") or {}).get("n_teacher_words")
+                tv = f", {tv} of them from the teacher's vocabulary" if tv else ""
+                lines.append(f"{what}: {wv['n_words']} words{tv} × {wv.get('dims') or wv['reduction'].get('dims_requested')} dims "
                              f"from `{wv['teacher']}` (PCA keeps {wv['reduction']['explained_variance']:.1%} of the "
-                             f"standardised variance; weighting {wv['weighting']['method']}).")
+                             f"standardised variance; weighting {wv['weighting']['method']}{extra}).")
         torch_runs = sum(bool(r.get("torch_imported")) for r in res["runs"])
         lines.append(f"Students measured with `{res.get('serve_python')}`; torch imported in {torch_runs} of "
                      f"{len(res['runs'])} measurements.")
         lines += ["", f"![retention vs throughput](students_{res['dataset']}.png)", "",
-                  "| student | retention | macro-F1 | agreement | docs/s | × tokenizer | peak RSS (MB) | size (MB) | train (s) |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| student | retention | macro-F1 | agreement | docs/s | × tokenizer | peak RSS (MB) | size (MB) | train (s) | load (1 min) |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for arch, s in res["summary"].items():
             c = lambda k, f: f"{s[k]['mean']:{f}} ± {s[k]['std']:{f}}"  # noqa: E731
             lines.append(f"| {arch} | {c('retention', '.3f')} | {c('macro_f1', '.4f')} | {c('agreement', '.3f')} | "
                          f"{s['docs_per_s']['mean']:.0f} | {c('throughput_fraction', '.2f')} | {s['peak_rss_mb']['mean']:.0f} | "
-                         f"{s['size_mb']['mean']:.1f} | {s['train_seconds']['mean']:.0f} |")
+                         f"{s['size_mb']['mean']:.1f} | {s['train_seconds']['mean']:.0f} | "
+                         + (f"{s['load_avg_1m']['mean']:.1f} |" if "load_avg_1m" in s else "– |"))
         lines += ["", "Per seed: " + "; ".join(f"{r['arch']} s{r['seed']} {r['macro_f1']:.4f}" for r in res["runs"]) + ".", ""]
     return "\n".join(lines)
 

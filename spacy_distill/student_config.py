@@ -8,10 +8,26 @@ from thinc.api import Config
 from .errors import DistillError
 from .targets import read_target_summary
 
-ARCHITECTURES = ("bow", "cnn", "ensemble", "static", "static-cnn", "static-ensemble", "static-cnn-ensemble")
+ARCHITECTURES = ("bow", "cnn", "ensemble", "static", "static-cnn", "static-ensemble", "static-cnn-ensemble",
+                 "static-subword", "static-subword-mlp")
 # Students whose embeddings start from teacher-derived word vectors (`spacy-distill word-vectors`).
-VECTOR_ARCHITECTURES = ("static", "static-cnn", "static-ensemble", "static-cnn-ensemble")
+VECTOR_ARCHITECTURES = ("static", "static-cnn", "static-ensemble", "static-cnn-ensemble", "static-subword",
+                        "static-subword-mlp")
+# Students on `spacy-distill.StaticEmbeddings.v2`: word table + character n-gram fallback (the
+# vectors folder must hold subword vectors, `word-vectors --subwords N`).
+SUBWORD_ARCHITECTURES = ("static-subword", "static-subword-mlp")
 DEFAULT_CNN_WIDTH = 64
+DEFAULT_HIDDEN_WIDTH = 128
+# The default student when teacher word vectors with subword vectors are given, and why
+# (benchmarks/results/students.md).
+DEFAULT_VECTOR_ARCH = "static-subword"
+DEFAULT_VECTOR_REASON = (
+    "the static-subword student (teacher word vectors + character n-gram vectors, so no word is unknown; "
+    "mean+max pooled, linear output) kept the most of the teacher on short noisy text in our benchmark "
+    "(tweeteval_sentiment, MiniLM teacher, 2 seeds: 0.980 of its macro-F1 at 0.56x the tokenizer's docs/s, "
+    "against 0.952 for static and 0.887 for bag-of-words; a hidden layer, static-subword-mlp, kept 0.966 and "
+    "was slower) (benchmarks/results/students.md)"
+)
 SMALL_DATA_DOCS_PER_LABEL = 1000
 FACTORIES = ("distill", "textcat")
 HIDDEN_LEVELS = ("doc", "token")
@@ -53,6 +69,28 @@ width = {width}
 depth = 1
 window_size = 1
 maxout_pieces = 3
+"""
+
+_STATIC_SUBWORD_EMBEDDINGS = """
+@architectures = "spacy-distill.StaticEmbeddings.v2"
+width = {width}
+vectors = ${{paths.word_vectors}}
+attr = "{attr}"
+subwords = true
+"""
+
+# Mean + max pooling, one Maxout layer, the output layer: spacy.TextCatReduce.v1 with a hidden layer.
+_POOLED_HIDDEN = """
+[components.textcat.model]
+@architectures = "spacy-distill.TextCatPooled.v1"
+exclusive_classes = {exclusive}
+use_reduce_mean = true
+use_reduce_max = true
+hidden_width = {hidden_width}
+hidden_dropout = 0.1
+maxout_pieces = 2
+
+[components.textcat.model.tok2vec]
 """
 
 _REDUCE = """
@@ -120,6 +158,8 @@ no_output_layer = false
     "static-cnn": _REDUCE + _STATIC_CNN,
     "static-ensemble": _ENSEMBLE + _STATIC_EMBEDDINGS,
     "static-cnn-ensemble": _ENSEMBLE + _STATIC_CNN,
+    "static-subword": _REDUCE + _STATIC_SUBWORD_EMBEDDINGS,
+    "static-subword-mlp": _POOLED_HIDDEN + _STATIC_SUBWORD_EMBEDDINGS,
 }
 
 _BASE = """
@@ -312,7 +352,13 @@ def _model_block(arch: str, exclusive: bool, vectors: Optional[Union[str, Path]]
         width = min(DEFAULT_CNN_WIDTH, table.dims) if "cnn" in arch else table.dims
     if not 1 <= width <= table.dims:
         raise DistillError(f"--width must be between 1 and the vectors' {table.dims} dims ({vectors}), got {width}")
-    return _MODELS[arch].format(exclusive=str(exclusive).lower(), width=int(width), attr=table.attr)
+    if arch in SUBWORD_ARCHITECTURES and table.subwords is None:
+        raise DistillError(
+            f"--arch {arch} falls back on character n-gram vectors for unseen words, but {vectors} holds none: "
+            "remake it with `spacy-distill word-vectors ... --subwords 32768` (the default)"
+        )
+    return _MODELS[arch].format(exclusive=str(exclusive).lower(), width=int(width), attr=table.attr,
+                                hidden_width=DEFAULT_HIDDEN_WIDTH)
 
 
 def choose_architecture(
@@ -341,13 +387,16 @@ def choose_architecture(
             f"{size}, no teacher word vectors (--vectors): bag-of-words is the fastest student and as "
             f"accurate as spaCy's CNN in our benchmarks; {hint}"
         )
-    return "static", (
-        f"{size}, teacher word vectors given: the static-embedding student (mean+max pooled teacher "
-        "vectors, trained further) runs at about bag-of-words speed and kept the most of the "
-        "teacher in our benchmark (SST-2, 6,000 docs, 3 seeds: 0.939 of an LLM probe's macro-F1, "
-        "bag-of-words 0.935), where the CNN and ensemble students were slower and kept less "
-        "(benchmarks/results/students.md)"
-    )
+    from .vectors.table import WordVectors
+
+    if WordVectors.from_disk(vectors).subwords is None:
+        return "static", (
+            f"{size}, teacher word vectors given (without subword vectors): the static-embedding student "
+            "(mean+max pooled teacher vectors, trained further) runs at about bag-of-words speed; remake the "
+            "vectors with `--subwords 32768` (the default) and --teacher-vocab for the static-subword "
+            f"students, which also place words the training data never showed. {DEFAULT_VECTOR_REASON}"
+        )
+    return DEFAULT_VECTOR_ARCH, f"{size}, teacher word vectors with subword vectors given: {DEFAULT_VECTOR_REASON}"
 
 
 def _add_hidden(

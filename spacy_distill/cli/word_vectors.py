@@ -10,6 +10,7 @@ from ..errors import DistillError
 from ..teachers.loading import load_teacher
 from ..vectors.build import DEFAULT_DIMS, build_word_vectors, build_word_vectors_from_token_states
 from ..vectors.reduce import DEFAULT_SIF_COEFFICIENT, WEIGHTINGS
+from ..vectors.subwords import DEFAULT_BUCKETS, DEFAULT_MAX_N, DEFAULT_MIN_N
 from ..vectors.vocabulary import WORD_ATTRS
 from ._app import OVERRIDES_CONTEXT, app, import_code
 
@@ -30,6 +31,9 @@ def word_vectors_cli(
     layer: Optional[int] = typer.Option(None, "--layer", help="Teacher hidden layer (default: the teacher's own)"),
     pooling: Optional[str] = typer.Option(None, "--pooling", help="Pooling over a word's pieces: mean, cls or last (default: the teacher's own)"),
     batch_size: int = typer.Option(256, "--batch-size", help="Words per teacher call"),
+    teacher_vocab: bool = typer.Option(False, "--teacher-vocab/--no-teacher-vocab", help="Also embed the whole words of the teacher tokenizer's vocabulary (e.g. ~22,000 for BERT's): words the data never showed get the teacher's vectors (--teacher only)"),
+    subwords: int = typer.Option(DEFAULT_BUCKETS, "--subwords", help="Hashed character n-gram vectors to fit to the word vectors: the unseen-word fallback of the static-subword students (0: none)"),
+    ngrams: str = typer.Option(f"{DEFAULT_MIN_N}-{DEFAULT_MAX_N}", "--ngrams", help="Character n-gram sizes MIN-MAX (word edges included)"),
     cache: Optional[Path] = typer.Option(None, "--cache", help="Teacher cache (SQLite); default $SPACY_DISTILL_CACHE or ~/.cache/spacy-distill/teacher_cache.sqlite"),
     use_cache: bool = typer.Option(True, "--use-cache/--no-cache", help="Reuse and store word encodings"),
     lang: str = typer.Option("en", "--lang", help="Language of the data files"),
@@ -45,11 +49,18 @@ def word_vectors_cli(
     if from_token_states == (teacher is not None):
         msg.fail("Pass either --teacher (encode each word alone) or --from-token-states (average the stored "
                  "in-context token states of the --data files)", exits=1)
+    try:
+        min_n, max_n = (int(n) for n in ngrams.split("-"))
+    except ValueError:
+        msg.fail(f"--ngrams must look like 3-5, got {ngrams!r}", exits=1)
+    if from_token_states and teacher_vocab:
+        msg.fail("--teacher-vocab needs --teacher (its tokenizer's words are encoded by it)", exits=1)
     if from_token_states:
         try:
             result = build_word_vectors_from_token_states(
                 data, output_path, dims=dims, attr=attr, min_count=min_count, max_words=max_words or None,
                 weighting=weighting, sif_coefficient=sif_coefficient, lang=lang, show_progress=progress,
+                subword_buckets=subwords, min_n=min_n, max_n=max_n,
             )
         except DistillError as err:
             msg.fail(str(err), exits=1)
@@ -62,6 +73,7 @@ def word_vectors_cli(
             f"Averaged the token states of {result['n_docs']} docs ({vectors.meta['teacher']['id']}); "
             f"{result['n_missing']} word types had no state (they start at the mean vector)"
         )
+        _report_extras(result)
         return
     try:
         teacher_obj = load_teacher(teacher, overrides)
@@ -69,11 +81,13 @@ def word_vectors_cli(
             teacher_obj, data, output_path, dims=dims, attr=attr, min_count=min_count,
             max_words=max_words or None, weighting=weighting, sif_coefficient=sif_coefficient,
             layer=layer, pooling=pooling, cache=(cache or default_cache_path()) if use_cache else None,
-            batch_size=batch_size, lang=lang, show_progress=progress,
+            batch_size=batch_size, lang=lang, show_progress=progress, teacher_vocab=teacher_vocab,
+            subword_buckets=subwords, min_n=min_n, max_n=max_n,
         )
     except DistillError as err:
         msg.fail(str(err), exits=1)
     vectors = result["vectors"]
+    _report_extras(result)
     rate = result["n_encoded"] / result["seconds"] if result["seconds"] and result["n_encoded"] else float("nan")
     msg.good(
         f"Wrote {result['n_words']} word vectors ({vectors.dims} dims, {result['explained_variance']:.1%} "
@@ -83,3 +97,14 @@ def word_vectors_cli(
         f"Teacher {teacher_obj.teacher_id}: {result['n_encoded']} words encoded ({rate:.0f} words/s), "
         f"{result['n_cached']} from the cache"
     )
+
+
+def _report_extras(result) -> None:
+    if result.get("n_teacher_words"):
+        msg.info(f"{result['n_teacher_words']} of the words come from the teacher's tokenizer vocabulary")
+    sub = result.get("subwords")
+    if sub:
+        msg.info(
+            f"{sub['buckets']} character {sub['min_n']}-{sub['max_n']}-gram vectors fitted ({sub['buckets_used']} used); "
+            f"the n-grams alone reconstruct {sub['r2']:.1%} of the word vectors' variance"
+        )

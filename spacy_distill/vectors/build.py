@@ -12,6 +12,7 @@ from ..errors import DistillError
 from .contextual import average_token_states
 from .encode import TeacherWordEncoder, encode_words
 from .reduce import DEFAULT_SIF_COEFFICIENT, frequency_weights, pca_reduce
+from .subwords import DEFAULT_MAX_N, DEFAULT_MIN_N, check_ngram_settings, fit_ngram_vectors
 from .table import WordVectors
 from .vocabulary import Vocabulary, count_words
 
@@ -35,6 +36,10 @@ def build_word_vectors(
     batch_size: int = 256,
     lang: str = "en",
     show_progress: bool = True,
+    teacher_vocab: bool = False,
+    subword_buckets: int = 0,
+    min_n: int = DEFAULT_MIN_N,
+    max_n: int = DEFAULT_MAX_N,
 ) -> Dict[str, Any]:
     """Teacher-derived word vectors for the words of the data files.
 
@@ -52,10 +57,25 @@ def build_word_vectors(
     batch_size (int): words per teacher call.
     lang (str): the language of the data files.
     show_progress (bool): progress bar with rate and time left.
+    teacher_vocab (bool): also embed the whole words of the teacher tokenizer's vocabulary (see
+        `teacher_vocab`): words the data never showed get the teacher's vectors too.
+    subword_buckets (int): fit this many hashed character n-gram vectors to the word vectors
+        (see `subwords`; the fallback of `StaticEmbeddings.v2` for unseen words); 0: none.
+    min_n, max_n (int): the character n-gram sizes.
     RETURNS (Dict[str, Any]): "vectors" (WordVectors), "n_words", "n_cached", "n_encoded",
-        "seconds", "explained_variance", "output".
+        "seconds", "explained_variance", "output", "n_teacher_words" (words added from the
+        teacher's vocabulary).
     """
     paths, vocabulary = _vocabulary(data, dims=dims, attr=attr, min_count=min_count, max_words=max_words, lang=lang)
+    n_teacher_words = 0
+    if teacher_vocab:
+        from .teacher_vocab import teacher_words
+
+        known = set(vocabulary.words)
+        extra = [w for w in teacher_words(teacher, attr) if w not in known]
+        n_teacher_words = len(extra)
+        # Count 0: p(word) = 0 under SIF, the weight of the rarest data words.
+        vocabulary = Vocabulary(vocabulary.words + extra, vocabulary.counts + [0] * len(extra), vocabulary.attr)
     encoder = TeacherWordEncoder(teacher, layer=layer, pooling=pooling)
     store = TeacherCache(cache) if cache is not None else None
     try:
@@ -68,9 +88,12 @@ def build_word_vectors(
         "encoder": {"method": encoder.method, "settings": encoder.settings, "fingerprint": encoder.fingerprint,
                     "teacher_width": int(encoded["vectors"].shape[1])},
     }
+    meta["vocabulary_extra"] = {"teacher_vocab": bool(teacher_vocab), "n_teacher_words": n_teacher_words}
     result = _reduce_and_save(encoded["vectors"], vocabulary, paths, meta, output, dims=dims, min_count=min_count,
-                              max_words=max_words, weighting=weighting, sif_coefficient=sif_coefficient)
-    result.update(n_cached=encoded["n_cached"], n_encoded=encoded["n_encoded"], seconds=encoded["seconds"])
+                              max_words=max_words, weighting=weighting, sif_coefficient=sif_coefficient,
+                              subword_buckets=subword_buckets, min_n=min_n, max_n=max_n)
+    result.update(n_cached=encoded["n_cached"], n_encoded=encoded["n_encoded"], seconds=encoded["seconds"],
+                  n_teacher_words=n_teacher_words)
     return result
 
 
@@ -86,6 +109,9 @@ def build_word_vectors_from_token_states(
     sif_coefficient: float = DEFAULT_SIF_COEFFICIENT,
     lang: str = "en",
     show_progress: bool = True,
+    subword_buckets: int = 0,
+    min_n: int = DEFAULT_MIN_N,
+    max_n: int = DEFAULT_MAX_N,
 ) -> Dict[str, Any]:
     """Word vectors from the teacher's in-context token states stored in the data files
     (`annotate --hidden token|both`): each word type's mean state, reduced and weighted as
@@ -107,7 +133,8 @@ def build_word_vectors_from_token_states(
                     "n_missing": averaged["n_missing"], "median_states_per_word": float(numpy.median(counts))},
     }
     result = _reduce_and_save(averaged["vectors"], vocabulary, paths, meta, output, dims=dims, min_count=min_count,
-                              max_words=max_words, weighting=weighting, sif_coefficient=sif_coefficient)
+                              max_words=max_words, weighting=weighting, sif_coefficient=sif_coefficient,
+                              subword_buckets=subword_buckets, min_n=min_n, max_n=max_n)
     result.update(n_cached=0, n_encoded=0, seconds=time.time() - start, n_missing=averaged["n_missing"],
                   n_docs=averaged["n_docs"])
     return result
@@ -122,8 +149,11 @@ def _vocabulary(data, *, dims, attr, min_count, max_words, lang) -> Tuple[List[P
 
 
 def _reduce_and_save(raw, vocabulary, paths, meta, output, *, dims, min_count, max_words, weighting,
-                     sif_coefficient) -> Dict[str, Any]:
-    """PCA, frequency weights, the meta and the folder: what both sources of vectors share."""
+                     sif_coefficient, subword_buckets=0, min_n=DEFAULT_MIN_N, max_n=DEFAULT_MAX_N) -> Dict[str, Any]:
+    """PCA, frequency weights, subword vectors, the meta and the folder: what both sources of
+    vectors share."""
+    if subword_buckets:
+        check_ngram_settings(subword_buckets, min_n, max_n)
     dims_used = min(int(dims), len(vocabulary), raw.shape[1])
     reduced, reduction = pca_reduce(raw, dims_used)
     weights = frequency_weights(vocabulary.counts, weighting, sif_coefficient)
@@ -136,11 +166,18 @@ def _reduce_and_save(raw, vocabulary, paths, meta, output, *, dims, min_count, m
         "reduction": {"method": "pca", "standardized": True, "dims_requested": int(dims), **reduction},
         "weighting": {"method": weighting, "coefficient": sif_coefficient if weighting != "none" else None},
     }
-    vectors = WordVectors(vocabulary.words, reduced, attr=vocabulary.attr, meta=meta)
+    subwords = None
+    if subword_buckets:
+        # Fitted to the final (reduced, weighted) vectors: what the student's table starts from.
+        subwords, fit = fit_ngram_vectors(vocabulary.words, reduced, buckets=subword_buckets, min_n=min_n, max_n=max_n)
+        meta["subwords"] = {"method": "hashed-char-ngrams", "hash": "murmurhash.hash_unicode", "buckets": int(subword_buckets),
+                            "min_n": int(min_n), "max_n": int(max_n), **fit}
+    vectors = WordVectors(vocabulary.words, reduced, attr=vocabulary.attr, meta=meta, subwords=subwords)
     if output is not None:
         vectors.to_disk(output)
     return {
         "vectors": vectors,
+        "subwords": meta.get("subwords"),
         "n_words": len(vocabulary),
         "explained_variance": reduction["explained_variance"],
         "output": None if output is None else str(output),
