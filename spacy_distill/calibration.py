@@ -21,7 +21,7 @@ from thinc.api import Model
 from .errors import DistillError
 from .ml.logits import logit_layer
 
-META_KEY = "spacy_distill"
+from .filter.settings import META_KEY  # noqa: E402  (one name for the meta.json section)
 MIN_TEMPERATURE, MAX_TEMPERATURE = 0.05, 20.0
 _EPS = 1e-12
 

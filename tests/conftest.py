@@ -199,3 +199,22 @@ def train_distilled_student(
         nlp.meta.update(meta)
     nlp.to_disk(directory / "student")
     return directory / "student"
+
+
+def train_config_in_process(config, train_path: Path, steps: int):
+    """Build a pipeline from `config`, train it on a target file for `steps` updates (the whole
+    file per update); RETURNS (nlp, the component's loss at each step)."""
+    from spacy import util
+
+    from spacy_distill.corpus import TargetCorpus
+
+    nlp = util.load_model_from_config(config, auto_fill=True)
+    examples = list(TargetCorpus(train_path)(nlp))
+    optimizer = nlp.initialize(lambda: examples)
+    name = nlp.pipe_names[-1]
+    seen = []
+    for _ in range(steps):
+        losses = {}
+        nlp.update(examples, sgd=optimizer, losses=losses)
+        seen.append(losses.get(name))
+    return nlp, seen

@@ -17,6 +17,7 @@ from spacy_distill.errors import DistillError
 from spacy_distill.export import export_pipeline
 from spacy_distill.student_config import SUBWORD_ARCHITECTURES, VECTOR_ARCHITECTURES, choose_architecture, make_student_config
 
+from .conftest import train_config_in_process
 from .test_word_vectors import make_vectors, polarity_target_file, polarity_texts
 
 STEPS = 40
@@ -40,12 +41,7 @@ def toy(tmp_path_factory):
 
 
 def train_student(config, train: Path, steps: int = STEPS):
-    nlp = util.load_model_from_config(config, auto_fill=True)
-    examples = list(TargetCorpus(train)(nlp))
-    optimizer = nlp.initialize(lambda: examples)
-    for _ in range(steps):
-        nlp.update(examples, sgd=optimizer)
-    return nlp
+    return train_config_in_process(config, train, steps)[0]
 
 
 def accuracy(nlp, rows) -> float:

@@ -21,6 +21,7 @@ from spacy_distill.student_config import (
 from spacy_distill.vectors import WordVectors, build_word_vectors
 from spacy_distill.vectors.subwords import fit_ngram_vectors, segment_mean, ragged_buckets, word_buckets
 
+from .conftest import train_config_in_process
 from .test_students import _invoke, cats
 from .test_word_vectors import NEGATIVE, POSITIVE, FeatureTeacher, polarity_target_file, polarity_texts
 
@@ -38,15 +39,7 @@ def toy(tmp_path_factory):
 
 
 def train(config, path, steps):
-    nlp = util.load_model_from_config(config, auto_fill=True)
-    examples = list(TargetCorpus(path)(nlp))
-    optimizer = nlp.initialize(lambda: examples)
-    losses_seen = []
-    for _ in range(steps):
-        losses = {}
-        nlp.update(examples, sgd=optimizer, losses=losses)
-        losses_seen.append(losses["textcat"])
-    return nlp, losses_seen
+    return train_config_in_process(config, path, steps)
 
 
 def test_ngram_buckets_are_deterministic_and_the_fit_reconstructs():

@@ -5,12 +5,11 @@ import pytest
 import spacy
 from spacy import util
 
-from spacy_distill.corpus import TargetCorpus
 from spacy_distill.student_config import make_student_config
 from spacy_distill.targets import write_targets
 from spacy_distill.trust import label_trust, teacher_quality, weak_labels
 
-from .conftest import SPAM_TEXTS, make_target_docs
+from .conftest import SPAM_TEXTS, make_target_docs, train_config_in_process
 
 
 def _blind_teacher_rows(repeat=4):
@@ -36,12 +35,7 @@ def _train(train_path, loss, steps=25):
     name = config["nlp"]["pipeline"][-1]
     config["components"][name]["loss"] = loss
     util.fix_random_seed(0)
-    nlp = util.load_model_from_config(config, auto_fill=True)
-    examples = list(TargetCorpus(train_path)(nlp))
-    optimizer = nlp.initialize(lambda: examples)
-    for _ in range(steps):
-        nlp.update(examples, sgd=optimizer)
-    return nlp
+    return train_config_in_process(config, train_path, steps)[0]
 
 
 def test_a_student_that_distrusts_a_blind_teacher_learns_the_class_it_cannot_see(tmp_path):

@@ -21,7 +21,7 @@ from ..errors import DistillError
 from ..filter.decision import ALLOW, DecisionRule
 
 OBJECTIVES = ("f1", "precision", "recall")
-META_KEY = "spacy_distill"
+from ..filter.settings import META_KEY  # noqa: E402  (one name for the meta.json section)
 
 
 def threshold_curve(gold: numpy.ndarray, probs: numpy.ndarray) -> Dict[str, numpy.ndarray]:

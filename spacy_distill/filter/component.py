@@ -22,8 +22,8 @@ from ..errors import DistillError, LabelMismatchError
 from ..pipeline.textcat_lookup import find_textcat, is_exclusive
 from ..targets import scores_to_probabilities
 from .decision import REVIEW, DecisionRule
+from .settings import META_KEY, stored_settings
 
-META_KEY = "spacy_distill"
 VERDICT_ATTR = "verdict"
 DETAILS_ATTR = "verdict_details"
 
@@ -109,11 +109,11 @@ def make_semantic_filter(
     teacher_thresholds (Dict[str, float]): the teacher's own thresholds (default argmax / 0.5).
     """
     component = find_textcat(nlp, textcat)
-    section = nlp.meta.get(META_KEY) or {}
+    stored = stored_settings(nlp)
     if thresholds is None:
-        thresholds = dict(section.get("thresholds") or {})
+        thresholds = stored["thresholds"]  # type: ignore[assignment]
     if escalation_margin is None:
-        escalation_margin = float((section.get("cascade") or {}).get("margin") or 0.0)
+        escalation_margin = stored["escalation_margin"]  # type: ignore[assignment]
     return SemanticFilter(
         name,
         textcat_component=nlp.get_pipe(component),

@@ -55,20 +55,23 @@ def build_static_embeddings(width: int, vectors: Optional[str], attr: str = "low
     )
 
 
-def init(model: Model, X=None, Y=None) -> Model:
+def _load_word_table(model: Model, architecture: str):
+    """The vectors folder of `model.attrs["vectors"]`, checked against the layer, and the E
+    table it starts from: row 0 the unknown word (learnt from zero), then the words sorted by
+    key. RETURNS (table, sorted keys, order of the table's words, E)."""
     from ..vectors.table import WordVectors
 
     path = model.attrs["vectors"]
     if path is None:
         raise DistillError(
-            f"[{ARCHITECTURE}] needs `vectors`, the folder that `spacy-distill word-vectors` wrote "
+            f"[{architecture}] needs `vectors`, the folder that `spacy-distill word-vectors` wrote "
             "(set it in the config, e.g. [paths] word_vectors)"
         )
     table = WordVectors.from_disk(path)
     width = model.get_dim("nO")
     if table.attr != model.attrs["attr"]:
         raise DistillError(
-            f"{path}: the vectors are keyed by {table.attr!r} but [{ARCHITECTURE}] reads {model.attrs['attr']!r}"
+            f"{path}: the vectors are keyed by {table.attr!r} but [{architecture}] reads {model.attrs['attr']!r}"
         )
     if width > table.dims:
         raise DistillError(
@@ -77,10 +80,14 @@ def init(model: Model, X=None, Y=None) -> Model:
         )
     keys = numpy.asarray([get_string_id(word) for word in table.words], dtype="uint64")
     order = numpy.argsort(keys, kind="stable")
-    # Row 0 is the unknown-word row, learnt from zero.
     E = numpy.zeros((len(keys) + 1, width), dtype="float32")
     E[1:] = table.vectors[order, :width]
-    model.attrs["keys"] = keys[order]
+    return table, keys[order], order, E
+
+
+def init(model: Model, X=None, Y=None) -> Model:
+    _, keys, _, E = _load_word_table(model, ARCHITECTURE)
+    model.attrs["keys"] = keys
     model.set_dim("nV", len(keys) + 1)
     model.set_param("E", model.ops.asarray2f(E))
     return model
@@ -171,29 +178,9 @@ def build_static_embeddings_v2(
 
 def init_v2(model: Model, X=None, Y=None) -> Model:
     from ..vectors.subwords import ragged_buckets, segment_mean
-    from ..vectors.table import WordVectors
 
-    path = model.attrs["vectors"]
-    if path is None:
-        raise DistillError(
-            f"[{ARCHITECTURE_V2}] needs `vectors`, the folder that `spacy-distill word-vectors` wrote "
-            "(set it in the config, e.g. [paths] word_vectors)"
-        )
-    table = WordVectors.from_disk(path)
-    width = model.get_dim("nO")
-    if table.attr != model.attrs["attr"]:
-        raise DistillError(
-            f"{path}: the vectors are keyed by {table.attr!r} but [{ARCHITECTURE_V2}] reads {model.attrs['attr']!r}"
-        )
-    if width > table.dims:
-        raise DistillError(
-            f"{path}: {table.dims}-dimensional vectors cannot fill width {width}; make them with "
-            f"--dims {width} or more, or lower the width"
-        )
-    keys = numpy.asarray([get_string_id(word) for word in table.words], dtype="uint64")
-    order = numpy.argsort(keys, kind="stable")
-    E = numpy.zeros((len(keys) + 1, width), dtype="float32")
-    E[1:] = table.vectors[order, :width]
+    table, sorted_keys, order, E = _load_word_table(model, ARCHITECTURE_V2)
+    path, width = model.attrs["vectors"], model.get_dim("nO")
     if model.attrs["subwords"]:
         if table.subwords is None:
             raise DistillError(
@@ -209,8 +196,8 @@ def init_v2(model: Model, X=None, Y=None) -> Model:
         model.attrs["min_n"], model.attrs["max_n"] = int(settings["min_n"]), int(settings["max_n"])
     else:
         N = numpy.zeros((1, width), dtype="float32")
-    model.attrs["keys"] = keys[order]
-    model.set_dim("nV", len(keys) + 1)
+    model.attrs["keys"] = sorted_keys
+    model.set_dim("nV", len(sorted_keys) + 1)
     model.set_dim("nB", int(N.shape[0]))
     model.set_param("E", model.ops.asarray2f(E))
     model.set_param("N", model.ops.asarray2f(N))
