@@ -131,7 +131,7 @@ def mean_std(values: List[float]) -> Dict[str, float]:
 
 def run_dataset(name: str, corpus: Path, teacher: Path, cwd: Path, work: Path, archs: List[str], seeds: List[int],
                 max_steps: int, dims: int, repeats: int, serve_python: str, hidden_train: Optional[Path] = None,
-                measure_only: bool = False, on_run=None) -> dict:
+                measure_only: bool = False, on_run=None, width: Optional[int] = None) -> dict:
     py = sys.executable
     wd = work / name
     logs = wd / "logs"
@@ -174,13 +174,16 @@ def run_dataset(name: str, corpus: Path, teacher: Path, cwd: Path, work: Path, a
             result[key]["teacher"] = meta["teacher"]["id"]
             result[key]["method"] = meta.get("encoder", {}).get("method")
     log(f"=== {name}: teacher macro-F1 {result['teacher']['macro_f1']:.4f} on {len(texts)} test texts")
+    # --width: the vector students' embedding width (init-config --width), their results under "A-w<width>".
+    names = {arch: named(arch, width) for arch in archs}
     # Seeds outermost, so that the machine's load (shared, noisy) falls on every student alike.
     for seed in seeds:
         for arch in archs:
-            tag = f"{arch}-s{seed}"
+            name_ = names[arch]
+            tag = f"{name_}-s{seed}"
             if measure_only and not (wd / "models" / tag / "train_seconds.txt").exists():
                 continue
-            cfg = wd / "configs" / f"{arch}.cfg"
+            cfg = wd / "configs" / f"{name_}.cfg"
             if not cfg.exists():
                 # "A+hidden": student A that also learns the teacher's pooled hidden states (--hidden doc),
                 # from a training file annotated with `--hidden doc`.
@@ -191,12 +194,14 @@ def run_dataset(name: str, corpus: Path, teacher: Path, cwd: Path, work: Path, a
                     if base.endswith(suffix):
                         folder, base = source, base[: -len(suffix)]
                 extra = ["--vectors", folder] if base.startswith("static") else []
+                if width is not None and base.startswith("static"):
+                    extra += ["--width", width]
                 if hidden:
                     if hidden_train is None:
                         raise SystemExit(f"--archs {arch} needs --hidden-train (annotated with --hidden doc)")
                     extra += ["--hidden", "doc", "--hidden-loss", "cosine" if arch.endswith("-cos") else "mse"]
                 run([py, "-m", "spacy_distill", "init-config", cfg, "--train", hidden_train if hidden else train,
-                     "--dev", dev, "--arch", base, "--max-steps", max_steps, *extra], logs / f"init_{arch}.log")
+                     "--dev", dev, "--arch", base, "--max-steps", max_steps, *extra], logs / f"init_{name_}.log")
             out = wd / "models" / tag
             timing = out / "train_seconds.txt"
             if timing.exists():  # trained by an earlier, interrupted run
@@ -215,7 +220,7 @@ def run_dataset(name: str, corpus: Path, teacher: Path, cwd: Path, work: Path, a
                                       capture_output=True, text=True, check=True)
             m = json.loads(measured.stdout.strip().splitlines()[-1])
             pred = [max(c, key=c.get) for c in m.pop("cats")]
-            row = {"arch": arch, "seed": seed, "train_seconds": seconds, **scores(gold, pred, teacher_pred), **m,
+            row = {"arch": name_, "seed": seed, "train_seconds": seconds, **scores(gold, pred, teacher_pred), **m,
                    "throughput_fraction": m["docs_per_s"] / m["tokenizer_docs_per_s"],
                    "size_mb": size_on_disk(exported) / 1e6, "load_avg_1m": load_avg}
             row["retention"] = row["macro_f1"] / result["teacher"]["macro_f1"]
@@ -224,10 +229,15 @@ def run_dataset(name: str, corpus: Path, teacher: Path, cwd: Path, work: Path, a
                 f"{row['peak_rss_mb']:.0f} MB {row['size_mb']:.1f} MB on disk (torch imported: {row['torch_imported']}, "
                 f"load {load_avg:.1f})")
             result["runs"].append(row)
-            summarise(result, archs)
+            summarise(result, list(names.values()))
             if on_run is not None:  # results so far, written after every student
                 on_run(result)
     return result
+
+
+def named(arch: str, width: Optional[int]) -> str:
+    """The results name of student `arch`: with a --width, the vector students' name ends in -w<width>."""
+    return f"{arch}-w{width}" if width is not None and arch.split("+")[0].startswith("static") else arch
 
 
 def summarise(result: dict, archs: List[str]) -> None:
@@ -324,6 +334,7 @@ def main(
     seeds: int = typer.Option(3, help="Training seeds per student"),
     max_steps: int = typer.Option(2000, help="Step budget per student (init-config --max-steps)"),
     dims: int = typer.Option(256, help="Word vector dimensions"),
+    width: Optional[int] = typer.Option(None, help="Embedding width of the vector students (init-config --width; default: the vectors' dims); their results are named A-w<width>"),
     repeats: int = typer.Option(3, help="Throughput: best of N passes over the test texts"),
     measure_only: bool = typer.Option(False, help="Train nothing: measure the students an earlier run trained"),
     hidden_train: Optional[Path] = typer.Option(None, help="The training texts annotated with `--hidden doc` (A+hidden students) or `--hidden both` (also the A-ctx students, whose vectors average its token states and the dev file's)"),
@@ -362,7 +373,7 @@ def main(
     run_dataset(dataset, corpus, teacher, (cwd or teacher.parent).resolve(), work.resolve(),
                 [a.strip() for a in archs.split(",") if a.strip()], list(range(seeds)), max_steps, dims, repeats,
                 serve, hidden_train=hidden_train.resolve() if hidden_train else None,
-                measure_only=measure_only, on_run=write)
+                measure_only=measure_only, on_run=write, width=width)
 
 
 if __name__ == "__main__":

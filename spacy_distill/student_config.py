@@ -1,7 +1,9 @@
 """Complete training configs for distilled students, written by `spacy-distill init-config`."""
+import json
 from pathlib import Path
-from typing import Optional, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
+import srsly
 from spacy import util
 from thinc.api import Config
 
@@ -235,6 +237,15 @@ alpha = {alpha}
 normalize = true
 """
 
+_TRUSTED_LOSS = """
+[components.textcat.loss]
+@losses = "spacy-distill.SoftTargetLoss.v2"
+temperature = {temperature}
+alpha = {alpha}
+normalize = true
+label_trust = {trust}
+"""
+
 
 def make_student_config(
     train: Union[str, Path],
@@ -252,6 +263,7 @@ def make_student_config(
     hidden_projector: str = "linear",
     vectors: Optional[Union[str, Path]] = None,
     width: Optional[int] = None,
+    label_trust: Optional[Union[str, Path, Dict[str, float]]] = None,
 ) -> Config:
     """A complete `spacy train` config for a student trained on target files.
 
@@ -277,6 +289,10 @@ def make_student_config(
         the static* students; written to the config as [paths] word_vectors).
     width (Optional[int]): the static students' embedding width (default: the vectors' dims for
         static and static-ensemble, 64 for the CNN ones); at most the vectors' dims.
+    label_trust (Optional[Union[str, Path, Dict[str, float]]]): trust in the teacher per label
+        for `spacy-distill.SoftTargetLoss.v2` (alpha scaled by the trust of a doc's gold label):
+        "auto" (the teacher's F1 per label on the dev docs that have gold, `spacy_distill.trust`),
+        the JSON report of `spacy-distill check-teacher --output`, or a dict. None: v1, no trust.
     RETURNS (Config): the filled, validated config.
     """
     if arch is None:
@@ -296,8 +312,15 @@ def make_student_config(
     exclusive = summary["exclusive"]
     if factory == "distill":
         factory_name = "distill_textcat" if exclusive else "distill_textcat_multilabel"
-        loss = _LOSS.format(temperature=float(temperature), alpha=float(alpha))
+        trust = resolve_label_trust(label_trust, dev, summary["labels"])
+        if trust is None:
+            loss = _LOSS.format(temperature=float(temperature), alpha=float(alpha))
+        else:
+            # One JSON object: labels need not be valid config keys.
+            loss = _TRUSTED_LOSS.format(temperature=float(temperature), alpha=float(alpha), trust=json.dumps(trust))
     else:
+        if label_trust is not None:
+            raise DistillError("label_trust weighs the teacher term of the distilling loss: not for factory 'textcat'")
         factory_name = "textcat" if exclusive else "textcat_multilabel"
         loss = ""
     if factory == "textcat" and summary["n_gold"] == 0:
@@ -329,6 +352,39 @@ def make_student_config(
     nlp = util.load_model_from_config(config, auto_fill=True, validate=False)
     nlp = util.load_model_from_config(nlp.config)
     return nlp.config
+
+
+def resolve_label_trust(
+    label_trust: Optional[Union[str, Path, Dict[str, float]]], dev: Union[str, Path], labels: Sequence[str]
+) -> Optional[Dict[str, float]]:
+    """The label -> trust mapping `label_trust` stands for (see `make_student_config`), checked
+    against the student's labels: every value in [0, 1], no unknown label."""
+    if label_trust is None:
+        return None
+    if isinstance(label_trust, dict):
+        trust, source = dict(label_trust), "label_trust"
+    elif str(label_trust) == "auto":
+        from .trust import label_trust as trust_from_quality, teacher_quality
+
+        trust, source = trust_from_quality(teacher_quality(dev)), f"{dev} (the teacher's F1 per label)"
+    else:
+        path = Path(label_trust)
+        if not path.is_file():
+            raise DistillError(f"label_trust: {path} is neither 'auto' nor a file (the JSON of `check-teacher --output`)")
+        try:
+            report = srsly.read_json(path)
+        except ValueError as err:
+            raise DistillError(f"{path}: not JSON ({err})") from err
+        if not isinstance(report, dict) or not isinstance(report.get("label_trust"), dict):
+            raise DistillError(f"{path}: no 'label_trust' object (write it with `spacy-distill check-teacher DEV --output`)")
+        trust, source = report["label_trust"], str(path)
+    unknown = sorted(set(trust) - set(labels))
+    if unknown:
+        raise DistillError(f"{source}: trust for labels the student does not have: {unknown} (its labels: {list(labels)})")
+    for label, value in trust.items():
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= float(value) <= 1.0:
+            raise DistillError(f"{source}: the trust of {label!r} must be a number in [0, 1], got {value!r}")
+    return {label: float(trust[label]) for label in labels if label in trust}
 
 
 def _model_block(arch: str, exclusive: bool, vectors: Optional[Union[str, Path]], width: Optional[int]) -> str:

@@ -64,3 +64,46 @@ def test_check_teacher_cli_reports_and_warns(tmp_path):
     assert "The teacher is weak on ['spam']" in " ".join(result.stdout.split())
     assert json.loads((tmp_path / "q.json").read_text())["label_trust"]["spam"] == 0.0
     assert runner.invoke(app, ["check-teacher", str(path), "--strict"]).exit_code == 1
+
+
+def test_init_config_label_trust_auto_and_from_a_check_teacher_report(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from spacy_distill.cli import app
+    from spacy_distill.errors import DistillError
+
+    train = write_targets(make_target_docs(_blind_teacher_rows()), tmp_path / "train.spacy")
+    dev = write_targets(make_target_docs(_blind_teacher_rows(1)), tmp_path / "dev.spacy")
+    expected = label_trust(teacher_quality(dev))
+    config = make_student_config(train, dev, arch="bow", label_trust="auto")
+    loss = config["components"]["textcat"]["loss"]
+    assert loss["@losses"] == "spacy-distill.SoftTargetLoss.v2"
+    assert dict(loss["label_trust"]) == expected and expected["spam"] == 0.0
+    # the config trains as written: the trust reaches the loss
+    nlp = util.load_model_from_config(config, auto_fill=True)
+    assert nlp.get_pipe("textcat").loss.label_trust == expected
+    runner = CliRunner()
+    report = tmp_path / "check.json"
+    assert runner.invoke(app, ["check-teacher", str(dev), "-o", str(report)]).exit_code == 0
+    result = runner.invoke(app, ["init-config", "-", "--train", str(train), "--dev", str(dev), "--arch", "bow",
+                                 "--label-trust", str(report)])
+    assert result.exit_code == 0, result.output
+    from thinc.api import Config
+
+    written = Config().from_str(result.stdout)["components"]["textcat"]["loss"]["label_trust"]
+    assert dict(written) == pytest.approx(expected)
+    assert "Teacher trust per label" in result.output
+    # bad input names what is wrong
+    with pytest.raises(DistillError, match="neither 'auto' nor a file"):
+        make_student_config(train, dev, label_trust=str(tmp_path / "missing.json"))
+    with pytest.raises(DistillError, match="does not have: \\['fraud'\\]"):
+        make_student_config(train, dev, label_trust={"fraud": 0.5})
+    with pytest.raises(DistillError, match="number in \\[0, 1\\]"):
+        make_student_config(train, dev, label_trust={"spam": 1.5})
+    (tmp_path / "other.json").write_text(json.dumps({"per_label": {}}))
+    with pytest.raises(DistillError, match="no 'label_trust' object"):
+        make_student_config(train, dev, label_trust=tmp_path / "other.json")
+    with pytest.raises(DistillError, match="not for factory 'textcat'"):
+        make_student_config(train, dev, factory="textcat", label_trust="auto")

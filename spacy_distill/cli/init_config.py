@@ -11,6 +11,7 @@ from ..student_config import (
     HIDDEN_LEVELS,
     HIDDEN_LOSSES,
     HIDDEN_PROJECTORS,
+    VECTOR_ARCHITECTURES,
     choose_architecture,
     make_student_config,
 )
@@ -22,7 +23,7 @@ def init_config_cli(
     output_path: Path = typer.Argument(..., help="The config file to write ('-' for stdout)", allow_dash=True),
     train: Path = typer.Option(..., "--train", help="Training target file (labels are read from it)", exists=True),
     dev: Optional[Path] = typer.Option(None, "--dev", help="Development target file (default: --train)", exists=True),
-    arch: Optional[str] = typer.Option(None, "--arch", help=f"Student architecture: {', '.join(ARCHITECTURES)} (default: picked from the data and --vectors, and the choice explained)"),
+    arch: Optional[str] = typer.Option(None, "--arch", help=f"Student architecture: {', '.join(ARCHITECTURES)} (default, or an empty string: picked from the data and --vectors, and the choice explained)"),
     vectors: Optional[Path] = typer.Option(None, "--vectors", help="Teacher-derived word vectors (`spacy-distill word-vectors`) for the static* students", exists=True, file_okay=False),
     width: Optional[int] = typer.Option(None, "--width", help="Embedding width of a static* student (default: the vectors' dims; 64 for the CNN ones)"),
     factory: str = typer.Option("distill", "--factory", help="'distill' (soft targets) or 'textcat' (spaCy's own, gold only: a baseline)"),
@@ -34,22 +35,30 @@ def init_config_cli(
     hidden_loss: str = typer.Option("mse", "--hidden-loss", help=f"Hidden-state loss: {', '.join(HIDDEN_LOSSES)}"),
     hidden_weight: float = typer.Option(1.0, "--hidden-weight", help="Weight of the hidden-state loss"),
     hidden_projector: str = typer.Option("linear", "--hidden-projector", help=f"Mapping layer to the teacher's width: {', '.join(HIDDEN_PROJECTORS)}"),
+    label_trust: Optional[str] = typer.Option(None, "--label-trust", help="Trust the teacher per label (loss SoftTargetLoss.v2: alpha scaled by the trust of a doc's gold label): 'auto' (the teacher's F1 per label on the --dev docs with gold) or the JSON of `check-teacher --output`"),
 ):
     """Write a complete student training config that `spacy train` runs unchanged."""
     try:
-        if arch is None:
+        if not arch:  # an empty --arch (a project var left empty) asks for the default too
             arch, why = choose_architecture(train, vectors)
         else:
             why = "chosen with --arch"
+            if vectors is not None and arch not in VECTOR_ARCHITECTURES:
+                # A project passes the vectors it built whatever student its vars name.
+                msg.warn(f"--arch {arch} does not use word vectors: --vectors {vectors} is ignored")
+                vectors = None
         # On stderr: with '-' the config itself goes to stdout.
         typer.echo(f"Student: {arch} ({why})", err=True)
         config = make_student_config(
             train, dev, arch=arch, vectors=vectors, width=width, factory=factory, temperature=temperature, alpha=alpha,
             lang=lang, max_steps=max_steps, hidden=hidden, hidden_loss=hidden_loss,
-            hidden_weight=hidden_weight, hidden_projector=hidden_projector,
+            hidden_weight=hidden_weight, hidden_projector=hidden_projector, label_trust=label_trust or None,
         )
     except DistillError as err:
         msg.fail(str(err), exits=1)
+    trust = config["components"]["textcat"].get("loss", {}).get("label_trust")
+    if trust:
+        typer.echo(f"Teacher trust per label (alpha scaled by it where a doc has gold): {dict(trust)}", err=True)
     if str(output_path) == "-":
         print(config.to_str())
         return
