@@ -139,7 +139,9 @@ def run_dataset(name: str, corpus: Path, teacher: Path, cwd: Path, work: Path, a
     train, dev, test = (corpus / f"{s}.spacy" for s in ("train", "dev", "test"))
     vectors = wd / "word_vectors"
     timings: Dict[str, float] = {}
-    if any(a.startswith("static") and "-ctx" not in a for a in archs) and not (vectors / "meta.json").exists():
+    # The plain vectors: for the static students other than -ctx and -tv (those have their own below).
+    plain = [a for a in archs if a.startswith("static") and "-ctx" not in a and not a.split("+")[0].endswith("-tv")]
+    if plain and not (vectors / "meta.json").exists():
         timings["word_vectors"] = run(
             [py, "-m", "spacy_distill", "word-vectors", vectors, "--teacher", teacher, "--data", train, "--data", dev,
              "--dims", dims, "--cache", work / "word_cache.sqlite", "--no-progress", "--teacher.batch_size", 64],

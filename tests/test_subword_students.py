@@ -105,7 +105,27 @@ def test_subword_student_covers_unseen_words_trains_round_trips_and_exports(toy,
         (toy["vectors"] / "meta.json.away").rename(toy["vectors"] / "meta.json")
     assert result["converted"] == {"textcat": "textcat"}
     assert exported.get_pipe_meta("textcat").factory == "textcat"
-    assert numpy.array_equal(cats(exported, texts), before)
+    # The tables ship as float16: half their bytes, the same decisions, probabilities within 1e-2.
+    tables = [node for node in exported.get_pipe("textcat").model.walk() if node.name == "static_subword_embeddings"][0]
+    assert tables.get_param("E").dtype == numpy.float16 and tables.get_param("N").dtype == numpy.float16
+    full = embed.get_param("E").nbytes + embed.get_param("N").nbytes
+    assert result["half_precision_bytes_saved"] == full // 2
+    assert exported.meta["spacy_distill"]["card"]["tables"]["dtype"] == "float16"
+    after = cats(exported, texts)
+    assert numpy.abs(after - before).max() < 1e-2 and not numpy.array_equal(after, before)
+    assert numpy.array_equal(after.argmax(axis=1), before.argmax(axis=1))
+    result = export_pipeline(tmp_path / "student", tmp_path / "exported_full", check_texts=texts, half_precision=False)
+    assert result["half_precision_bytes_saved"] == 0
+    assert numpy.array_equal(cats(spacy.load(tmp_path / "exported_full"), texts), before)
+    size = lambda folder: sum(f.stat().st_size for f in (tmp_path / folder / "textcat").iterdir())  # noqa: E731
+    assert size("exported") < size("exported_full") - full // 2 * 0.9
+    # An exported student still trains: its tables turn float32 again on the first update.
+    from spacy.training import Example
+
+    optimizer = exported.resume_training()
+    doc = exported.make_doc("wonderful film")
+    exported.update([Example.from_dict(doc, {"cats": {"positive": 1.0, "negative": 0.0}})], sgd=optimizer)
+    assert tables.get_param("E").dtype == numpy.float32 and tables.get_param("N").dtype == numpy.float32
 
 
 def test_known_words_start_at_their_teacher_vector_and_logits_match_the_head(toy):

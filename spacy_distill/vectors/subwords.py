@@ -68,7 +68,8 @@ def segment_mean(table: numpy.ndarray, flat: numpy.ndarray, lengths: numpy.ndarr
     thinc's reduce_mean (compiled) on chunks of segments: numpy's reduceat along rows is an
     order of magnitude slower, and gathering every row at once would hold n_flat x width floats.
     """
-    table = numpy.ascontiguousarray(table, dtype="float32")
+    # Rows are gathered, then made float32: a half-precision table is never copied whole.
+    table = numpy.asarray(table)
     lengths = numpy.asarray(lengths, dtype="int64")
     out = numpy.zeros((len(lengths), table.shape[1]), dtype="float32")
     ends = numpy.cumsum(lengths)
@@ -78,7 +79,7 @@ def segment_mean(table: numpy.ndarray, flat: numpy.ndarray, lengths: numpy.ndarr
         if not len(keep):
             continue
         start = int(ends[first] - lengths[first])
-        rows = table[flat[start : start + int(part.sum())]]
+        rows = numpy.ascontiguousarray(table[flat[start : start + int(part.sum())]], dtype="float32")
         out[first + keep] = _OPS.reduce_mean(rows, part[keep].astype("int32"))
     return out
 
