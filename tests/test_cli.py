@@ -130,3 +130,23 @@ def test_init_config_selects_on_teacher_agreement_without_gold_dev(tmp_path, fak
 def test_module_entry_point_runs():
     result = subprocess.run([sys.executable, "-m", "spacy_distill", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "annotate" in result.stdout and "init-config" in result.stdout
+
+
+def test_every_command_help_keeps_its_bracketed_words():
+    """Help texts are plain text: `[teacher]`, `spacy-distill[ray]` and the like must survive
+    (Rich markup used to swallow them)."""
+    import typer.main
+
+    group = typer.main.get_command(app)
+    runner = CliRunner()
+    checked = 0
+    for name, command in group.commands.items():
+        result = runner.invoke(app, [name, "--help"], terminal_width=200)
+        assert result.exit_code == 0, (name, result.output)
+        shown = " ".join(result.output.split())
+        texts = [command.help or ""] + [getattr(p, "help", None) or "" for p in command.params]
+        for text in texts:
+            for bracketed in re.findall(r"\S*\[[^\]\s]+\]\S*", text):
+                assert bracketed in shown, f"`{name} --help` lost {bracketed!r}"
+                checked += 1
+    assert checked >= 3  # annotate's [teacher] block, spacy-distill[ray], augment's...

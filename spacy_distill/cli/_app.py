@@ -5,6 +5,8 @@ app = typer.Typer(
     help="Distil a large teacher into a small, fast spaCy text classifier.",
     no_args_is_help=True,
     add_completion=False,
+    # Help texts are plain text: Rich markup would swallow "[teacher]" and "spacy-distill[ray]".
+    rich_markup_mode=None,
 )
 
 # Commands that take config overrides (`--teacher.batch_size 8`) pass unknown options on.
