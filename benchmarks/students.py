@@ -32,6 +32,7 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
+import fcntl
 import json
 import platform
 import shlex
@@ -351,6 +352,13 @@ def main(
     def write(result: dict) -> None:
         result["command"] = command
         results_dir.mkdir(parents=True, exist_ok=True)
+        # Runs of two datasets at once read and rewrite the same files: one at a time.
+        work.mkdir(parents=True, exist_ok=True)
+        with (work / "results.lock").open("w") as lock:  # in the work folder: not in git
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            write_locked(result)
+
+    def write_locked(result: dict) -> None:
         previous = json.loads(json_path.read_text(encoding="utf8")) if json_path.exists() else {"datasets": {}}
         # Runs of other students (an earlier invocation with other --archs) are kept.
         done = {(r["arch"], r["seed"]) for r in result["runs"]}

@@ -84,7 +84,9 @@ def _read_jsonl(path: Path, text_field: str, id_field: str) -> Iterator[Union[Re
             if not line.strip():
                 continue  # blank lines hold no record
             try:
-                data = json.loads(line)
+                # Without its line break: a line cut short is reported at its own end, not at
+                # "column 1" of a next line.
+                data = json.loads(line.rstrip("\r\n"))
             except json.JSONDecodeError as err:
                 yield RecordError(f"{path}:{line_number}: invalid JSON ({err.msg} at column {err.colno})")
                 continue
@@ -177,3 +179,18 @@ def split_errors(
     for item in items:
         (errors if isinstance(item, RecordError) else records).append(item)  # type: ignore[arg-type]
     return records, errors
+
+
+def label_set(paths) -> Tuple[Tuple[str, ...], bool]:
+    """The labels the records of these files use (sorted) and whether they are exclusive (no
+    record gives a `labels` list): one label set for every split of a dataset, so that a class
+    that dev or test happens to lack keeps its column. Malformed records are left out here (the
+    conversion itself reports them)."""
+    labels, multi = set(), False
+    for path in paths:
+        for item in read_records(path):
+            if isinstance(item, Record):
+                labels.update(item.labels or ())
+                multi = multi or item.multi_label
+    return tuple(sorted(labels)), not multi
+

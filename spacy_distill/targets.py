@@ -347,6 +347,13 @@ def read_targets(
     labels: Optional[Tuple[str, ...]] = None
     exclusive: Optional[bool] = None
     for file_path in iter_target_files(path):
+        if Path(file_path).suffix.lower() in (".jsonl", ".json", ".csv", ".tsv"):
+            # Records, not targets: spaCy's own message would point at its v2 `convert`.
+            raise TargetFormatError(
+                f"{file_path}: input records, not a target file (.spacy); score them with "
+                f"`spacy-distill annotate {file_path} OUT.spacy --teacher TEACHER`, or, gold labels only, "
+                f"`spacy-distill convert {file_path} OUT.spacy`"
+            )
         try:
             doc_bin = DocBin(store_user_data=True).from_disk(file_path)
         except Exception as err:  # DocBin raises several types on a corrupt file

@@ -33,7 +33,9 @@ def test_annotate_with_spacy_pipeline_teacher(tmp_path, spam_jsonl, spacy_teache
     docs = list(read_targets(out))
     assert [d.text for d in docs] == [t for t, _ in SPAM_TEXTS]
     target = get_target(docs[0])
-    assert target.teacher_id.startswith("spacy:en_pipeline") and len(target.fingerprint) == 64
+    assert len(target.fingerprint) == 64
+    # spaCy's default name: the id carries the start of the fingerprint, so teachers differ
+    assert target.teacher_id == f"spacy:en_pipeline-0.0.0/textcat@{target.fingerprint[:8]}"
     assert target.provenance.source == str(spam_jsonl) and target.provenance.line == 1 and target.provenance.id == "r0"
     assert docs[0].cats == {"ham": 0.0, "spam": 1.0}
     teacher_nlp = spacy.load(spacy_teacher_path)
@@ -150,3 +152,55 @@ def test_every_command_help_keeps_its_bracketed_words():
                 assert bracketed in shown, f"`{name} --help` lost {bracketed!r}"
                 checked += 1
     assert checked >= 3  # annotate's [teacher] block, spacy-distill[ray], augment's...
+
+
+def test_convert_takes_one_label_set_from_all_splits(tmp_path):
+    """A class the dev split lacks keeps its column: every split gets the labels of all three."""
+    train = write_jsonl(tmp_path / "train.jsonl", [{"text": "free prize", "label": "spam"}, {"text": "hi mum", "label": "ham"},
+                                                   {"text": "you idiot", "label": "abuse"}])
+    dev = write_jsonl(tmp_path / "dev.jsonl", [{"text": "win cash", "label": "spam"}, {"text": "see you", "label": "ham"}])
+    alone, _ = invoke("convert", dev, tmp_path / "alone.spacy")
+    assert alone.exit_code == 0
+    assert read_target_summary(tmp_path / "alone.spacy")["labels"] == ["ham", "spam"]
+    result, output = invoke("convert", dev, tmp_path / "dev.spacy", "--labels-from", train, "--labels-from", dev)
+    assert result.exit_code == 0, output
+    summary = read_target_summary(tmp_path / "dev.spacy")
+    assert summary["labels"] == ["abuse", "ham", "spam"] and summary["exclusive"]
+    result, output = invoke("convert", dev, tmp_path / "x.spacy", "--labels-from", train, "--labels", "ham,spam")
+    assert result.exit_code == 1 and "either --labels or --labels-from" in output
+
+
+def test_filter_actions_may_be_comma_separated_or_empty():
+    from spacy_distill.cli.export import parse_actions
+    from spacy_distill.errors import DistillError
+
+    assert parse_actions(["spam=block,fraud=review", "abuse=flag"]) == {"spam": "block", "fraud": "review", "abuse": "flag"}
+    assert parse_actions([""]) == {} and parse_actions([]) == {}
+    with pytest.raises(DistillError, match="'fraud': expected LABEL=ACTION"):
+        parse_actions(["spam=block,fraud"])
+
+
+def test_messages_that_name_the_file_and_the_fix(tmp_path, spam_jsonl):
+    # records given where a target file is expected: annotate/convert, not spaCy v2's convert
+    result, output = invoke("init-config", "-", "--train", spam_jsonl)
+    assert result.exit_code == 1
+    assert f"{spam_jsonl}: input records, not a target file" in output and "spacy-distill convert" in output
+    assert "spacy convert file.json" not in output
+    # gold-only targets: the distilling student is written, with a warning that it has no teacher
+    gold = tmp_path / "gold.spacy"
+    assert invoke("convert", spam_jsonl, gold)[0].exit_code == 0
+    result, output = invoke("init-config", tmp_path / "student.cfg", "--train", gold)
+    assert result.exit_code == 0 and "no doc has teacher targets" in output and "--factory textcat" in output
+    # a line cut short: the column is on that line
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "ok", "label": "ham"}\n{"text": "cut short", "label": "spam"\n', encoding="utf8")
+    result, output = invoke("convert", bad, tmp_path / "bad.spacy", "--labels", "ham,spam")
+    assert result.exit_code == 1 and "bad.jsonl:2: invalid JSON" in output
+    assert "column 1)" not in output and "column 38)" in output  # the end of its own line
+    # a teacher pipeline without a text classifier: its path and what to do
+    nlp = spacy.blank("en")
+    nlp.add_pipe("sentencizer")
+    nlp.to_disk(tmp_path / "no_textcat")
+    result, output = invoke("annotate", spam_jsonl, tmp_path / "out.spacy", "--teacher", tmp_path / "no_textcat")
+    assert result.exit_code == 1
+    assert f"teacher {tmp_path / 'no_textcat'}: The pipeline has no text classifier" in output and "sentencizer" in output

@@ -104,3 +104,47 @@ def _check_wheel_in_fresh_venv(wheel: Path, exported: Path, tmp_path: Path) -> N
     for (cats, verdict), doc in zip(result["one"], here.pipe(texts)):
         assert verdict == doc._.verdict in {"allow", "block", "review"}
         assert cats == pytest.approx(doc.cats, abs=1e-6)
+
+
+TWEETS = Path(__file__).parent / "data" / "tweeteval_slice"
+
+
+@pytest.mark.slow
+def test_spam_filter_project_on_another_dataset_with_vars_only(tmp_path):
+    """The template on data that is not its own (three imbalanced classes of tweets), changed
+    through --vars only: data paths, a seeded training sample, the filter's actions, the package
+    name. Labels come from the data."""
+    root = tmp_path / "spam_filter"
+    shutil.copytree(PROJECT, root, ignore=shutil.ignore_patterns("corpus", "training", "metrics", "packages", "project.lock"))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable, "-m", "spacy", "project", "run", "all", str(root),
+        "--vars.data", str(TWEETS), "--vars.train_sample", "200", "--vars.seed", "3",
+        "--vars.actions", "negative=flag,neutral=allow", "--vars.package_name", "tweet_filter",
+        "--vars.teacher_max_steps", "30", "--vars.teacher_eval_frequency", "15", "--vars.augment_seeds", "20",
+        "--vars.word_vectors_vocab", "no-teacher-vocab", "--vars.word_vectors_dims", "64",
+        "--vars.student_max_steps", "150", "--vars.eval_latency_n", "5",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1500)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    train_lines = (root / "corpus" / "train.jsonl").read_text(encoding="utf8").splitlines()
+    assert len(train_lines) == 200  # a seeded sample of the 400, not the first 200
+    source = (TWEETS / "train.jsonl").read_text(encoding="utf8").splitlines()
+    assert [json.loads(line)["text"] for line in train_lines] != [json.loads(line)["text"] for line in source[:200]]
+    assert len((root / "corpus" / "test.jsonl").read_text(encoding="utf8").splitlines()) == 100
+    from spacy_distill.targets import read_target_summary
+
+    for name in ("train_gold", "dev_gold", "test_gold", "dev", "test"):
+        summary = read_target_summary(root / "corpus" / f"{name}.spacy")
+        assert list(summary["labels"]) == ["negative", "neutral", "positive"] and summary["exclusive"], name
+    report = json.loads((root / "metrics" / "report.json").read_text())
+    assert set(report["quality"]["student"]["per_label"]) == {"negative", "neutral", "positive"}
+    tuned = json.loads((root / "training/student_tuned/meta.json").read_text())["spacy_distill"]
+    assert tuned["actions"] == {"negative": "flag", "neutral": "allow"}
+    assert report["filter"]["actions"] == {"negative": "flag", "neutral": "allow"}
+    assert list((root / "packages").glob("en_tweet_filter-0.1.0/dist/en_tweet_filter-0.1.0-py3-none-any.whl"))
+    import spacy
+
+    exported = spacy.load(root / "packages" / "exported")
+    verdicts = {doc._.verdict for doc in exported.pipe(["@user this is awful", "lovely day :)", "", "ok"])}
+    assert verdicts <= {"allow", "flag", "review"}

@@ -137,7 +137,7 @@ def test_bad_configs_are_named(student):
     with pytest.raises(DistillError, match="semantic_filter.*eggs"):
         nlp("hello")
     blank = spacy.blank("en")
-    with pytest.raises(DistillError, match="0 text classifiers"):
+    with pytest.raises(DistillError, match="no text classifier"):
         blank.add_pipe("semantic_filter")
 
 

@@ -70,3 +70,22 @@ def test_load_teacher_from_config_and_pipeline(tmp_path, spacy_teacher_path, fak
     with pytest.raises(DistillError, match="has no component 'nope'"):
         SpacyTeacher(spacy.load(spacy_teacher_path), component="nope")
     assert "spacy-distill.SpacyTeacher.v1" in registry.teachers.get_all()
+
+
+def test_relative_paths_in_a_teacher_config_are_read_against_its_folder(tmp_path, spacy_teacher_path, monkeypatch):
+    import shutil
+
+    project = tmp_path / "project"
+    shutil.copytree(spacy_teacher_path, project / "training" / "teacher" / "model-best")
+    cfg = project / "training" / "teacher.cfg"
+    cfg.write_text('[teacher]\n@teachers = "spacy-distill.SpacyTeacher.v1"\nmodel = "teacher/model-best"\n')
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    teacher = load_teacher(cfg)
+    assert teacher.labels == ("ham", "spam")
+    assert teacher.fingerprint == load_teacher(str(spacy_teacher_path)).fingerprint
+    # a path that exists nowhere: one line naming the config, not a traceback
+    cfg.write_text('[teacher]\n@teachers = "spacy-distill.SpacyTeacher.v1"\nmodel = "teacher/missing"\n')
+    with pytest.raises(DistillError, match=r"teacher.cfg: the \[teacher\] block does not build: \[E050\]"):
+        load_teacher(cfg)

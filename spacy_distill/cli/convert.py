@@ -1,11 +1,12 @@
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 from wasabi import msg
 
 from ..annotate import convert
 from ..errors import DistillError
+from ..records import label_set
 from ._app import app
 
 
@@ -14,6 +15,7 @@ def convert_cli(
     input_path: Path = typer.Argument(..., help="JSONL or CSV with text and label/labels", exists=True, dir_okay=False),
     output_path: Path = typer.Argument(..., help="The .spacy target file to write"),
     labels: Optional[str] = typer.Option(None, "--labels", help="Comma-separated label set (default: the labels found, sorted)"),
+    labels_from: List[Path] = typer.Option([], "--labels-from", help="Take the label set (and exclusivity) from the records of these files, e.g. all splits, so that every split gets the same labels; repeatable", exists=True, dir_okay=False),
     multilabel: Optional[bool] = typer.Option(None, "--multilabel/--exclusive", help="Default: multi-label if records use 'labels' lists"),
     lang: str = typer.Option("en", "--lang", help="Language of the tokenizer that makes the docs"),
     on_error: str = typer.Option("fail", "--on-error", help="'fail' or 'skip' bad records"),
@@ -23,6 +25,12 @@ def convert_cli(
     data, gold-only baselines, evaluation sets)."""
     label_list = [label.strip() for label in labels.split(",")] if labels else None
     exclusive = None if multilabel is None else not multilabel
+    if labels_from:
+        if label_list is not None:
+            msg.fail("Pass either --labels or --labels-from", exits=1)
+        found, found_exclusive = label_set(labels_from)
+        label_list = list(found)
+        exclusive = found_exclusive if exclusive is None else exclusive
     try:
         summary = convert(
             input_path, output_path, labels=label_list, exclusive=exclusive, lang=lang,

@@ -9,9 +9,10 @@ from ._app import app
 
 
 def parse_actions(values: List[str]) -> Dict[str, str]:
-    """`LABEL=ACTION` strings to a dict, with an error naming the bad one."""
+    """`LABEL=ACTION` strings (each may hold several, comma-separated: "spam=block,fraud=block";
+    an empty one holds none) to a dict, with an error naming the bad one."""
     actions: Dict[str, str] = {}
-    for value in values:
+    for value in (part for given in values for part in given.split(",") if part.strip()):
         label, sep, action = value.partition("=")
         if not sep or not label.strip() or not action.strip():
             raise DistillError(f"--action {value!r}: expected LABEL=ACTION, e.g. spam=block")
@@ -25,7 +26,7 @@ def export_cli(
     output: Path = typer.Argument(..., help="Folder for the exported pipeline"),
     component: Optional[str] = typer.Option(None, "--component", help="The text classifier (default: the only one)"),
     add_filter: bool = typer.Option(False, "--filter/--no-filter", help="Add a semantic_filter with the tuned thresholds and band"),
-    action: List[str] = typer.Option([], "--action", help="LABEL=ACTION for the filter (allow, block, review or your own; default: the ones `tune --action` judged the thresholds with); repeatable"),
+    action: List[str] = typer.Option([], "--action", help="LABEL=ACTION for the filter (allow, block, review or your own; default: the ones `tune --action` judged the thresholds with); repeatable or comma-separated"),
     default_action: Optional[str] = typer.Option(None, "--default-action", help="The filter's verdict when no label is decided (default: the one `tune --default-action` stored, else allow)"),
     report: Optional[Path] = typer.Option(None, "--report", help="report.json of `spacy-distill evaluate`, for the distillation card"),
     train_data: Optional[Path] = typer.Option(None, "--train-data", help="The training target file (default: paths.train of the config)"),

@@ -5,6 +5,7 @@ import typer
 from wasabi import msg
 
 from ..errors import DistillError
+from ..targets import read_target_summary
 from ..student_config import (
     ARCHITECTURES,
     FACTORIES,
@@ -56,6 +57,10 @@ def init_config_cli(
         )
     except DistillError as err:
         msg.fail(str(err), exits=1)
+    if factory == "distill" and read_target_summary(train)["n_teacher"] == 0:
+        msg.warn(f"{train}: no doc has teacher targets, so this student learns the gold labels alone "
+                 "(the distillation term is never used): annotate the texts with a teacher "
+                 "(`spacy-distill annotate`), or write a plain gold-only baseline with --factory textcat")
     trust = config["components"]["textcat"].get("loss", {}).get("label_trust")
     if trust:
         typer.echo(f"Teacher trust per label (alpha scaled by it where a doc has gold): {dict(trust)}", err=True)

@@ -134,7 +134,7 @@ def tune_cli(
     escalation_rate: Optional[float] = typer.Option(None, "--escalation-rate", help="Also choose the cascade band that escalates this fraction of dev docs to the teacher"),
     cascade_accuracy: Optional[float] = typer.Option(None, "--cascade-accuracy", help="Also choose the narrowest cascade band that reaches this accuracy on dev"),
     teacher: Optional[str] = typer.Option(None, "--teacher", "-t", help="Teacher .cfg or pipeline for --cascade-accuracy when the data holds no teacher outputs"),
-    action: List[str] = typer.Option([], "--action", help="LABEL=ACTION of the filter you will ship (e.g. spam=block); thresholds are judged on its decisions and `export --filter` reuses them; repeatable"),
+    action: List[str] = typer.Option([], "--action", help="LABEL=ACTION of the filter you will ship (e.g. spam=block); thresholds are judged on its decisions and `export --filter` reuses them; repeatable or comma-separated"),
     default_action: str = typer.Option(ALLOW, "--default-action", help="The filter's verdict when no label is decided"),
     calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate", help="First fit a temperature on the data (stored in the weights; never changes the argmax)"),
 ):

@@ -32,6 +32,11 @@ def find_textcat(nlp: Language, component: Optional[str] = None) -> str:
                 f"Component '{component}' is not a text classifier (factories: {sorted(TEXTCAT_FACTORIES)})"
             )
         return component
+    if not candidates:
+        raise DistillError(
+            f"The pipeline has no text classifier (a {' or '.join(sorted(TEXTCAT_FACTORIES))} component; "
+            f"its components: {nlp.pipe_names}): train one, or point at the pipeline that has it"
+        )
     if len(candidates) != 1:
         raise DistillError(
             f"The pipeline has {len(candidates)} text classifiers ({candidates}); name one with `component`"

@@ -11,6 +11,27 @@ from ..registry import registry
 from .base import Teacher
 
 
+# Teacher settings that may name a file or folder: a relative one is read against the config's
+# folder (so `training/teacher.cfg` works from anywhere), if it exists there.
+PATH_SETTINGS = ("model", "head", "train_data", "gguf_file")
+
+
+def resolve_relative_paths(block: Dict[str, Any], folder: Path) -> Dict[str, Any]:
+    """A copy of a [teacher] block whose relative paths (PATH_SETTINGS, in nested blocks too:
+    ensemble members) that exist under `folder` are made absolute; anything else (hub names,
+    paths that only exist relative to the current directory) is left as it is."""
+    resolved: Dict[str, Any] = {}
+    for key, value in block.items():
+        if isinstance(value, dict):
+            value = resolve_relative_paths(value, folder)
+        elif key in PATH_SETTINGS and isinstance(value, str) and value and not Path(value).is_absolute():
+            candidate = folder / value
+            if candidate.exists():
+                value = str(candidate.resolve())
+        resolved[key] = value
+    return resolved
+
+
 def load_teacher(spec: Union[str, Path], overrides: Optional[Dict[str, Any]] = None) -> Teacher:
     """Build the teacher that `spec` names.
 
@@ -30,9 +51,11 @@ def load_teacher(spec: Union[str, Path], overrides: Optional[Dict[str, Any]] = N
                 f"{path}: no [teacher] block; it needs e.g. "
                 '[teacher] @teachers = "spacy-distill.SpacyTeacher.v1"'
             )
+        block = resolve_relative_paths(config["teacher"], path.parent)
         try:
-            teacher = registry.resolve({"teacher": config["teacher"]})["teacher"]
-        except (RegistryError, ConfigValidationError) as err:
+            teacher = registry.resolve({"teacher": block})["teacher"]
+        except (RegistryError, ConfigValidationError, OSError) as err:
+            # OSError: a model path that is neither a folder nor a package (spaCy's E050).
             raise DistillError(f"{path}: the [teacher] block does not build: {err}") from err
     else:
         from .spacy_teacher import configure_spacy_teacher

@@ -50,13 +50,23 @@ class SpacyTeacher:
         self.exclusive = self.teacher_exclusive
         self.batch_size = batch_size
         self.label_map = dict(label_map or {})
-        meta = nlp.meta
-        self.teacher_id = teacher_id or (
-            f"spacy:{meta.get('lang', nlp.lang)}_{meta.get('name', 'pipeline')}-"
-            f"{meta.get('version', '0.0.0')}/{self.component}"
-        )
+        self._teacher_id = teacher_id
         self._fingerprint: Optional[str] = None
         self._reads_logits = has_readable_logits(self.pipe.model)
+
+    @property
+    def teacher_id(self) -> str:
+        """A readable id: the pipeline's name and version, plus the start of its fingerprint
+        when it has spaCy's default name (every pipeline trained without a meta name is
+        `en_pipeline-0.0.0`: two such teachers must not look alike in reports)."""
+        if self._teacher_id is None:
+            meta = self.nlp.meta
+            name = meta.get("name") or "pipeline"
+            teacher_id = f"spacy:{meta.get('lang', self.nlp.lang)}_{name}-{meta.get('version', '0.0.0')}/{self.component}"
+            if name == "pipeline":
+                teacher_id += f"@{self.fingerprint[:8]}"
+            self._teacher_id = teacher_id
+        return self._teacher_id
 
     @property
     def fingerprint(self) -> str:
@@ -254,6 +264,8 @@ def configure_spacy_teacher(
     batch_size (int): texts per batch.
     RETURNS (SpacyTeacher): the teacher.
     """
-    return SpacyTeacher(
-        spacy.load(model), component=component, label_map=label_map, batch_size=batch_size
-    )
+    nlp = spacy.load(model)
+    try:
+        return SpacyTeacher(nlp, component=component, label_map=label_map, batch_size=batch_size)
+    except DistillError as err:
+        raise DistillError(f"teacher {model}: {err}") from err  # which pipeline, for the CLI's one line

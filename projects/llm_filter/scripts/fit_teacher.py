@@ -20,7 +20,7 @@ import json
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import typer
 from thinc.api import Config
@@ -88,15 +88,20 @@ def main(
     base_url: str = typer.Option("", "--base-url", help="[server] base_url of an OpenAI-compatible teacher"),
     api_model: str = typer.Option("", "--api-model", help="[server] model: the model name the server expects"),
     api_key_env: str = typer.Option("", "--api-key-env", help="[server] api_key_env: the NAME of the variable holding the API key (empty: none)"),
+    labels_from: List[Path] = typer.Option([], "--labels-from", help="Records whose labels the teacher must have (default: --train): a probe takes them as its labels; any other teacher's [teacher] labels are checked against them before its model loads", exists=True, dir_okay=False),
 ):
     """Fill in CONFIG_PATH, write TEACHER_CONFIG, and build the teacher (fitting a probe head)."""
     # Imported here so that --help answers at once (spacy_distill imports spaCy).
     from spacy_distill import load_teacher
     from spacy_distill.errors import DistillError
 
+    from spacy_distill.records import label_set
+
     config = Config().from_disk(config_path, interpolate=False)
     if "teacher" not in config:
         msg.fail(f"{config_path}: no [teacher] block", exits=1)
+    data_labels, exclusive = label_set(labels_from or [train])
+    sources = ", ".join(str(p) for p in (labels_from or [train]))
     output_dir.mkdir(parents=True, exist_ok=True)
     fit_data, head = output_dir / "fit.jsonl", output_dir / "probe_head"
     wanted: Dict[str, Any] = {
@@ -114,6 +119,17 @@ def main(
         overrides["paths.model"] = model or smollm2_gguf()
     elif model:
         msg.warn(f"{config_path} has no [paths] model: --model {model!r} is not used")
+    if has_setting(config, "teacher.labels"):
+        if has_setting(config, "paths.train"):
+            # A probe learns its labels from the gold it is fitted on: the data's.
+            overrides["teacher.labels"] = list(data_labels)
+            if has_setting(config, "teacher.multi_label"):
+                overrides["teacher.multi_label"] = not exclusive
+        elif sorted(config["teacher"]["labels"]) != list(data_labels):
+            msg.fail(f"{config_path}: [teacher] labels {sorted(config['teacher']['labels'])} are not the labels "
+                     f"of the data ({sources}): {list(data_labels)}",
+                     "Set them (and the prompt's verbalizers) in the teacher config, or use the probe teacher, "
+                     "which takes the data's labels", exits=1)
     if has_setting(config, "paths.train"):
         n = write_fit_data(train, fit_data, fit_n)
         overrides["paths.train"] = fit_data.as_posix()

@@ -102,6 +102,10 @@ def main(
         model = files.as_posix()
         source = f"trained by `spacy train {config_path}`"
     teacher_config.parent.mkdir(parents=True, exist_ok=True)
+    if Path(model).exists() and not Path(model).is_absolute():
+        # Relative to the config's folder, which is how load_teacher reads it: the config then
+        # works from any directory.
+        model = Path(os.path.relpath(model, teacher_config.parent)).as_posix()
     teacher_config.write_text(
         TEACHER_CONFIG.format(
             source=source, checksum=get_checksum(files), model=model, batch_size=annotate_batch_size
