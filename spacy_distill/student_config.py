@@ -26,9 +26,9 @@ DEFAULT_VECTOR_ARCH = "static-subword"
 DEFAULT_VECTOR_REASON = (
     "the static-subword student (teacher word vectors + character n-gram vectors, so no word is unknown; "
     "mean+max pooled, linear output) kept the most of the teacher on short noisy text in our benchmark "
-    "(tweeteval_sentiment, MiniLM teacher, 2 seeds: 0.980 of its macro-F1 at 0.56x the tokenizer's docs/s, "
-    "against 0.952 for static and 0.887 for bag-of-words; a hidden layer, static-subword-mlp, kept 0.966 and "
-    "was slower) (benchmarks/results/students.md)"
+    "(tweeteval_sentiment, MiniLM teachers: 0.953 +- 0.006 of its macro-F1 over 3 seeds against a teacher "
+    "at 0.707, 0.980 over 2 against one at 0.687, at about 0.6x the tokenizer's docs/s; bag-of-words "
+    "kept 0.88-0.89) (benchmarks/results/students.md)"
 )
 SMALL_DATA_DOCS_PER_LABEL = 1000
 FACTORIES = ("distill", "textcat")
