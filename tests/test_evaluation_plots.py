@@ -79,6 +79,12 @@ def test_plot_speed_quality(tmp_path):
     ]
     path = plot_speed_quality(points, tmp_path / "speed.png", "Trade-off", quality_name="macro F1")
     assert_png(path)
+    # The y range leaves room above the best (largest) marker, which used to be clipped.
+    from spacy_distill.evaluation.plots import quality_limits
+
+    lo, hi = quality_limits([0.93, 0.90, 0.915])
+    assert hi >= 0.93 + 0.015 and lo <= 0.90 - 0.01
+    assert quality_limits([0.8, 0.8]) == pytest.approx((0.79, 0.815))
 
 
 def test_plot_speed_quality_rejects_zero_rate(tmp_path):

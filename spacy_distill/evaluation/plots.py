@@ -7,7 +7,7 @@ a machine with no display, and leaves the backend of a user's notebook or GUI al
 """
 import math
 from pathlib import Path
-from typing import Any, List, Mapping, Optional, Sequence, Union
+from typing import Any, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy
 
@@ -159,11 +159,20 @@ def plot_speed_quality(
         rates = [p["docs_per_s"] for p in points]
         # Pad the range so labels at the edges are not clipped.
         axes.set_xlim(min(rates) / 2.0, max(rates) * 3.0)
+        axes.set_ylim(*quality_limits([p["quality"] for p in points]))
     axes.set_xlabel("docs per second (log scale)")
     axes.set_ylabel(quality_name)
     axes.set_title(title)
     axes.grid(alpha=0.3, which="both")
     return _save(figure, path)
+
+
+def quality_limits(qualities: Sequence[float]) -> Tuple[float, float]:
+    """The y range of a speed/quality plot: room above the best model for its marker (the
+    largest, often the teacher's) and its label, below the worst for its marker."""
+    lo, hi = float(min(qualities)), float(max(qualities))
+    span = max(hi - lo, 0.05)
+    return lo - 0.2 * span, hi + 0.3 * span
 
 
 def plot_cascade(
