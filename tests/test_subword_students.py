@@ -204,3 +204,16 @@ def test_multilabel_subword_student_trains_and_exports(tmp_path):
     result = export_pipeline(tmp_path / "student", tmp_path / "exported", check_texts=["free cash today", "", "hi"])
     assert result["converted"] == {"textcat": "textcat_multilabel"}
     assert set(spacy.load(tmp_path / "exported")("free cash today").cats) == {"ham", "spam", "urgent"}
+
+
+def test_subword_students_default_to_width_128_of_wider_vectors(tmp_path):
+    train = polarity_target_file(tmp_path / "train.spacy", n=64, seed=0)
+    words = sorted(set(POSITIVE + NEGATIVE))
+    rng = numpy.random.default_rng(0)
+    meta = {"subwords": {"buckets": 64, "min_n": 3, "max_n": 5}}
+    WordVectors(words, rng.normal(size=(len(words), 160)), meta=meta,
+                subwords=rng.normal(size=(64, 160))).to_disk(tmp_path / "wv")
+    for arch, width in (("static-subword", 128), ("static-subword-mlp", 128), ("static", 160)):
+        config = make_student_config(train, arch=arch, vectors=tmp_path / "wv")
+        embed = config["components"]["textcat"]["model"]["tok2vec"]
+        assert embed.get("embed", embed)["width"] == width, arch

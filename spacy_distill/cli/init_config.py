@@ -26,7 +26,7 @@ def init_config_cli(
     dev: Optional[Path] = typer.Option(None, "--dev", help="Development target file (default: --train)", exists=True),
     arch: Optional[str] = typer.Option(None, "--arch", help=f"Student architecture: {', '.join(ARCHITECTURES)} (default, or an empty string: picked from the data and --vectors, and the choice explained)"),
     vectors: Optional[Path] = typer.Option(None, "--vectors", help="Teacher-derived word vectors (`spacy-distill word-vectors`) for the static* students", exists=True, file_okay=False),
-    width: Optional[int] = typer.Option(None, "--width", help="Embedding width of a static* student (default: the vectors' dims; 64 for the CNN ones)"),
+    width: Optional[int] = typer.Option(None, "--width", help="Embedding width of a static* student (default: the vectors' dims; 128 for static-subword*, 64 for the CNN ones)"),
     factory: str = typer.Option("distill", "--factory", help="'distill' (soft targets) or 'textcat' (spaCy's own, gold only: a baseline)"),
     temperature: float = typer.Option(2.0, "--temperature", "-T", help="Distillation temperature T"),
     alpha: float = typer.Option(0.5, "--alpha", help="Weight of the teacher term for docs that have gold"),
