@@ -112,7 +112,8 @@ def test_transformer_teacher_annotates_and_student_learns_it(tmp_path, monkeypat
     summary = annotate(data, tmp_path / "train.spacy", teacher, show_progress=False)
     assert summary.n_written == len(texts) and summary.n_gold == 0
     target = get_target(next(iter(read_targets(tmp_path / "train.spacy"))))
-    assert target.teacher_id.endswith("/textcat") and target.fingerprint == teacher.fingerprint
+    assert target.teacher_id == teacher.teacher_id == f"spacy:en_pipeline-0.0.0/textcat@{teacher.fingerprint[:8]}"
+    assert target.fingerprint == teacher.fingerprint
 
     student_config = make_student_config(tmp_path / "train.spacy", temperature=1.0, alpha=1.0, max_steps=150)
     student_config["training"]["eval_frequency"] = 50
