@@ -233,22 +233,14 @@ learn_rate = 0.001
 labels = {labels}
 """
 
+# v1, or v2 with a `label_trust = {...}` line (one JSON object: labels need not be config keys).
 _LOSS = """
 [components.textcat.loss]
-@losses = "spacy-distill.SoftTargetLoss.v1"
+@losses = "spacy-distill.SoftTargetLoss.{version}"
 temperature = {temperature}
 alpha = {alpha}
 normalize = true
-"""
-
-_TRUSTED_LOSS = """
-[components.textcat.loss]
-@losses = "spacy-distill.SoftTargetLoss.v2"
-temperature = {temperature}
-alpha = {alpha}
-normalize = true
-label_trust = {trust}
-"""
+{trust}"""
 
 
 def make_student_config(
@@ -318,11 +310,10 @@ def make_student_config(
     if factory == "distill":
         factory_name = "distill_textcat" if exclusive else "distill_textcat_multilabel"
         trust = resolve_label_trust(label_trust, dev, summary["labels"])
-        if trust is None:
-            loss = _LOSS.format(temperature=float(temperature), alpha=float(alpha))
-        else:
-            # One JSON object: labels need not be valid config keys.
-            loss = _TRUSTED_LOSS.format(temperature=float(temperature), alpha=float(alpha), trust=json.dumps(trust))
+        loss = _LOSS.format(
+            version="v1" if trust is None else "v2", temperature=float(temperature), alpha=float(alpha),
+            trust="" if trust is None else f"label_trust = {json.dumps(trust)}\n",
+        )
     else:
         if label_trust is not None:
             raise DistillError("label_trust weighs the teacher term of the distilling loss: not for factory 'textcat'")
