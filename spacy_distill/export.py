@@ -275,6 +275,7 @@ def export_pipeline(
     check_texts: Optional[Sequence[str]] = None,
     name: Optional[str] = None,
     version: Optional[str] = None,
+    license: Optional[str] = None,
     half_precision: bool = True,
 ) -> Dict[str, Any]:
     """Export a trained student (see the module docstring).
@@ -292,9 +293,11 @@ def export_pipeline(
     check_texts (Optional[Sequence[str]]): texts for the equivalence check (default: a few
         built-in ones).
     name, version (Optional[str]): `meta.json` name and version for `spacy package`.
+    license (Optional[str]): `meta.json` licence of the package (the student inherits the terms
+        of its data and teacher: state them).
     half_precision (bool): store static students' embedding tables as float16.
     RETURNS (Dict[str, Any]): output, removed and converted components, the largest
-        prediction difference, the bytes half precision saved, and the card.
+        prediction difference, the bytes half precision saved, the card and warnings.
     """
     output = Path(output)
     try:
@@ -326,6 +329,8 @@ def export_pipeline(
         meta["name"] = name
     if version:
         meta["version"] = version
+    if license:
+        meta["license"] = license
     meta["description"] = _card_description(card)
     exported = load_model_from_config(config, vocab=nlp.vocab, meta=meta, auto_fill=True, validate=True)
     exported.tokenizer.from_bytes(nlp.tokenizer.to_bytes())
@@ -348,6 +353,12 @@ def export_pipeline(
         pass
     output.parent.mkdir(parents=True, exist_ok=True)  # spaCy's to_disk makes the last folder only
     exported.to_disk(output)
+    warnings = []
+    if not exported.meta.get("license"):
+        warnings.append(
+            "meta.json states no licence: the package inherits the terms of its training data and "
+            "teacher; pass license"
+        )
     removed = [n for n in nlp.pipe_names if n not in exported.pipe_names and n not in inlined]
     converted = {
         n: config["components"][n]["factory"]
@@ -364,6 +375,7 @@ def export_pipeline(
         "half_precision_bytes_saved": halved,
         "n_checked": len(check_texts or FALLBACK_TEXTS),
         "card": card,
+        "warnings": warnings,
     }
 
 

@@ -207,6 +207,11 @@ max_epochs = 0
 max_steps = {max_steps}
 eval_frequency = 200
 
+[training.logger]
+# A bar between evaluations: a long run shows it is moving, not only a row per 200 steps.
+@loggers = "spacy.ConsoleLogger.v1"
+progress_bar = true
+
 [training.batcher]
 @batchers = "spacy.batch_by_words.v1"
 discard_oversize = false

@@ -28,6 +28,7 @@ from spacy.tokens import Doc, DocBin
 from spacy.vocab import Vocab
 
 from .errors import TargetFormatError
+from .probabilities import scores_to_probabilities
 
 FORMAT_VERSION = 1
 USER_DATA_KEY = "spacy_distill"
@@ -210,18 +211,6 @@ class TeacherTarget:
             provenance=provenance,
             teacher_info=teacher_info,
         )
-
-
-def scores_to_probabilities(
-    scores: numpy.ndarray, exclusive: bool, temperature: float = 1.0
-) -> numpy.ndarray:
-    """Turn stored scores (log-probabilities or logits) into probabilities at a temperature."""
-    z = numpy.asarray(scores, dtype="float64") / temperature
-    if exclusive:
-        z = z - z.max(axis=-1, keepdims=True)
-        e = numpy.exp(z)
-        return e / e.sum(axis=-1, keepdims=True)
-    return 1.0 / (1.0 + numpy.exp(-z))
 
 
 def set_target(doc: Doc, target: TeacherTarget, gold: Optional[Dict[str, float]] = None) -> Doc:

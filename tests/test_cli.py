@@ -204,3 +204,62 @@ def test_messages_that_name_the_file_and_the_fix(tmp_path, spam_jsonl):
     result, output = invoke("annotate", spam_jsonl, tmp_path / "out.spacy", "--teacher", tmp_path / "no_textcat")
     assert result.exit_code == 1
     assert f"teacher {tmp_path / 'no_textcat'}: The pipeline has no text classifier" in output and "sentencizer" in output
+
+
+TORCH_THREADS_PROBE = """
+import os, sys
+from spacy_distill.cli import app
+try:
+    app(sys.argv[1:], standalone_mode=False)
+except SystemExit:
+    pass
+import torch
+print(torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS"))
+"""
+
+
+def test_torch_threads_option_limits_torch_and_its_children():
+    pytest.importorskip("torch")
+    from spacy_distill.threads import torch_thread_environment
+
+    assert torch_thread_environment(0) == {} and torch_thread_environment(2)["OMP_NUM_THREADS"] == "2"
+    with pytest.raises(ValueError, match="threads=-1"):
+        torch_thread_environment(-1)
+    env = {k: v for k, v in __import__("os").environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    run = subprocess.run([sys.executable, "-c", TORCH_THREADS_PROBE, "--torch-threads", "1", "merge", "--help"],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split()[-2:] == ["1", "1"]
+    result = CliRunner().invoke(app, ["--torch-threads", "-1", "merge", "--help"])
+    assert result.exit_code == 2 and "--torch-threads" in result.output
+
+
+def test_long_steps_show_progress_and_teacher_steps_limit_torch_threads(tmp_path):
+    """The first hour: spaCy's progress bar in the student and sample teacher configs, and every
+    project step that runs a teacher passes the project's torch_threads."""
+    from pathlib import Path
+
+    import yaml
+    from thinc.api import Config
+
+    from spacy_distill.student_config import make_student_config
+    from spacy_distill.targets import write_targets
+
+    from .conftest import make_target_docs, spam_target_rows
+
+    train = write_targets(make_target_docs(spam_target_rows(), ("ham", "spam"), True), tmp_path / "train.spacy")
+    assert make_student_config(train)["training"]["logger"]["progress_bar"] is True
+    projects = Path(__file__).parent.parent / "projects"
+    teacher = Config().from_disk(projects / "spam_filter" / "configs" / "teacher_trf.cfg", interpolate=False)
+    assert teacher["training"]["logger"]["progress_bar"] is True
+    for project in ("spam_filter", "llm_filter"):
+        spec = yaml.safe_load((projects / project / "project.yml").read_text(encoding="utf8"))
+        assert spec["vars"]["torch_threads"] == 1
+        lines = [line for command in spec["commands"] for line in command["script"]]
+        teacher_lines = [line for line in lines if "--teacher training/teacher.cfg" in line or "_teacher.py" in line]
+        assert len(teacher_lines) >= 5
+        assert all("--torch-threads ${vars.torch_threads}" in " ".join(line.split()) for line in teacher_lines), project
+        # the package needs spaCy alone, and states a licence
+        assert any(line.split()[:4] == ["python", "-m", "spacy_distill", "package"] for line in lines), project
+        assert any("spacy_distill export" in line and '--license "${vars.package_license}"' in line for line in lines)
+        assert spec["vars"]["package_license"]

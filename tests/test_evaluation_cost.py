@@ -4,6 +4,7 @@ process on a small and a large pipeline.
 The machine running the tests is shared and noisy: nothing here asserts an absolute time, only
 orderings measured within one run and plausibility bounds.
 """
+import importlib.util
 import json
 import sys
 import time
@@ -151,23 +152,25 @@ def measured(tmp_path_factory):
     ballast = numpy.ones(512 * 2 ** 20, dtype="uint8")
     del ballast
     jobs = {
-        "small": ("pipeline", small),
-        "large": ("pipeline", large),
+        "small": ("pipeline", small, False),
+        "large": ("pipeline", large, False),
+        # As a student ships: torch, transformers and spacy-transformers unimportable.
+        "small_bare": ("pipeline", small, True),
         # A pipeline path is a teacher spec too (spacy-distill.SpacyTeacher.v1).
-        "teacher": ("teacher", small),
+        "teacher": ("teacher", small, False),
     }
     with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
         futures = {
-            name: pool.submit(measure_in_subprocess, kind, spec, texts, **options)
-            for name, (kind, spec) in jobs.items()
+            name: pool.submit(measure_in_subprocess, kind, spec, texts, without_frameworks=bare, **options)
+            for name, (kind, spec, bare) in jobs.items()
         }
         results = {name: future.result() for name, future in futures.items()}
-    results["paths"] = {"small": small, "large": large, "teacher": small}
+    results["paths"] = {"small": small, "large": large, "teacher": small, "small_bare": small}
     results["parent_peak_rss_mb"] = peak_rss_mb()
     return results
 
 
-@pytest.mark.parametrize("name", ["small", "large", "teacher"])
+@pytest.mark.parametrize("name", ["small", "large", "small_bare", "teacher"])
 def test_measure_in_subprocess_is_plausible(measured, name):
     result = measured[name]
     assert result["kind"] == ("teacher" if name == "teacher" else "pipeline")
@@ -184,6 +187,34 @@ def test_measure_in_subprocess_is_plausible(measured, name):
     assert latency["n"] == 20
     assert 0 < latency["p50_ms"] <= latency["p95_ms"] <= latency["p99_ms"]
     assert result["size_on_disk_bytes"] == size_on_disk(measured["paths"][name])
+
+
+def test_a_student_is_measured_as_it_ships_without_torch(measured):
+    full, bare = measured["small"], measured["small_bare"]
+    assert full["environment"] == "with every installed package"
+    assert bare["environment"].startswith("without torch, transformers, spacy_transformers")
+    assert bare["throughput"]["n_docs"] == full["throughput"]["n_docs"]
+    # The model's own memory is the same; what `import spacy` pulls in beside torch is not.
+    assert bare["model_rss_mb"] == pytest.approx(full["model_rss_mb"], abs=15)
+    if importlib.util.find_spec("torch") is not None:  # CI installs it: thinc imports it with spaCy
+        assert bare["peak_rss_mb"] < full["peak_rss_mb"] - 100
+
+
+def test_a_pipeline_that_needs_torch_is_measured_with_it_and_says_so(tmp_path):
+    pytest.importorskip("spacy_transformers")
+    from spacy.util import load_model_from_config
+    from thinc.api import Config
+
+    from .test_transformer_teacher import TRF_TEACHER_CONFIG, build_tiny_bert
+
+    config = Config().from_str(TRF_TEACHER_CONFIG.format(model_dir=build_tiny_bert(tmp_path / "bert")))
+    nlp = load_model_from_config(config, auto_fill=True)
+    nlp.initialize(lambda: [Example.from_dict(nlp.make_doc("free cash"), {"cats": {"spam": 1.0, "ham": 0.0}})])
+    nlp.to_disk(tmp_path / "trf")
+    result = measure_in_subprocess("pipeline", tmp_path / "trf", ["free cash now", "see you"] * 5, batch_size=4,
+                                   warmup=1, latency_n=2, verbose=False, without_frameworks=True)
+    assert result["environment"].startswith("with every installed package (it does not load without torch")
+    assert "transformer" in result["environment"] and result["throughput"]["n_docs"] == 10
 
 
 def test_large_pipeline_costs_its_table(measured):

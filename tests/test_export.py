@@ -87,9 +87,12 @@ def test_filter_carries_tuned_thresholds_and_band(tmp_path):
 def test_card_records_teacher_loss_data_and_evaluation(tmp_path):
     student = train_distilled_student(tmp_path)
     report = evaluate(student, tmp_path / "train.spacy", tmp_path / "metrics", measure_cost=False, plots=False, show_progress=False)
-    export_pipeline(student, tmp_path / "exported", report=tmp_path / "metrics" / "report.json",
-                    train_data=tmp_path / "train.spacy", name="toy_filter", version="1.2.3")
+    result = export_pipeline(student, tmp_path / "exported", report=tmp_path / "metrics" / "report.json",
+                             train_data=tmp_path / "train.spacy", name="toy_filter", version="1.2.3",
+                             license="CC BY 4.0 (toy data)")
+    assert result["warnings"] == []
     meta = json.loads((tmp_path / "exported" / "meta.json").read_text())
+    assert meta["license"] == "CC BY 4.0 (toy data)"
     card = meta["spacy_distill"]["card"]
     assert meta["name"] == "toy_filter" and meta["version"] == "1.2.3"
     assert card["teacher"] == [{"id": "toy", "fingerprint": "0" * 8}]
@@ -127,6 +130,7 @@ def test_cli_exports_with_filter_and_rejects_bad_actions(tmp_path):
                                  "--action", "spam=block", "--check-data", str(data)])
     assert result.exit_code == 0, result.output
     assert "Predictions of 17 texts" in result.output
+    assert "states no licence" in result.output  # none given, none in the trained meta
     assert spacy.load(tmp_path / "exported").pipe_names == ["textcat", "semantic_filter"]
     bad = runner.invoke(app, ["export", str(student), str(tmp_path / "bad"), "--filter", "--action", "spam"])
     assert bad.exit_code == 1 and "LABEL=ACTION" in bad.output

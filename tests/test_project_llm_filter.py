@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -83,8 +84,13 @@ def test_llm_filter_project_runs_all_on_another_dataset_with_vars_only(tmp_path)
     assert decisions["tuned"]["accuracy"] >= decisions["argmax"]["accuracy"]  # never below argmax on dev
     assert tuned["cascade"]["objective"] == "escalation_rate" and tuned["cascade"]["margin"] > 0
     assert report["cascade"]["points"][-1]["accuracy"] == pytest.approx(report["cascade"]["teacher_accuracy"])
-    assert list((root / "packages").glob("en_tweet_filter-0.1.0/dist/en_tweet_filter-0.1.0-py3-none-any.whl"))
+    (wheel,) = (root / "packages").glob("en_tweet_filter-0.1.0/dist/en_tweet_filter-0.1.0-py3-none-any.whl")
+    with zipfile.ZipFile(wheel) as archive:  # the filter's run time inside; spaCy its only requirement
+        assert "en_tweet_filter/spacy_distill_runtime/filter/component.py" in archive.namelist()
+        metadata = archive.read("en_tweet_filter-0.1.0.dist-info/METADATA").decode()
+    assert [line.split()[1][:5] for line in metadata.splitlines() if line.startswith("Requires-Dist")] == ["spacy"]
     exported = spacy.load(root / "packages" / "exported")
+    assert exported.meta["license"]
     assert exported.pipe_names == ["textcat", "semantic_filter"]
     verdicts = {doc._.verdict for doc in exported.pipe(["@user worst day ever", "happy friday!! :)", ""])}
     assert verdicts <= {"allow", "flag", "review"}

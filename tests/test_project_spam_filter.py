@@ -70,40 +70,47 @@ texts = json.loads(sys.argv[1])
 nlp = spacy.load("en_sms_spam_filter")
 one = [(doc.cats, doc._.verdict) for doc in nlp.pipe(texts)]
 two = [(doc.cats, doc._.verdict) for doc in nlp.pipe(texts, n_process=2, batch_size=4)]
+runtime = sys.modules["en_sms_spam_filter.spacy_distill_runtime"]
 print(json.dumps({
     "pipeline": nlp.pipe_names,
+    "license": nlp.meta.get("license"),
     "one": one,
     "same_with_two_processes": [v for _, v in one] == [v for _, v in two],
     "heavy_modules": [m for m in ("torch", "transformers", "spacy_transformers") if m in sys.modules],
+    "uses_plugin": runtime.USES_INSTALLED_PLUGIN,
 }))
 """
 
 
 def _check_wheel_in_fresh_venv(wheel: Path, exported: Path, tmp_path: Path) -> None:
-    """Install the wheel (and the plugin from this checkout) into a new venv without torch and
-    run the filter there: same cats and verdicts as the exported pipeline here."""
+    """Install the wheel alone (spaCy comes from the package index) into a new venv and run the
+    filter there: same cats and verdicts as the exported pipeline here, without torch or the
+    plugin. Then install the plugin beside it: the package loads through the plugin, the same."""
     import spacy
 
     venv = tmp_path / "fresh_venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     python = str(venv / "bin" / "python")
-    repo = Path(__file__).parent.parent
-    install = subprocess.run([python, "-m", "pip", "install", "--quiet", str(wheel), str(repo)],
-                             capture_output=True, text=True, timeout=900)
-    assert install.returncode == 0, install.stdout[-3000:] + install.stderr[-3000:]
-    freeze = subprocess.run([python, "-m", "pip", "freeze"], capture_output=True, text=True, check=True).stdout.lower()
-    assert "torch" not in freeze and "transformers" not in freeze, freeze
     texts = ["WINNER! Claim your free prize now, call 09061701461", "ok see you at 5", "", "Free entry in 2 a wkly comp"]
-    run = subprocess.run([python, "-c", FRESH_VENV_SCRIPT, json.dumps(texts)], capture_output=True, text=True,
-                         timeout=600, cwd=tmp_path)
-    assert run.returncode == 0, run.stderr[-3000:]
-    result = json.loads(run.stdout.strip().splitlines()[-1])
-    assert result["pipeline"] == ["textcat", "semantic_filter"]
-    assert result["heavy_modules"] == [] and result["same_with_two_processes"]
     here = spacy.load(exported)
-    for (cats, verdict), doc in zip(result["one"], here.pipe(texts)):
-        assert verdict == doc._.verdict in {"allow", "block", "review"}
-        assert cats == pytest.approx(doc.cats, abs=1e-6)
+    expected = [(doc.cats, doc._.verdict) for doc in here.pipe(texts)]
+    repo = Path(__file__).parent.parent
+    for install, with_plugin in (([str(wheel)], False), ([str(repo)], True)):
+        step = subprocess.run([python, "-m", "pip", "install", "--quiet", *install], capture_output=True, text=True, timeout=900)
+        assert step.returncode == 0, step.stdout[-3000:] + step.stderr[-3000:]
+        freeze = subprocess.run([python, "-m", "pip", "freeze"], capture_output=True, text=True, check=True).stdout.lower()
+        assert "torch" not in freeze and "transformers" not in freeze, freeze
+        assert ("spacy-distill" in freeze or "spacy_distill" in freeze) == with_plugin, freeze
+        run = subprocess.run([python, "-c", FRESH_VENV_SCRIPT, json.dumps(texts)], capture_output=True, text=True,
+                             timeout=600, cwd=tmp_path)
+        assert run.returncode == 0, run.stderr[-3000:]
+        result = json.loads(run.stdout.strip().splitlines()[-1])
+        assert result["pipeline"] == ["textcat", "semantic_filter"] and result["uses_plugin"] == with_plugin
+        assert result["license"] and "SMS Spam Collection" in result["license"]
+        assert result["heavy_modules"] == [] and result["same_with_two_processes"]
+        for (cats, verdict), (expected_cats, expected_verdict) in zip(result["one"], expected):
+            assert verdict == expected_verdict in {"allow", "block", "review"}
+            assert cats == pytest.approx(expected_cats, abs=1e-6)
 
 
 TWEETS = Path(__file__).parent / "data" / "tweeteval_slice"
@@ -121,6 +128,7 @@ def test_spam_filter_project_on_another_dataset_with_vars_only(tmp_path):
         sys.executable, "-m", "spacy", "project", "run", "all", str(root),
         "--vars.data", str(TWEETS), "--vars.train_sample", "200", "--vars.seed", "3",
         "--vars.actions", "negative=flag,neutral=allow", "--vars.package_name", "tweet_filter",
+        "--vars.package_license", "TweetEval terms (a test slice)",
         "--vars.teacher_max_steps", "30", "--vars.teacher_eval_frequency", "15", "--vars.augment_seeds", "20",
         "--vars.word_vectors_vocab", "no-teacher-vocab", "--vars.word_vectors_dims", "64",
         "--vars.student_max_steps", "150", "--vars.eval_latency_n", "5",
@@ -146,5 +154,6 @@ def test_spam_filter_project_on_another_dataset_with_vars_only(tmp_path):
     import spacy
 
     exported = spacy.load(root / "packages" / "exported")
+    assert exported.meta["license"] == "TweetEval terms (a test slice)"
     verdicts = {doc._.verdict for doc in exported.pipe(["@user this is awful", "lovely day :)", "", "ok"])}
     assert verdicts <= {"allow", "flag", "review"}

@@ -35,11 +35,12 @@ def export_cli(
     check_limit: int = typer.Option(2000, "--check-limit", help="At most this many texts of --check-data"),
     name: Optional[str] = typer.Option(None, "--name", help="Package name in meta.json (for spacy package)"),
     version: Optional[str] = typer.Option(None, "--version", help="Package version in meta.json"),
+    license: Optional[str] = typer.Option(None, "--license", help="Package licence in meta.json (the student inherits the terms of its data and teacher)"),
     half_precision: bool = typer.Option(True, "--half-precision/--full-precision", help="Store a static student's embedding tables as float16: half the size and load memory, probabilities within 0.01 (checked)"),
 ):
     """Turn a trained student into a plain spaCy pipeline: drop training-only components, make
     distill_textcat* spaCy's textcat* (same weights, checked), optionally add the filter, and
-    write a distillation card into meta.json. Then run `spacy package` on OUTPUT."""
+    write a distillation card into meta.json. Then run `spacy-distill package` on OUTPUT."""
     from ..export import export_pipeline
 
     try:
@@ -52,7 +53,7 @@ def export_cli(
         result = export_pipeline(
             trained, output, component=component, add_filter=add_filter, actions=actions,
             default_action=default_action, report=report, train_data=train_data, dev_data=dev_data,
-            check_texts=texts, name=name, version=version, half_precision=half_precision,
+            check_texts=texts, name=name, version=version, license=license, half_precision=half_precision,
         )
     except DistillError as err:
         msg.fail(str(err), exits=1)
@@ -68,6 +69,8 @@ def export_cli(
         f"Predictions of {result['n_checked']} texts equal the trained pipeline's "
         f"(largest difference {result['max_difference']:.2g})"
     )
+    for warning in result["warnings"]:
+        msg.warn(warning)
     msg.good(f"Exported {result['pipeline']} to {output}")
 
 

@@ -18,6 +18,17 @@ import numpy
 
 KINDS = ("pipeline", "teacher")
 WORKER_MODULE = "spacy_distill.evaluation.cost_worker"
+# What a packaged student never needs: measured `without_frameworks`, the worker cannot import
+# them, as in the venv with spaCy alone that the student ships to (with torch importable,
+# `import spacy` alone costs hundreds of MB through thinc and spacy-transformers' entry points).
+FRAMEWORKS = ("torch", "transformers", "spacy_transformers", "spacy_curated_transformers", "tensorflow", "jax", "cupy")
+# The worker's exit status when the model needs one of them (it is then measured with them).
+NEEDS_FRAMEWORK_EXIT = 3
+# Blocked before anything is imported: `python -m` would import spacy_distill (and spaCy) first.
+WITHOUT_FRAMEWORKS_BOOTSTRAP = (
+    "import runpy, sys; sys.modules.update(dict.fromkeys({frameworks!r})); "
+    "runpy.run_module({module!r}, run_name='__main__', alter_sys=True)"
+)
 
 
 def measure_throughput(
@@ -139,6 +150,7 @@ def measure_in_subprocess(
     timeout: float = 1800,
     overrides: Optional[Dict[str, Any]] = None,
     verbose: bool = True,
+    without_frameworks: bool = False,
 ) -> Dict[str, Any]:
     """Load and run a model in a fresh Python process and report what it cost.
 
@@ -153,7 +165,10 @@ def measure_in_subprocess(
     timeout (float): seconds before the worker is killed.
     overrides (Optional[Dict[str, Any]]): teacher config overrides, e.g. {"teacher.batch_size": 8}.
     verbose (bool): echo the worker's progress lines to stderr as they come.
-    RETURNS (Dict[str, Any]): kind, spec, model_id, load_seconds, python_baseline_rss_mb (peak RSS
+    without_frameworks (bool): measure with FRAMEWORKS unimportable (and their entry points
+        ignored), as the model runs in a venv with spaCy alone; a model that needs one of them
+        is measured again with them, and `environment` says so.
+    RETURNS (Dict[str, Any]): environment (what the worker could import), kind, spec, model_id, load_seconds, python_baseline_rss_mb (peak RSS
         after interpreter start and imports, before the model loads), rss_after_load_mb,
         peak_rss_mb, model_rss_mb (peak above the baseline), size_on_disk_bytes and model_path
         (None when the model has no directory to measure, e.g. a teacher behind an API),
@@ -169,8 +184,7 @@ def measure_in_subprocess(
         with texts_path.open("w", encoding="utf8") as file_:
             for text in texts:
                 file_.write(json.dumps({"text": text}) + "\n")
-        cmd = [
-            sys.executable, "-m", WORKER_MODULE,
+        arguments = [
             "--kind", kind,
             "--spec", str(spec),
             "--texts", str(texts_path),
@@ -180,14 +194,27 @@ def measure_in_subprocess(
             "--latency-n", str(latency_n),
             "--overrides", json.dumps(overrides or {}),
         ]
-        returncode, tail = _run_worker(cmd, timeout=timeout, verbose=verbose, spec=spec)
+        environment = "with every installed package"
+        if without_frameworks:
+            bootstrap = WITHOUT_FRAMEWORKS_BOOTSTRAP.format(frameworks=FRAMEWORKS, module=WORKER_MODULE)
+            cmd = [sys.executable, "-c", bootstrap, *arguments, "--without-frameworks", ",".join(FRAMEWORKS)]
+            returncode, tail = _run_worker(cmd, timeout=timeout, verbose=verbose, spec=spec)
+            environment = f"without {', '.join(FRAMEWORKS[:3])} (as in a venv with spaCy alone)"
+            if returncode == NEEDS_FRAMEWORK_EXIT:
+                why = tail.strip().splitlines()[-1] if tail.strip() else "it needs a framework"
+                environment = f"with every installed package ({why})"
+        if not without_frameworks or returncode == NEEDS_FRAMEWORK_EXIT:
+            cmd = [sys.executable, "-m", WORKER_MODULE, *arguments]
+            returncode, tail = _run_worker(cmd, timeout=timeout, verbose=verbose, spec=spec)
         if returncode != 0:
             raise RuntimeError(
                 f"measuring {kind} {spec}: the cost worker failed (exit code {returncode}); "
                 f"its last output:\n{tail}"
             )
         try:
-            return json.loads(result_path.read_text(encoding="utf8"))
+            result = json.loads(result_path.read_text(encoding="utf8"))
+            result["environment"] = environment
+            return result
         except (OSError, ValueError) as err:
             raise RuntimeError(
                 f"measuring {kind} {spec}: the cost worker exited cleanly but left no readable "

@@ -11,6 +11,7 @@ import json
 import platform
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -20,6 +21,7 @@ import spacy
 
 import spacy_distill
 from spacy_distill.evaluation.cost import (
+    NEEDS_FRAMEWORK_EXIT,
     current_rss_mb,
     measure_latency,
     measure_throughput,
@@ -38,9 +40,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--latency-n", type=int, default=200)
     parser.add_argument("--overrides", default="{}", help="teacher config overrides as JSON")
+    parser.add_argument("--without-frameworks", default="",
+                        help="comma-separated frameworks that cost.WITHOUT_FRAMEWORKS_BOOTSTRAP made unimportable: "
+                        "ignore their entry points too")
     args = parser.parse_args(argv)
 
     texts = read_texts(args.texts)
+    frameworks = tuple(f for f in args.without_frameworks.split(",") if f)
+    if frameworks:
+        ignore_entry_points_of(frameworks)
     # Constructing any Language loads every installed `spacy_factories` entry point (with
     # spacy-transformers installed, that is torch and transformers: hundreds of MB). Every
     # pipeline in this environment pays that, so it belongs to the baseline, not to the model.
@@ -50,7 +58,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     say(args.spec, f"loading {args.kind} ({len(texts)} texts; baseline {_mb(baseline_mb)})")
     start = time.perf_counter()
     if args.kind == "pipeline":
-        nlp = spacy.load(args.spec)
+        try:
+            nlp = spacy.load(args.spec)
+        except Exception as err:  # noqa: BLE001  (E002 for a factory, ImportError for code...)
+            if not frameworks:
+                raise
+            # The last line is the reason the report gives.
+            reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+            print(f"it does not load without {', '.join(frameworks[:3])}: {reason}", flush=True)
+            return NEEDS_FRAMEWORK_EXIT
         model_id = f"{nlp.meta.get('lang', nlp.lang)}_{nlp.meta.get('name', 'pipeline')}"
         model_path = nlp.path
         batch_size = args.batch_size
@@ -117,6 +133,26 @@ def main(argv: Optional[List[str]] = None) -> int:
     else:
         args.output.write_text(payload, encoding="utf8")
     return 0
+
+
+def ignore_entry_points_of(frameworks) -> None:
+    """Drop the entry points whose code lives in a blocked framework (spacy-transformers
+    registers its factories so): spaCy imports every factory entry point when it builds a
+    pipeline, and in a venv without the framework they would not exist."""
+    import importlib.metadata
+
+    import catalogue
+
+    def keep(entry_point) -> bool:
+        return entry_point.value.split(":")[0].split(".")[0] not in frameworks
+
+    available = catalogue.AVAILABLE_ENTRY_POINTS
+    # Python 3.10-3.11 give a dict of group -> entry points that also has `select`; 3.12 a flat
+    # EntryPoints. catalogue only calls `select(group=...)`, which a flat EntryPoints answers.
+    with warnings.catch_warnings():  # 3.10-3.11 call the dict interface deprecated
+        warnings.simplefilter("ignore", DeprecationWarning)
+        flat = [ep for group in available.values() for ep in group] if isinstance(available, dict) else list(available)
+    catalogue.AVAILABLE_ENTRY_POINTS = importlib.metadata.EntryPoints(ep for ep in flat if keep(ep))
 
 
 def read_texts(path: Path) -> List[str]:

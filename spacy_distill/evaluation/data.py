@@ -7,7 +7,8 @@ import numpy
 
 from ..errors import DistillError, LabelMismatchError
 from ..records import read_records, split_errors
-from ..targets import get_target, read_targets, scores_to_probabilities
+from ..probabilities import scores_to_probabilities
+from ..targets import get_target, read_targets
 
 
 @dataclass

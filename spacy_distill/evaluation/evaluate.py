@@ -232,7 +232,9 @@ def _measure_cost(student, teacher: Optional[str], texts: Sequence[str], batch_s
 
     result: Dict[str, Any] = {}
     _log("measuring the student's cost in a subprocess")
-    result["student"] = cost.measure_in_subprocess("pipeline", str(student), list(texts), batch_size=batch_size, latency_n=latency_n)
+    # As it ships: in a venv with spaCy alone, not beside the teacher's torch.
+    result["student"] = cost.measure_in_subprocess("pipeline", str(student), list(texts), batch_size=batch_size,
+                                                   latency_n=latency_n, without_frameworks=True)
     if teacher is not None:
         _log("measuring the teacher's cost in a subprocess")
         result["teacher"] = cost.measure_in_subprocess("teacher", str(teacher), list(texts), batch_size=batch_size, latency_n=latency_n)

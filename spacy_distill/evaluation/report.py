@@ -156,6 +156,7 @@ def render_markdown(report: Dict[str, Any]) -> str:
         ]
         for title, getter in rows:
             lines.append(f"| {title} | " + " | ".join(_fmt(_safe(getter, cost[n]), 1) for n in names) + " |")
+        lines.append("| measured | " + " | ".join(str(cost[n].get("environment") or "n/a") for n in names) + " |")
         summary = cost.get("summary") or {}
         if summary:
             lines += ["", "Ratios: " + ", ".join(f"{k} {_fmt(v, 1)}×" for k, v in summary.items() if v is not None)]

@@ -20,7 +20,7 @@ from spacy.util import minibatch
 
 from ..errors import DistillError, LabelMismatchError
 from ..pipeline.textcat_lookup import find_textcat, is_exclusive
-from ..targets import scores_to_probabilities
+from ..probabilities import scores_to_probabilities
 from .decision import REVIEW, DecisionRule
 from .settings import META_KEY, stored_settings
 
@@ -245,8 +245,14 @@ class SemanticFilter:
 
     def _load_teacher(self) -> Any:
         if self._teacher is None:
-            from ..teachers.loading import load_teacher
-
+            try:
+                # absolute: a packaged student's copy of this module has no teachers beside it
+                from spacy_distill.teachers.loading import load_teacher
+            except ImportError as err:
+                raise DistillError(
+                    f"component '{self.name}': the cascade teacher {self.teacher_spec!r} needs the "
+                    f"spacy-distill plugin ({err}); install it or set teacher = null"
+                ) from err
             self._teacher = load_teacher(self.teacher_spec)  # type: ignore[arg-type]
         if self._teacher_columns is None:
             teacher_labels = list(self._teacher.labels)

@@ -88,6 +88,7 @@ def main(
     base_url: str = typer.Option("", "--base-url", help="[server] base_url of an OpenAI-compatible teacher"),
     api_model: str = typer.Option("", "--api-model", help="[server] model: the model name the server expects"),
     api_key_env: str = typer.Option("", "--api-key-env", help="[server] api_key_env: the NAME of the variable holding the API key (empty: none)"),
+    torch_threads: int = typer.Option(1, "--torch-threads", min=0, help="Threads for torch while the teacher runs (0: torch's default, one per core)"),
     labels_from: List[Path] = typer.Option([], "--labels-from", help="Records whose labels the teacher must have (default: --train): a probe takes them as its labels; any other teacher's [teacher] labels are checked against them before its model loads", exists=True, dir_okay=False),
 ):
     """Fill in CONFIG_PATH, write TEACHER_CONFIG, and build the teacher (fitting a probe head)."""
@@ -96,6 +97,9 @@ def main(
     from spacy_distill.errors import DistillError
 
     from spacy_distill.records import label_set
+    from spacy_distill.threads import set_torch_threads
+
+    set_torch_threads(torch_threads)
 
     config = Config().from_disk(config_path, interpolate=False)
     if "teacher" not in config:

@@ -58,6 +58,7 @@ def main(
     eval_frequency: int = typer.Option(100, "--eval-frequency", help="Steps between evaluations on dev"),
     patience: int = typer.Option(0, "--patience", help="Stop after this many steps without a better dev score (macro-F1; 0: never)"),
     annotate_batch_size: int = typer.Option(64, "--annotate-batch-size", help="Texts per batch when the teacher annotates"),
+    torch_threads: int = typer.Option(1, "--torch-threads", min=0, help="Threads for torch while training (0: torch's default, one per core)"),
 ):
     """Train a MiniLM teacher on the gold data, or take --teacher, and write TEACHER_CONFIG."""
     if teacher:
@@ -95,7 +96,9 @@ def main(
         if gpu_id >= 0:
             command += ["--system.gpu_allocator", "pytorch"]
         msg.info("Running: " + " ".join(command))
-        result = subprocess.run(command)
+        from spacy_distill.threads import torch_thread_environment
+
+        result = subprocess.run(command, env={**os.environ, **torch_thread_environment(torch_threads)})
         if result.returncode != 0:
             sys.exit(result.returncode)
         files = output_dir / "model-best"
