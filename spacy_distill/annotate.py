@@ -14,9 +14,10 @@ from wasabi import msg
 
 from spacy.tokens import Doc
 
+from .arguments import check_int_argument
 from .cache import CachedScorer, TeacherCache
-from .chunked import ChunkedTargetWriter, is_chunked_output
-from .errors import DistillError, RecordError
+from .chunked import ChunkedTargetWriter, file_sha256, is_chunked_output, write_atomically
+from .errors import DistillError, RecordError, TeacherError
 from .hidden.storage import HiddenRequest
 from .msgpack_codecs import cached_msgpack_codecs
 from .records import Record, read_records, split_errors
@@ -101,9 +102,13 @@ def annotate(
         process, batch by batch.
     RETURNS (AnnotationSummary): what was written, what was skipped, and cache hits.
     """
+    check_int_argument("limit", limit, 0)
+    check_int_argument("chunk_size", chunk_size, 1)
+    check_shard(shard)
+    check_output_path(output_path)
     labels, exclusive = tuple(teacher.labels), bool(teacher.exclusive)
-    if chunk_size < 1:
-        raise DistillError(f"chunk_size must be at least 1, got {chunk_size}")
+    batch_size = getattr(teacher, "batch_size", 32)
+    check_int_argument("teacher.batch_size", batch_size, 1)
     summary, n_valid = _check_records(
         input_path, output_path, labels, exclusive, on_error, limit, eval_data
     )
@@ -125,7 +130,6 @@ def annotate(
     # How the teacher scored (e.g. "logprobs" or "samples:k" for a server) goes in every target.
     method = getattr(teacher, "method", None)
     run_info = {"method": method} if isinstance(method, str) else {}
-    batch_size = max(1, int(getattr(teacher, "batch_size", 32)))
     own_cache = isinstance(cache, (str, Path))
     cache_obj = TeacherCache(cache) if own_cache else cache
     temp_cache = None
@@ -133,21 +137,29 @@ def annotate(
         # A backend hands its scores back through a cache: a private one for this run.
         temp_cache = tempfile.TemporaryDirectory(prefix="spacy-distill-cache-")
         cache_obj = TeacherCache(Path(temp_cache.name) / "run.sqlite")
+    # Where the scores of a stopped run survive (a private cache goes with the run).
+    kept_cache = getattr(cache_obj, "path", None) if temp_cache is None else None
     scorer = CachedScorer(teacher, cache_obj)  # type: ignore[arg-type]
-    sink = None
-    if chunked:
-        sink = ChunkedTargetWriter(output_path, {
-            "input": Path(input_path).name, "input_bytes": Path(input_path).stat().st_size,
-            "n_records": n_records, "chunk_size": chunk_size, "limit": limit,
-            "shard": list(shard) if shard else None, "labels": list(labels),
-            "exclusive": exclusive, "fingerprint": scorer.fingerprint, "lang": lang,
-        })
-    records = _valid_records(input_path, labels, exclusive, limit, shard)
-    chunks = _chunks(records, chunk_size if chunked else 0)
+    sink: Optional[ChunkedTargetWriter] = None
+    writer: Optional[TargetFileWriter] = None
     n_backend = 0
-    # The targets' user data is packed per doc by srsly: see msgpack_codecs.
-    with cached_msgpack_codecs():
-        try:
+    try:
+        if chunked:
+            # Takes the directory's lock (refusing a second run at once) and checks that the
+            # chunks already there belong to this run.
+            sink = ChunkedTargetWriter(output_path, {
+                "input": str(input_path), "input_sha256": file_sha256(input_path),
+                "n_records": n_records, "chunk_size": chunk_size, "limit": limit,
+                "shard": list(shard) if shard else None, "labels": list(labels),
+                "exclusive": exclusive, "fingerprint": scorer.fingerprint, "lang": lang,
+                "hidden": _hidden_settings(hidden),
+            })
+        else:
+            writer = TargetFileWriter(output_path)
+        records = _valid_records(input_path, labels, exclusive, limit, shard)
+        chunks = _chunks(records, chunk_size if chunked else 0)
+        # The targets' user data is packed per doc by srsly: see msgpack_codecs.
+        with cached_msgpack_codecs():
             if backend is not None:
                 todo = (
                     record.text for index, chunk in _chunks(
@@ -155,7 +167,6 @@ def annotate(
                     ) if sink is None or not sink.is_done(index) for record in chunk
                 )
                 n_backend = backend.fill_cache(teacher, todo, scorer.cache, total=n_records, show_progress=show_progress)
-            writer = TargetFileWriter(output_path) if sink is None else None
             progress = tqdm(
                 total=n_records,
                 unit="doc",
@@ -186,31 +197,34 @@ def annotate(
                                     summary.n_gold += has_gold
                     if sink is not None:
                         sink.finish()
-            except BaseException:
                 if sink is not None:
-                    msg.warn(
-                        f"Stopped; {len(sink.chunks)} complete chunk(s) are kept in {sink.directory}: "
-                        "rerun the same command to resume after them"
-                    )
-                elif writer is not None and len(writer):
-                    # Keep what is done (the cache keeps the scores too, so a rerun recomputes nothing).
-                    partial = writer.path.with_name(writer.path.stem + ".partial.spacy")
-                    writer.path = partial
-                    writer.write()
-                    msg.warn(f"Stopped after {len(writer)} docs; they are saved in {partial}")
-                raise
+                    sink.complete()
+                else:
+                    write_atomically(output_path, writer.doc_bin.to_bytes())  # type: ignore[union-attr]
             finally:
                 progress.close()
-        finally:
-            if (own_cache or temp_cache is not None) and scorer.cache is not None:
-                scorer.cache.close()
-            if temp_cache is not None:
-                temp_cache.cleanup()
+    except BaseException:
+        if sink is not None:
+            msg.warn(
+                f"Stopped; {len(sink.chunks)} complete chunk(s) are kept in {sink.directory}: "
+                "rerun the same command to resume after them"
+            )
+        elif writer is not None and len(writer):
+            _save_partial(writer, kept_cache)
+        raise
+    finally:
+        if sink is not None:
+            sink.close()
+        if (own_cache or temp_cache is not None) and scorer.cache is not None:
+            scorer.cache.close()
+        if temp_cache is not None:
+            temp_cache.cleanup()
     if sink is not None:
-        sink.complete()
         summary.n_written, summary.n_gold = sink.n_docs, sink.n_gold
     else:
-        writer.write()  # type: ignore[union-attr]
+        # What an earlier run that stopped kept is in OUTPUT now: a directory reader must not
+        # read those docs twice.
+        partial_path(output_path).unlink(missing_ok=True)
         summary.n_written = len(writer)  # type: ignore[arg-type]
     # Texts the backend scored come back through the cache: count them as teacher work.
     summary.n_cache_hits = scorer.hits - n_backend
@@ -219,16 +233,92 @@ def annotate(
     return summary
 
 
+def check_output_path(output_path: Union[str, Path]) -> None:
+    """Fail at once, before any teacher is built or run, if OUTPUT cannot be written.
+
+    A `.spacy` OUTPUT is written into its folder (created if missing), any other path is a
+    directory of chunks: the folder, or the nearest existing folder above it, must be a
+    directory this process can create files in (tried, not guessed from permission bits).
+
+    output_path (Union[str, Path]): the `.spacy` file or the chunk directory.
+    """
+    path = Path(output_path)
+    chunked = is_chunked_output(path)
+    if chunked and path.exists() and not path.is_dir():
+        raise DistillError(
+            f"{path}: exists and is not a directory; OUTPUT is a .spacy file or a directory of chunks"
+        )
+    existing = path if chunked else path.parent
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise DistillError(f"{path}: cannot be written: {existing} is a file, not a directory")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        raise DistillError(
+            f"{path}: cannot be written ({err.strerror} in {existing}); give another output path"
+        ) from None
+
+
+def partial_path(output_path: Union[str, Path]) -> Path:
+    """Where a single-file run that stopped keeps the docs it had done: `OUTPUT.partial.spacy`."""
+    path = Path(output_path)
+    return path.with_name(path.stem + ".partial.spacy")
+
+
+def check_shard(shard: Optional[Tuple[int, int]]) -> None:
+    """A DistillError unless `shard` is None or (K, N) with 1 <= K <= N."""
+    if shard is None:
+        return
+    try:
+        k, n = shard
+    except (TypeError, ValueError):
+        raise DistillError(f"shard must be a pair (K, N), got {shard!r}") from None
+    check_int_argument("shard count N", n, 1)
+    check_int_argument("shard index K", k, 1)
+    if k > n:
+        raise DistillError(f"shard must be K/N with 1 <= K <= N, got {k}/{n}")
+
+
+def _save_partial(writer: TargetFileWriter, kept_cache: Optional[Path]) -> None:
+    # Keep what is done; a failure here must not hide the error that stopped the run.
+    partial = partial_path(writer.path)
+    try:
+        write_atomically(partial, writer.doc_bin.to_bytes())
+    except Exception as err:
+        where = (
+            f"the teacher cache {kept_cache} keeps their scores, so a rerun does not score them again"
+            if kept_cache is not None else "no teacher cache was used, so a rerun scores them again"
+        )
+        msg.warn(f"Stopped after {len(writer)} docs, but they could not be saved in {partial} ({err}); {where}")
+        return
+    msg.warn(f"Stopped after {len(writer)} docs; they are saved in {partial}")
+
+
+def _hidden_settings(hidden: Optional[HiddenRequest]) -> Optional[Dict]:
+    # What decides the hidden fields a chunk holds; a resume with other settings would mix them.
+    if hidden is None:
+        return None
+    return {
+        "level": hidden.level, "dims": hidden.dims, "reduction": hidden.reduction,
+        "seed": hidden.seed, "source": hidden.source,
+    }
+
+
 def _annotate_window(
     window, scorer, teacher, labels, exclusive, batch_size, nlp, hidden, run_info, teacher_id,
     on_error, summary, progress,
 ) -> Iterator[Tuple[Doc, bool]]:
     window_scores, window_extras = _score_window(scorer, window, labels, batch_size, progress)
     window_docs = [nlp.make_doc(record.text) for record in window]
-    window_hidden = (
-        hidden.fields(teacher, [record.text for record in window], window_docs)
-        if hidden is not None else [None] * len(window)
-    )
+    window_hidden = [None] * len(window)
+    if hidden is not None:
+        try:
+            window_hidden = hidden.fields(teacher, [record.text for record in window], window_docs)
+        except TeacherError as err:
+            raise _record_teacher_error(err, window) from err
     for record, row, extra, doc, hidden_field in zip(
         window, window_scores, window_extras, window_docs, window_hidden
     ):
@@ -294,6 +384,7 @@ def convert(
     limit (int): convert only the first N good records (0: all).
     RETURNS (AnnotationSummary): what was written and what was skipped.
     """
+    check_int_argument("limit", limit, 0)
     if labels is None or exclusive is None:
         found, _ = split_errors(read_records(input_path))
         if labels is None:
@@ -315,7 +406,7 @@ def convert(
         gold = gold_cats(record, labels)
         writer.add(set_target(nlp.make_doc(record.text), target, gold))
         summary.n_gold += gold is not None
-    writer.write()
+    write_atomically(output_path, writer.doc_bin.to_bytes())
     summary.n_written = len(writer)
     return summary
 
@@ -447,8 +538,6 @@ def _shard_size(n_valid: int, shard: Optional[Tuple[int, int]]) -> int:
     if shard is None:
         return n_valid
     k, n = shard
-    if not (n >= 1 and 1 <= k <= n):
-        raise DistillError(f"shard must be K/N with 1 <= K <= N, got {k}/{n}")
     return len(range(k - 1, n_valid, n))
 
 
@@ -469,7 +558,11 @@ def _handle(error: RecordError, on_error: str, summary: AnnotationSummary) -> No
 
 
 def _checked_scores(scorer: CachedScorer, batch: List[Record], labels: Tuple[str, ...]):
-    scores, extras = scorer.score([record.text for record in batch])
+    try:
+        # The scorer makes a TeacherError's index a position in the texts it was given.
+        scores, extras = scorer.score([record.text for record in batch])
+    except TeacherError as err:
+        raise _record_teacher_error(err, batch) from err
     if scores.shape != (len(batch), len(labels)):
         raise DistillError(
             f"Teacher {scorer.teacher.teacher_id} returned scores of shape {scores.shape} for "
@@ -477,6 +570,25 @@ def _checked_scores(scorer: CachedScorer, batch: List[Record], labels: Tuple[str
             f"{batch[0].source}:{batch[0].line})"
         )
     return scores, extras
+
+
+def _record_teacher_error(err: TeacherError, records: List[Record]) -> TeacherError:
+    # The teacher names a position in a length-sorted batch; the user needs the input record.
+    index = err.index
+    if isinstance(index, (int, numpy.integer)) and not isinstance(index, bool) and 0 <= index < len(records):
+        where = _describe_record(records[index])
+    elif len(records) == 1:
+        where = _describe_record(records[0])
+    else:
+        lines = sorted((record.source, record.line) for record in records)
+        (first_source, first_line), (last_source, last_line) = lines[0], lines[-1]
+        where = f"one of {len(records)} records from {first_source}:{first_line} to {last_source}:{last_line}"
+    return TeacherError(f"{where}: {err}")
+
+
+def _describe_record(record: Record) -> str:
+    where = f"{record.source}:{record.line}"
+    return f"{where} (id {record.id!r})" if record.id is not None else where
 
 
 def _batches(items: Iterable[Record], size: int) -> Iterator[List[Record]]:

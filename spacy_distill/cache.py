@@ -5,16 +5,30 @@ Content-addressed on (teacher fingerprint, text) in an SQLite file (the standard
 share it). Every batch is committed as soon as the teacher has scored it, so a run killed at
 any point loses at most the batch in flight, and the next run only scores what is missing.
 A changed prompt, model or label map is a new fingerprint: new entries, not an error.
+
+Every entry carries a checksum of its key and value: an entry altered on disk (a flipped
+bit, an edited row) is not used but scored again and overwritten, with a warning naming the
+cache file. Entries written before checksums existed have none and are scored again too (once;
+trusting them would defeat the check). A file SQLite cannot read raises a `DistillError`
+naming it. Teacher outputs can be private: the cache file (and its -wal/-shm/-journal files,
+which SQLite creates with the database file's mode) is created 0600, and folders created for
+it 0700; an existing file or folder keeps the mode its owner chose.
 """
 import hashlib
 import json
+import logging
 import os
 import sqlite3
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy
+
+from .errors import DistillError, TeacherError
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_CACHE_ENV = "SPACY_DISTILL_CACHE"
 
@@ -25,9 +39,13 @@ CREATE TABLE IF NOT EXISTS teacher_scores (
     n_labels INTEGER NOT NULL,
     scores BLOB NOT NULL,
     created REAL NOT NULL,
-    extra TEXT
+    extra TEXT,
+    checksum TEXT
 )
 """
+_COLUMNS = "key, fingerprint, n_labels, scores, created, extra, checksum"
+# Columns added after the first release: a cache written by an older version gets them on open.
+_ADDED_COLUMNS = (("extra", "TEXT"), ("checksum", "TEXT"))
 
 
 def default_cache_path() -> Path:
@@ -42,42 +60,92 @@ def cache_key(fingerprint: str, text: str) -> str:
     return hashlib.sha256(f"{fingerprint}\x00{text}".encode("utf8")).hexdigest()
 
 
+def entry_checksum(key: str, n_labels: int, scores: bytes, extra: Optional[str]) -> str:
+    """A short digest of one entry. It guards against damage, not against an attacker (who
+    could recompute it): the key is included, so a value moved to another text fails too."""
+    digest = hashlib.blake2b(digest_size=8)
+    parts = (key.encode("utf8"), str(n_labels).encode("ascii"), bytes(scores), (extra or "").encode("utf8"))
+    for part in parts:
+        digest.update(len(part).to_bytes(8, "little"))
+        digest.update(part)
+    return digest.hexdigest()
+
+
 class TeacherCache:
     """Teacher scores by (fingerprint, text), persisted in SQLite."""
 
     def __init__(self, path: Union[str, Path]):
         """
-        path (Union[str, Path]): the SQLite file (created with its folder if missing).
+        path (Union[str, Path]): the SQLite file (created 0600, with its missing folders 0700).
         """
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # A long timeout: concurrent shards wait for each other's commits instead of failing.
-        self._db = sqlite3.connect(str(self.path), timeout=120)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(_SCHEMA)
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(teacher_scores)")}
-        if "extra" not in columns:  # a cache written before per-text details were kept
-            self._db.execute("ALTER TABLE teacher_scores ADD COLUMN extra TEXT")
-        self._db.commit()
+        self._db: Optional[sqlite3.Connection] = None
+        self._warned_unverified = False
+        _create_private(self.path)
+        with self._guard("open"):
+            # A long timeout: concurrent shards wait for each other's commits instead of failing.
+            self._db = sqlite3.connect(str(self.path), timeout=120)
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.execute(_SCHEMA)
+                columns = {row[1] for row in self._db.execute("PRAGMA table_info(teacher_scores)")}
+                for name, kind in _ADDED_COLUMNS:
+                    if name not in columns:
+                        self._db.execute(f"ALTER TABLE teacher_scores ADD COLUMN {name} {kind}")
+                self._db.commit()
+            except sqlite3.Error:
+                self._db.close()
+                raise
+
+    @contextmanager
+    def _guard(self, doing: str) -> Iterator[None]:
+        # sqlite3's errors name neither the file nor a way out: every query goes through here.
+        try:
+            yield
+        except sqlite3.Error as err:
+            raise DistillError(_describe(self.path, doing, err)) from err
 
     def get_many(
         self, fingerprint: str, texts: Sequence[str], n_labels: int
     ) -> Dict[int, Tuple[numpy.ndarray, Optional[Dict[str, Any]]]]:
-        """Cached (scores, extra) for texts, by position in `texts` (misses are left out)."""
+        """Cached (scores, extra) for texts, by position in `texts` (misses are left out; so
+        are entries that fail their checksum, with a warning: the caller scores them again)."""
         keys = [cache_key(fingerprint, text) for text in texts]
         found: Dict[str, Tuple[numpy.ndarray, Optional[Dict[str, Any]]]] = {}
-        for start in range(0, len(keys), 500):  # SQLite caps the number of bound parameters
-            chunk = keys[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = self._db.execute(
-                f"SELECT key, n_labels, scores, extra FROM teacher_scores WHERE key IN ({marks})",
-                chunk,
+        n_damaged = n_unverified = 0
+        with self._guard("read"):
+            for start in range(0, len(keys), 500):  # SQLite caps the number of bound parameters
+                chunk = keys[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = self._connection.execute(
+                    "SELECT key, n_labels, scores, extra, checksum FROM teacher_scores "
+                    f"WHERE key IN ({marks})",
+                    chunk,
+                ).fetchall()
+                for key, stored_n_labels, blob, extra, checksum in rows:
+                    if stored_n_labels != n_labels:
+                        continue
+                    if checksum is None:
+                        n_unverified += 1
+                        continue
+                    entry = _decode(key, n_labels, blob, extra, checksum)
+                    if entry is None:
+                        n_damaged += 1
+                    else:
+                        found[key] = entry
+        if n_damaged:
+            logger.warning(
+                "%s: %d teacher cache entr%s failed %s checksum (altered or damaged on disk); "
+                "they are scored again and overwritten", self.path, n_damaged,
+                "y" if n_damaged == 1 else "ies", "its" if n_damaged == 1 else "their",
             )
-            for key, stored_n_labels, blob, extra in rows:
-                if stored_n_labels == n_labels:
-                    scores = numpy.frombuffer(blob, dtype="float32").copy()
-                    found[key] = (scores, json.loads(extra) if extra else None)
+        if n_unverified and not self._warned_unverified:
+            self._warned_unverified = True
+            logger.warning(
+                "%s: teacher cache entries written by an older spacy-distill have no checksum; "
+                "they are scored again (once) and stored with one", self.path,
+            )
         return {i: found[key] for i, key in enumerate(keys) if key in found}
 
     def put_many(
@@ -91,33 +159,102 @@ class TeacherCache:
         scores = numpy.asarray(scores, dtype="float32")
         extras = extras if extras is not None else [None] * len(texts)
         now = time.time()
-        rows = [
-            (
-                cache_key(fingerprint, text), fingerprint, scores.shape[1], row.tobytes(), now,
-                None if extra is None else json.dumps(extra),
+        n_labels = int(scores.shape[1])
+        rows = []
+        for text, row, extra in zip(texts, scores, extras):
+            key, blob = cache_key(fingerprint, text), row.tobytes()
+            extra_json = None if extra is None else json.dumps(extra)
+            checksum = entry_checksum(key, n_labels, blob, extra_json)
+            rows.append((key, fingerprint, n_labels, blob, now, extra_json, checksum))
+        with self._guard("write"):
+            self._connection.executemany(
+                f"INSERT OR REPLACE INTO teacher_scores ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", rows
             )
-            for text, row, extra in zip(texts, scores, extras)
-        ]
-        self._db.executemany(
-            "INSERT OR REPLACE INTO teacher_scores VALUES (?, ?, ?, ?, ?, ?)", rows
-        )
-        self._db.commit()
+            self._connection.commit()
 
     def count(self, fingerprint: Optional[str] = None) -> int:
         """The number of cached entries (of one teacher, if given)."""
-        if fingerprint is None:
-            return self._db.execute("SELECT COUNT(*) FROM teacher_scores").fetchone()[0]
-        query = "SELECT COUNT(*) FROM teacher_scores WHERE fingerprint = ?"
-        return self._db.execute(query, (fingerprint,)).fetchone()[0]
+        with self._guard("read"):
+            if fingerprint is None:
+                return self._connection.execute("SELECT COUNT(*) FROM teacher_scores").fetchone()[0]
+            query = "SELECT COUNT(*) FROM teacher_scores WHERE fingerprint = ?"
+            return self._connection.execute(query, (fingerprint,)).fetchone()[0]
+
+    @property
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise DistillError(f"{self.path}: the teacher cache is closed")
+        return self._db
 
     def close(self) -> None:
-        self._db.close()
+        if self._db is not None:
+            with self._guard("close"):
+                self._db.close()
+            self._db = None
 
     def __enter__(self) -> "TeacherCache":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _decode(
+    key: str, n_labels: int, blob: Any, extra: Optional[str], checksum: str
+) -> Optional[Tuple[numpy.ndarray, Optional[Dict[str, Any]]]]:
+    # None: the entry is damaged (its checksum, length or JSON is off) and is a miss.
+    if not isinstance(blob, bytes) or len(blob) != 4 * n_labels:
+        return None
+    if checksum != entry_checksum(key, n_labels, blob, extra):
+        return None
+    try:
+        details = json.loads(extra) if extra else None
+    except ValueError:
+        return None
+    return numpy.frombuffer(blob, dtype="float32").copy(), details
+
+
+def _describe(path: Path, doing: str, err: sqlite3.Error) -> str:
+    way_out = "use a different cache path (`cache`) or none (`cache=None`)"
+    if isinstance(err, sqlite3.OperationalError):
+        # Locks, permissions, a full disk: the file itself may be fine.
+        hint = "another process may hold it locked, or its folder is not writable"
+        return f"{path}: cannot {doing} the teacher cache ({err}); {hint}: fix that, or {way_out}"
+    return (
+        f"{path}: the teacher cache is damaged and cannot be read ({err}). Remove it (with its "
+        f"-wal and -shm files, if any: it only saves teacher work, which the next run redoes), "
+        f"or {way_out}"
+    )
+
+
+def _create_private(path: Path) -> None:
+    # Only what is created here is made private: an existing (maybe shared) folder or file
+    # keeps its mode. mkdir/open narrow the mode by the umask; chmod makes it exact.
+    missing = []
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    try:
+        for folder in reversed(missing):
+            try:
+                folder.mkdir(mode=0o700)
+            except FileExistsError:  # another process made it first: its mode is not ours to set
+                continue
+            folder.chmod(0o700)
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except FileExistsError:
+            return
+        try:
+            os.fchmod(fd, 0o600)
+        finally:
+            os.close(fd)
+    except OSError as err:
+        raise DistillError(
+            f"{path}: cannot create the teacher cache ({err}); use a different cache path (`cache`) "
+            "or none (`cache=None`)"
+        ) from err
 
 
 class CachedScorer:
@@ -136,7 +273,11 @@ class CachedScorer:
         self.misses = 0
 
     def score(self, texts: List[str]) -> Tuple[numpy.ndarray, List[Optional[Dict[str, Any]]]]:
-        """Scores (len(texts), n_labels) and per-text details (or None): cached where possible."""
+        """Scores (len(texts), n_labels) and per-text details (or None): cached where possible.
+
+        A `TeacherError` from the teacher has its `index` made a position in `texts` (the
+        teacher only saw the texts the cache lacked).
+        """
         cached = self.cache.get_many(self.fingerprint, texts, self.n_labels) if self.cache else {}
         scores = numpy.zeros((len(texts), self.n_labels), dtype="float32")
         extras: List[Optional[Dict[str, Any]]] = [None] * len(texts)
@@ -147,7 +288,15 @@ class CachedScorer:
         self.misses += len(missing)
         if not missing:
             return scores, extras
-        fresh, fresh_extras = self._score_with_teacher([texts[i] for i in missing])
+        try:
+            fresh, fresh_extras = self._score_with_teacher([texts[i] for i in missing])
+        except TeacherError as err:
+            index = err.index
+            if index is not None:
+                in_range = isinstance(index, (int, numpy.integer)) and 0 <= index < len(missing)
+                # An index outside what the teacher was given cannot name a text.
+                err.index = missing[index] if in_range else None
+            raise
         if fresh.shape != (len(missing), self.n_labels):
             return fresh, extras  # the caller reports the bad shape
         scores[missing] = fresh

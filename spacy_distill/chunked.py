@@ -8,25 +8,44 @@ chunk file that exists is complete. A rerun after a crash keeps the complete chu
 their records without touching the teacher or the cache, and redoes the rest (where the cache
 serves what the killed run scored): nothing is lost and nothing written twice.
 
-`manifest.json` says which run the chunks belong to; a rerun with another input, teacher,
-chunk size, shard or limit is refused rather than mixed into the same directory. spaCy's
-`spacy.Corpus.v1` and our `spacy-distill.TargetCorpus.v1` both read such a directory as one
-corpus, in chunk order (both sort the file names; the zero-padded names sort as numbers).
+`manifest.json` says which run the chunks belong to: the input's content (a SHA-256 of its
+bytes, so an edit that keeps the file's size is seen too), the teacher's fingerprint and every
+setting that decides what a chunk holds. A rerun that differs in any of them is refused rather
+than mixed into the same directory. A run holds an exclusive lock on `annotate.lock` in the
+directory while it writes, so a second run into the same directory is refused at once instead of
+deleting the first one's temporaries; the operating system drops the lock when the process ends,
+however it ends (a killed run never blocks the next one).
+
+spaCy's `spacy.Corpus.v1` and our `spacy-distill.TargetCorpus.v1` both read such a directory as
+one corpus, in chunk order (both sort the file names; the zero-padded names sort as numbers).
+Our readers (`targets.iter_target_files`) leave out the scratch files of runs that stopped or are
+running (`OUTPUT.partial.spacy`, `*.tmp`); see `is_scratch_file`.
 """
+import hashlib
 import json
+import os
+from contextlib import suppress
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Iterator, List, Optional, Union
 
+from filelock import FileLock, Timeout
 from spacy.tokens import Doc
+from spacy.vocab import Vocab
 
-from .errors import DistillError
-from .targets import TargetFileWriter
+from .errors import DistillError, TargetFormatError
+from .targets import TMP_SUFFIX, TargetFileWriter, get_target, is_scratch_file, iter_target_files, read_targets
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "spacy-distill.chunks.v1"
 CHUNK_PATTERN = "part-{:06d}.spacy"
-# The run settings that decide which record lands in which chunk, and what it holds.
-RUN_FIELDS = ("input", "input_bytes", "n_records", "chunk_size", "limit", "shard", "labels", "exclusive", "fingerprint")
+LOCK_NAME = "annotate.lock"
+# The run settings that decide which record lands in which chunk, and what it holds. `input` is
+# the path as given: every doc's provenance names it.
+RUN_FIELDS = (
+    "input", "input_sha256", "n_records", "chunk_size", "limit", "shard", "labels", "exclusive",
+    "fingerprint", "lang", "hidden",
+)
+_HASH_BLOCK = 1 << 20
 
 
 def is_chunked_output(path: Union[str, Path]) -> bool:
@@ -36,8 +55,51 @@ def is_chunked_output(path: Union[str, Path]) -> bool:
     return path.is_dir() or path.suffix != ".spacy"
 
 
+def file_sha256(path: Union[str, Path]) -> str:
+    """The SHA-256 of a file's bytes, read in blocks (constant memory for any input size)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as file_:
+        for block in iter(lambda: file_.read(_HASH_BLOCK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_atomically(path: Union[str, Path], data: bytes) -> Path:
+    """Write `data` to `path` (its folder created if missing) through `<path>.tmp` in the same
+    folder, renamed into place.
+
+    A reader never sees half a file, and a failure (a full disk, an interrupt) leaves neither
+    half a file nor the temporary. An OSError is raised again with `path` as its filename, so
+    its message names the file that could not be written (not the temporary).
+
+    path (Union[str, Path]): the file to write.
+    data (bytes): its content.
+    RETURNS (Path): the path written.
+    """
+    path = Path(path)
+    tmp = path.with_name(path.name + TMP_SUFFIX)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tmp.open("wb") as file_:
+            file_.write(data)
+            file_.flush()
+            # Durable before the rename: after a power cut the name holds all of it or nothing.
+            os.fsync(file_.fileno())
+        os.replace(tmp, path)
+    except BaseException as err:
+        with suppress(OSError):
+            tmp.unlink()
+        if isinstance(err, OSError):
+            raise OSError(err.errno, err.strerror, str(path)) from err
+        raise
+    return path
+
+
 class ChunkedTargetWriter:
-    """Writes target docs to numbered `.spacy` chunk files, one DocBin in memory at a time."""
+    """Writes target docs to numbered `.spacy` chunk files, one DocBin in memory at a time.
+
+    Holds the directory's lock from creation until `close()` (or the end of a `with` block).
+    """
 
     def __init__(self, directory: Union[str, Path], run: Dict[str, Any]) -> None:
         """
@@ -49,14 +111,38 @@ class ChunkedTargetWriter:
         if self.directory.exists() and not self.directory.is_dir():
             raise DistillError(f"{self.directory}: exists and is not a directory of chunks")
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.run = {name: run.get(name) for name in RUN_FIELDS}
-        self.chunks: Dict[str, Dict[str, int]] = {}
-        self._open_manifest()
-        for stale in self.directory.glob("*.tmp"):  # a chunk in flight when a run was killed
-            stale.unlink()
+        self._lock = FileLock(str(self.directory / LOCK_NAME))
+        try:
+            self._lock.acquire(timeout=0)
+        except Timeout:
+            raise DistillError(
+                f"{self.directory}: another annotate run is writing into this directory (it "
+                f"holds {LOCK_NAME}); wait for it to end, or give another output directory"
+            ) from None
+        try:
+            # As it reads back from the manifest (tuples become lists), so that the two compare.
+            self.run = json.loads(json.dumps({name: run.get(name) for name in RUN_FIELDS}, default=str))
+            self.chunks: Dict[str, Dict[str, int]] = {}
+            self._open_manifest()
+            # A chunk in flight when a run was killed (no other run can be writing: we hold the lock).
+            for stale in self.directory.glob("*" + TMP_SUFFIX):
+                stale.unlink()
+        except BaseException:
+            self.close()
+            raise
         self._writer: Optional[TargetFileWriter] = None
         self._index: Optional[int] = None
         self._n_gold = 0
+
+    def close(self) -> None:
+        """Release the directory's lock (the files written stay)."""
+        self._lock.release()
+
+    def __enter__(self) -> "ChunkedTargetWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     @property
     def manifest_path(self) -> Path:
@@ -88,7 +174,7 @@ class ChunkedTargetWriter:
         """Write the current chunk (atomically) and note it in the manifest."""
         assert self._writer is not None and self._index is not None
         # An empty chunk (every record skipped) is written too: its file marks it as done.
-        self._writer.write()
+        write_atomically(self.chunk_path(self._index), self._writer.doc_bin.to_bytes())
         self.chunks[str(self._index)] = {"n_docs": len(self._writer), "n_gold": self._n_gold}
         self._writer, self._index = None, None
         self._save_manifest(complete=False)
@@ -107,7 +193,7 @@ class ChunkedTargetWriter:
 
     def _open_manifest(self) -> None:
         if not self.manifest_path.exists():
-            leftovers = sorted(p.name for p in self.directory.glob("*.spacy"))
+            leftovers = sorted(p.name for p in self.directory.glob("*.spacy") if not is_scratch_file(p))
             if leftovers:
                 raise DistillError(
                     f"{self.directory}: holds .spacy files ({', '.join(leftovers[:3])}) but no "
@@ -121,19 +207,33 @@ class ChunkedTargetWriter:
             raise DistillError(f"{self.manifest_path}: not valid JSON ({err.msg}); remove the directory to start over") from None
         if manifest.get("format") != MANIFEST_FORMAT:
             raise DistillError(f"{self.manifest_path}: field 'format': expected {MANIFEST_FORMAT!r}, got {manifest.get('format')!r}")
+        before_run = manifest.get("run", {})
+        if "input_sha256" not in before_run:
+            raise DistillError(
+                f"{self.manifest_path}: written by an older spacy-distill that did not record the "
+                "input's content, so a resume cannot tell whether the input changed; remove this "
+                "directory to start over, or give another output directory"
+            )
         for name in RUN_FIELDS:
-            before, now = manifest.get("run", {}).get(name), json.loads(json.dumps(self.run[name]))
-            if before != now:
+            before, now = before_run.get(name), self.run[name]
+            if before == now:
+                continue
+            if name == "input_sha256":
                 raise DistillError(
-                    f"{self.manifest_path}: field 'run.{name}': the chunks here were written with "
-                    f"{before!r}, this run has {now!r}; use another output directory (or remove "
-                    "this one) rather than mixing two runs"
+                    f"{self.manifest_path}: the chunks here were written from other content of "
+                    f"{before_run.get('input')} (sha256 {str(before)[:12]}..., now {now[:12]}...): "
+                    "the input changed since, so resuming would mix old and new texts; remove this "
+                    "directory to start over, or give another output directory"
                 )
+            raise DistillError(
+                f"{self.manifest_path}: field 'run.{name}': the chunks here were written with "
+                f"{before!r}, this run has {now!r}; use another output directory (or remove "
+                "this one) rather than mixing two runs"
+            )
         self.chunks = dict(manifest.get("chunks", {}))
 
     def _count(self, index: int) -> None:
         from spacy.tokens import DocBin
-        from spacy.vocab import Vocab
 
         docs = list(DocBin(store_user_data=True).from_disk(self.chunk_path(index)).get_docs(Vocab()))
         self.chunks[str(index)] = {"n_docs": len(docs), "n_gold": sum(bool(doc.cats) for doc in docs)}
@@ -146,6 +246,4 @@ class ChunkedTargetWriter:
             "n_docs": self.n_docs,
             "chunks": self.chunks,
         }
-        tmp = self.manifest_path.with_name(MANIFEST_NAME + ".tmp")
-        tmp.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf8")
-        tmp.replace(self.manifest_path)
+        write_atomically(self.manifest_path, (json.dumps(manifest, indent=1) + "\n").encode("utf8"))

@@ -11,7 +11,8 @@ from .targets import USER_DATA_KEY, read_targets
 
 
 class TargetCorpus:
-    """Yields training examples from a target file or a directory of them.
+    """Yields training examples from a target file or a directory of them (without the scratch
+    files of annotate runs that stopped: see `spacy_distill.targets.is_scratch_file`).
 
     Every doc is validated as it is read, so a bad file fails with its path, doc index and
     field before training uses it. The reference doc keeps the teacher's target in its user

@@ -22,12 +22,14 @@ Only the filter (if added) ties the package to spacy-distill, whose core install
 few small packages: the exported student never needs torch or transformers.
 """
 import copy
+import re
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 
 import numpy
 import spacy
 import srsly
+from packaging.version import InvalidVersion, Version
 from spacy.language import Language
 from spacy.util import load_model_from_config
 from thinc.api import Config, Model
@@ -63,6 +65,35 @@ FALLBACK_TEXTS = [
     "😀 🙃 ???",
     "Das ist ein kurzer Satz auf Deutsch.",
 ]
+
+# spaCy's rule for a package name (`spacy package --name`, in spacy.cli.package, whose check
+# `_is_permitted_package_name` is private, so it is mirrored here): a Python identifier that
+# PEP 426 permits. spaCy checks only a name given on its command line, not meta.json's, and
+# builds paths from name and version: "../x" would write outside the output folder.
+PACKAGE_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
+
+
+def check_package_name(name: Any) -> None:
+    """Raise a DistillError unless `name` is a package name `spacy package` accepts.
+
+    name (Any): the name for meta.json (without the language prefix spaCy adds).
+    """
+    if not isinstance(name, str) or not name.isidentifier() or not PACKAGE_NAME.match(name):
+        raise DistillError(
+            f"name {name!r}: not a package name spaCy accepts; use ASCII letters, digits and _, "
+            "starting with a letter and ending with a letter or digit (e.g. spam_filter)"
+        )
+
+
+def check_package_version(version: Any) -> None:
+    """Raise a DistillError unless `version` is a PEP 440 version (e.g. 1.0.0).
+
+    version (Any): the version for meta.json.
+    """
+    try:
+        Version(version if isinstance(version, str) else "")
+    except InvalidVersion:
+        raise DistillError(f"version {version!r}: not a package version (PEP 440), e.g. 1.0.0") from None
 
 
 def is_training_only(nlp: Language, name: str) -> bool:
@@ -292,7 +323,8 @@ def export_pipeline(
         (default: `paths.train` / `paths.dev` of its config, where they exist).
     check_texts (Optional[Sequence[str]]): texts for the equivalence check (default: a few
         built-in ones).
-    name, version (Optional[str]): `meta.json` name and version for `spacy package`.
+    name, version (Optional[str]): `meta.json` name and version for `spacy package` (checked
+        by its rules: see `check_package_name`, `check_package_version`).
     license (Optional[str]): `meta.json` licence of the package (the student inherits the terms
         of its data and teacher: state them).
     half_precision (bool): store static students' embedding tables as float16.
@@ -300,6 +332,10 @@ def export_pipeline(
         prediction difference, the bytes half precision saved, the card and warnings.
     """
     output = Path(output)
+    if name:
+        check_package_name(name)
+    if version:
+        check_package_version(version)
     try:
         nlp = spacy.load(trained)
     except OSError as err:

@@ -30,6 +30,7 @@ import srsly
 
 from .about import __version__
 from .errors import DistillError
+from .export import check_package_name, check_package_version
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +72,6 @@ if not USES_INSTALLED_PLUGIN:
 '''
 SETUP_PACKAGES = "packages=[model_name],"
 BUILD_FORMATS = ("sdist", "wheel")
-# The error spaCy's package template would give; checked first so that nothing exits.
-PACKAGE_NAME = re.compile(r"^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$", re.IGNORECASE)
 
 
 def write_runtime(package_dir: Union[str, Path]) -> Path:
@@ -134,10 +133,14 @@ def package_pipeline(
     meta = srsly.read_json(input_dir / "meta.json")
     name = name or meta.get("name")
     version = version or meta.get("version")
-    if not name or not str(name).isidentifier() or not PACKAGE_NAME.match(str(name)):
-        raise DistillError(f"name {name!r}: a package name must be a Python identifier (letters, digits, _)")
+    if not name:
+        raise DistillError(f"{input_dir / 'meta.json'}: no name; pass name")
     if not version:
         raise DistillError(f"{input_dir / 'meta.json'}: no version; pass version")
+    # Checked before spaCy's package step, which exits on a name it refuses, and before the
+    # package folder `{name}-{version}` is made: a version such as "../x" would leave output_dir.
+    check_package_name(name)
+    check_package_version(version)
     model_name = name if str(name).startswith(f"{meta['lang']}_") else f"{meta['lang']}_{name}"
     main_path = output_dir / f"{model_name}-{version}"
     package_path = main_path / model_name

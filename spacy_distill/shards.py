@@ -2,6 +2,7 @@
 from pathlib import Path
 from typing import List, Sequence, Tuple, TypeVar, Union
 
+from .chunked import write_atomically
 from .errors import DistillError, TargetFormatError
 from .msgpack_codecs import cached_msgpack_codecs
 from .targets import TargetFileWriter, get_target, read_targets
@@ -34,7 +35,8 @@ def merge_target_files(inputs: Sequence[Union[str, Path]], output: Union[str, Pa
     Docs are ordered by their provenance (source file, line), so shards of one input merge to
     exactly what one run would have written. A record found twice is an error.
 
-    inputs (Sequence[Union[str, Path]]): target files or directories.
+    inputs (Sequence[Union[str, Path]]): target files or directories (a directory's scratch
+        files, e.g. a stopped run's `OUTPUT.partial.spacy`, are left out).
     output (Union[str, Path]): the merged target file.
     RETURNS (int): the number of docs written.
     """
@@ -72,5 +74,5 @@ def _merge(inputs: Sequence[Union[str, Path]], output: Union[str, Path]) -> int:
     writer = TargetFileWriter(output)
     for _, doc in keyed:
         writer.add(doc)
-    writer.write()
+    write_atomically(output, writer.doc_bin.to_bytes())
     return len(writer)

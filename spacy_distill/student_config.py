@@ -7,6 +7,7 @@ import srsly
 from spacy import util
 from thinc.api import Config
 
+from .arguments import check_float_argument, check_int_argument
 from .errors import DistillError
 from .targets import read_target_summary
 
@@ -297,6 +298,14 @@ def make_student_config(
         the JSON report of `spacy-distill check-teacher --output`, or a dict. None: v1, no trust.
     RETURNS (Config): the filled, validated config.
     """
+    # The config would be written with them, and training would fail on them (a temperature of
+    # 0 divides by zero) or run on nonsense (a negative loss weight).
+    check_float_argument("temperature", temperature, 0.0, above_minimum=True)
+    check_float_argument("alpha", alpha, 0.0, 1.0)
+    check_int_argument("max_steps", max_steps, 1)
+    check_float_argument("hidden_weight", hidden_weight, 0.0)
+    if width is not None:
+        check_int_argument("width", width, 1)
     if arch is None:
         arch, _ = choose_architecture(train, vectors)
     if arch not in ARCHITECTURES:
@@ -472,8 +481,6 @@ def _add_hidden(
         raise DistillError(f"--hidden-loss must be one of {HIDDEN_LOSSES}, got {loss!r}")
     if projector not in HIDDEN_PROJECTORS:
         raise DistillError(f"--hidden-projector must be one of {HIDDEN_PROJECTORS}, got {projector!r}")
-    if not weight >= 0:
-        raise DistillError(f"--hidden-weight must be >= 0, got {weight}")
     if arch == "bow":
         raise DistillError(
             "--hidden needs a student with a tok2vec to teach, but --arch bow has none (its "

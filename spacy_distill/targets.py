@@ -309,11 +309,32 @@ def write_targets(docs: Iterable[Doc], path: Union[str, Path]) -> Path:
     return writer.write()
 
 
+# An annotate run's scratch files: `OUTPUT.partial.spacy` (the docs of a run that stopped; a rerun
+# rewrites them into OUTPUT) and `*.tmp` (a file being written). Directory readers leave them out,
+# or a stopped run's docs would be read twice.
+PARTIAL_MARK = ".partial."
+TMP_SUFFIX = ".tmp"
+
+
+def is_scratch_file(path: Union[str, Path]) -> bool:
+    """Whether a file is an annotate run's scratch file, not an output (see PARTIAL_MARK)."""
+    name = Path(path).name
+    return PARTIAL_MARK in name or name.endswith(TMP_SUFFIX)
+
+
 def iter_target_files(path: Union[str, Path]) -> List[Path]:
-    """The `.spacy` files of a path: the file itself, or every `.spacy` file below a directory."""
+    """The `.spacy` files of a path: the file itself, or every `.spacy` file below a directory
+    except scratch files (`is_scratch_file`), sorted."""
     path = Path(path)
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*.spacy") if p.is_file())
+        found = sorted(p for p in path.rglob("*.spacy") if p.is_file())
+        files = [p for p in found if not is_scratch_file(p)]
+        if not files and found:
+            names = ", ".join(p.name for p in found[:3])
+            raise TargetFormatError(
+                f"{path}: no target files, only the scratch files of annotate runs that stopped "
+                f"({names}); rerun annotate to complete them, or give such a file's own path to read it"
+            )
         if not files:
             raise TargetFormatError(f"{path}: no .spacy target files in this directory")
         return files

@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Union
 
 import numpy
 
+from .arguments import check_float_argument
 from .errors import DistillError
 from .targets import read_target_summary
 
@@ -59,7 +60,14 @@ def teacher_quality(path: Union[str, Path]) -> Dict[str, Any]:
 
 
 def weak_labels(quality: Dict[str, Any], threshold: float = WEAK_F1) -> List[str]:
-    """Labels (with gold support) whose teacher F1 is below `threshold`."""
+    """Labels (with gold support) whose teacher F1 is below `threshold`.
+
+    quality (Dict[str, Any]): the report of `teacher_quality`.
+    threshold (float): the F1 below which a label is weak, in [0, 1].
+    RETURNS (List[str]): the weak labels.
+    """
+    # An F1 lies in [0, 1]: a threshold outside it would call every label weak, or none.
+    check_float_argument("threshold", threshold, 0.0, 1.0)
     return [label for label, q in quality["per_label"].items() if q["support"] and q["f1"] < threshold]
 
 

@@ -218,3 +218,33 @@ def train_config_in_process(config, train_path: Path, steps: int):
         nlp.update(examples, sgd=optimizer, losses=losses)
         seen.append(losses.get(name))
     return nlp, seen
+
+
+def invoke_cli(*args):
+    """Run the spacy-distill CLI in this process; return the result and its output (stdout and
+    stderr) on one line, without colours or line wrapping."""
+    import re
+
+    from typer.testing import CliRunner
+
+    from spacy_distill.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    output = result.stdout + (result.stderr if result.stderr_bytes is not None else "")
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        output += str(result.exception)
+    return result, " ".join(re.sub(r"\x1b\[[0-9;]*m", "", output).split())
+
+
+# CI runs the suite on two workers (`pytest -n 2 --dist loadfile --no-loadscope-reorder`, see
+# README), which take whole files in collection order: the longest files go first, on different
+# workers, so that neither ends with a long file alone. Minutes on CI's two cores.
+LONGEST_FILES = {
+    "test_project_llm_filter.py": 7,
+    "test_project_spam_filter.py": 6,
+    "test_distribution.py": 1,
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: -LONGEST_FILES.get(Path(str(item.fspath)).name, 0))

@@ -1,10 +1,3 @@
-import hashlib
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import numpy
 import pytest
 
@@ -15,9 +8,6 @@ from spacy_distill.shards import merge_target_files, parse_shard
 from spacy_distill.targets import get_target, read_targets
 
 from .conftest import FakeTeacher, write_jsonl
-
-CODE = Path(__file__).parent / "fake_teacher_code.py"
-COUNTING_FINGERPRINT = hashlib.sha256(b"counting-v1").hexdigest()
 
 
 def _texts(n):
@@ -73,42 +63,6 @@ def test_shards_merge_to_the_same_output_as_one_run(tmp_path):
     for bad in ("0/3", "4/3", "x"):
         with pytest.raises(DistillError, match="K/N"):
             parse_shard(bad)
-
-
-def _run_annotate(tmp_path, data, out, log, delay):
-    cfg = tmp_path / "teacher.cfg"
-    cfg.write_text(f'[teacher]\n@teachers = "spacy-distill-test.CountingTeacher.v1"\nlog_path = "{log}"\ndelay = {delay}\n')
-    cmd = [sys.executable, "-m", "spacy_distill", "annotate", str(data), str(out), "--teacher", str(cfg),
-           "--code", str(CODE), "--cache", str(tmp_path / "cache.sqlite"), "--no-progress"]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def test_killed_run_resumes_without_loss_duplicates_or_recomputation(tmp_path):
-    texts = _texts(40)
-    data = write_jsonl(tmp_path / "in.jsonl", [{"text": t} for t in texts])
-    log = tmp_path / "scored.log"
-    out = tmp_path / "out.spacy"
-    process = _run_annotate(tmp_path, data, out, log, delay=0.3)
-    deadline = time.time() + 60
-    while time.time() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 12):
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    scored_before = log.read_text().splitlines()
-    assert 12 <= len(scored_before) < 40, "the run was not killed mid-way"
-    assert not out.exists()
-    with TeacherCache(tmp_path / "cache.sqlite") as cache:
-        cached = {texts[i] for i in cache.get_many(COUNTING_FINGERPRINT, texts, 2)}
-    # Only the batch in flight at the kill may be lost: every other scored text was committed.
-    assert len(cached) >= len(scored_before) - 4 and cached <= set(scored_before)
-    process = _run_annotate(tmp_path, data, out, log, delay=0.0)
-    output, _ = process.communicate(timeout=120)
-    assert process.returncode == 0, output
-    scored_after = log.read_text().splitlines()[len(scored_before):]
-    assert not cached & set(scored_after), "a cached text was scored again"
-    assert sorted(cached | set(scored_after)) == sorted(texts) and len(scored_after) == 40 - len(cached)
-    assert [d.text for d in read_targets(out)] == texts  # every record exactly once, in order
-    assert f"Teacher cache: {len(cached)} hits, {40 - len(cached)} texts scored" in " ".join(output.split())
 
 
 def test_ensemble_member_distributions_reach_targets_and_cache(tmp_path):

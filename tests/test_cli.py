@@ -12,18 +12,7 @@ from typer.testing import CliRunner
 from spacy_distill.cli import app
 from spacy_distill.targets import get_target, read_target_summary, read_targets
 
-from .conftest import SPAM_TEXTS, write_jsonl
-
-runner = CliRunner()
-
-
-def invoke(*args):
-    """Run the CLI; return the result and its output without colours or line wrapping."""
-    result = runner.invoke(app, [str(a) for a in args])
-    output = result.stdout + (result.stderr if result.stderr_bytes is not None else "")
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        output += str(result.exception)
-    return result, " ".join(re.sub(r"\x1b\[[0-9;]*m", "", output).split())
+from .conftest import SPAM_TEXTS, invoke_cli as invoke, write_jsonl
 
 
 def test_annotate_with_spacy_pipeline_teacher(tmp_path, spam_jsonl, spacy_teacher_path):

@@ -131,3 +131,27 @@ def test_cascade_needs_gold():
     gold, student, teacher, rule = _toy_cascade()
     with pytest.raises(DistillError, match="gold"):
         cascade_curve(numpy.full_like(gold, numpy.nan), student, teacher, rule, rule)
+
+
+@pytest.mark.parametrize("exclusive", [True, False])
+def test_scores_that_are_not_probabilities_decide_nothing(exclusive):
+    # all zeros (spaCy's textcat for an empty doc), NaN, out of [0, 1], and (exclusive) a sum != 1
+    rule = DecisionRule(
+        ["ham", "spam"], exclusive, thresholds={"spam": 0.0}, actions={"spam": "block"}, default_action="hold"
+    )
+    rows = [[0.0, 0.0], [numpy.nan, 0.5], [-0.1, 1.1], [0.9, 0.9], [0.4, 0.6]]
+    scored = rule.scored(numpy.asarray(rows))
+    assert scored.tolist() == [not exclusive, False, False, not exclusive, True]
+    decisions = rule.decide(numpy.asarray(rows))
+    for decision, ok in zip(decisions, scored):
+        if not ok:
+            assert decision.verdict == "hold" and decision.labels == () and decision.margin == numpy.inf
+    assert decisions[-1].verdict == "block"
+
+
+def test_a_band_that_reaches_docs_without_probabilities_stays_finite():
+    rule = DecisionRule(["ham", "spam"], True)
+    margins = rule.margins(numpy.asarray([[0.6, 0.4], [0.0, 0.0], [0.9, 0.1]]))
+    assert margins.tolist() == pytest.approx([0.2, numpy.inf, 0.8])
+    assert margin_for_count(margins, 2) == pytest.approx(1.0 + 1e-6)
+    assert (margins < margin_for_count(margins, 2)).sum() == 2

@@ -9,9 +9,7 @@ import numpy
 import pytest
 import spacy
 from spacy.tokens import DocBin
-from typer.testing import CliRunner
 
-from spacy_distill.cli import app
 from spacy_distill.errors import DistillError, TargetFormatError
 from spacy_distill.hidden.alignment import HiddenStates
 from spacy_distill.hidden.storage import (
@@ -24,7 +22,7 @@ from spacy_distill.hidden.storage import (
 from spacy_distill.registry import registry
 from spacy_distill.targets import TeacherTarget, get_target, read_targets, set_target, write_targets
 
-from .conftest import SPAM_TEXTS, FakeTeacher, write_jsonl
+from .conftest import SPAM_TEXTS, FakeTeacher, invoke_cli as invoke, write_jsonl
 
 WIDTH = 12
 SOURCE = {"layer": -1, "last_k": None, "pooling": "mean", "width": WIDTH, "model": "fake-hidden"}
@@ -84,16 +82,6 @@ def hidden_target_file(path, texts_labels, level="both", width=WIDTH, teacher=No
     annotate(data, path, teacher, hidden=HiddenRequest(level, dims=dims), show_progress=False)
     return path
 
-
-runner = CliRunner()
-
-
-def invoke(*args):
-    result = runner.invoke(app, [str(a) for a in args])
-    output = result.stdout + (result.stderr if result.stderr_bytes is not None else "")
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        output += str(result.exception)
-    return result, " ".join(re.sub(r"\x1b\[[0-9;]*m", "", output).split())
 
 
 def _states(n_tokens=4, width=WIDTH, seed=0):

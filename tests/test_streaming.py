@@ -1,11 +1,7 @@
 """Annotating into a directory of chunks: same targets as one file, read as one corpus by spaCy
-and by TargetCorpus, and a run killed mid-way resumes without loss, duplicates or recomputation."""
+and by TargetCorpus, and a run that dies mid-way resumes without loss, duplicates or recomputation
+(SIGKILL at random points: tests/faults/test_annotate_output.py)."""
 import json
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import numpy
 import pytest
@@ -18,8 +14,6 @@ from spacy_distill.shards import merge_target_files
 from spacy_distill.targets import get_target, read_targets
 
 from .conftest import FakeTeacher, write_jsonl
-
-CODE = Path(__file__).parent / "fake_teacher_code.py"
 
 
 def _rows(n):
@@ -113,37 +107,6 @@ def test_a_run_that_dies_resumes_after_its_complete_chunks(tmp_path):
     assert _docs(out) == _docs(tmp_path / "one.spacy")  # every record once, in order
     again = annotate(data, out, FakeTeacher(), cache=cache, chunk_size=6, show_progress=False)
     assert again.n_resumed == 30 and again.n_teacher == 0
-
-
-def test_a_killed_process_resumes_without_loss_or_duplicates(tmp_path):
-    texts = [f"message number {i} " + "x" * (i % 7) for i in range(40)]
-    data = write_jsonl(tmp_path / "in.jsonl", [{"text": t} for t in texts])
-    log, out = tmp_path / "scored.log", tmp_path / "chunks"
-    cfg = tmp_path / "teacher.cfg"
-
-    def run(delay):
-        cfg.write_text(f'[teacher]\n@teachers = "spacy-distill-test.CountingTeacher.v1"\nlog_path = "{log}"\ndelay = {delay}\n')
-        cmd = [sys.executable, "-m", "spacy_distill", "annotate", str(data), str(out), "--teacher", str(cfg),
-               "--code", str(CODE), "--cache", str(tmp_path / "cache.sqlite"), "--no-progress", "--chunk-size", "8"]
-        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-    process = run(delay=0.3)
-    deadline = time.time() + 60
-    while time.time() < deadline and len(list(out.glob("*.spacy"))) < 2:
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    scored_before = log.read_text().splitlines()
-    n_chunks = len(list(out.glob("*.spacy")))
-    assert 2 <= n_chunks < 5 and len(scored_before) < 40, "the run was not killed mid-way"
-    process = run(delay=0.0)
-    output, _ = process.communicate(timeout=120)
-    assert process.returncode == 0, output
-    scored_after = log.read_text().splitlines()[len(scored_before):]
-    assert not set(scored_before) & set(scored_after), "a text was scored twice"
-    assert sorted(scored_before + scored_after) == sorted(texts)
-    assert [d.text for d in read_targets(out)] == texts
-    assert f"Resumed: {8 * n_chunks} records" in " ".join(output.split())
 
 
 def test_a_directory_of_another_run_is_refused(tmp_path):

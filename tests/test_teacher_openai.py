@@ -1,20 +1,19 @@
-"""The OpenAI-compatible teacher against a stub server on 127.0.0.1 (a thread running
-http.server on a free port): probabilities from top logprobs, both endpoints, multi-label,
-retries, timeouts, bad answers, the sampling fallback and the API key's secrecy."""
+"""The OpenAI-compatible teacher against a fake server on 127.0.0.1 (tests/faults/
+fake_openai_server.py): probabilities from top logprobs, both endpoints, multi-label, retries,
+timeouts, bad answers, the sampling fallback and the API key's secrecy. The fault-injection
+suite (tests/faults/test_openai_faults.py) covers deadlines, cancellation and redaction."""
 import json
 import math
 import pickle
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict
 
 import numpy
 import pytest
 from spacy.util import load_config
 
-from spacy_distill.errors import DistillError, LabelMismatchError
+from spacy_distill.errors import DistillError, LabelMismatchError, TeacherError
 from spacy_distill.registry import registry
 from spacy_distill.teachers import Teacher
 
@@ -28,169 +27,30 @@ from spacy_distill.teachers.openai_server import (  # noqa: E402
     token_matches,
 )
 
+from .faults.fake_openai_server import (  # noqa: E402
+    HAM_TOP,
+    PROXY_VARIABLES,
+    SPAM_TOP,
+    FakeOpenAIServer,
+    serve,
+)
+
 EXAMPLE_CFG = Path(__file__).parent.parent / "examples" / "teachers" / "openai_compatible.cfg"
 KEY_ENV = "SPACY_DISTILL_TEST_KEY"
 SECRET = "sk-test-0123456789-do-not-leak"
 
-SPAM_TOP = [("spam", -0.2), (" Spam", -2.0), ("ham", -3.0), ("The", -4.0)]
-HAM_TOP = [("ham", -0.1), ("H", -2.5), ("spam", -3.5), ("I", -6.0)]
-
-
-def spam_or_ham(text: str, prompt: str) -> List[Tuple[str, float]]:
-    """Exclusive: 'free' texts lean spam. Multi-label yes/no: yes when the category's word is in
-    the text ('spam' <- 'free', 'urgent' <- 'urgent')."""
-    if "Answer yes or no" in prompt:
-        category = prompt.split('category "', 1)[1].split('"', 1)[0]
-        word = {"spam": "free", "urgent": "urgent"}[category]
-        if word in text:
-            return [("Yes", -0.05), ("yes", -3.5), ("No", -4.0)]
-        return [("No", -0.3), ("yes", -1.5), ("Maybe", -4.0)]
-    return SPAM_TOP if "free" in text else HAM_TOP
-
-
-class Stub:
-    """What the stub server answers. `script` holds actions for the next requests, in order
-    (None: the default answer); then every request gets the default answer."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.requests: List[Dict[str, Any]] = []
-        self.script: List[Optional[Dict[str, Any]]] = []
-        self.top = spam_or_ham
-        self.logprobs = True
-        self.samples: Dict[str, List[str]] = {}
-        self.delay = None
-        self.in_flight = 0
-        self.max_in_flight = 0
-        self.url = ""
-        self.errors: List[str] = []
-
-    def next_action(self, record: Dict[str, Any]) -> Optional[Dict[str, Any]]:
-        with self.lock:
-            self.requests.append(record)
-            self.in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self.in_flight)
-            return self.script.pop(0) if self.script else None
-
-    def answer(self, path: str, payload: Dict[str, Any]) -> Dict[str, Any]:
-        if path.endswith("/chat/completions"):
-            prompt = "\n".join(m["content"] for m in payload["messages"])
-        else:
-            prompt = payload["prompt"]
-        text = prompt.rsplit("Text: ", 1)[1].split("\nAnswer:", 1)[0]
-        if self.delay:
-            time.sleep(self.delay(text))
-        top = sorted(self.top(text, prompt), key=lambda pair: -pair[1])
-        if self.logprobs and payload.get("logprobs"):
-            n = payload["top_logprobs"] if "messages" in payload else payload["logprobs"]
-            top = top[:n]
-            token, answer = top[0][0], top[0][0]
-        else:
-            with self.lock:
-                cycle = self.samples.get(text, [top[0][0]])
-                count = sum(1 for r in self.requests if r.get("text") == text)
-            answer = cycle[(count - 1) % len(cycle)]
-            top = None
-        if path.endswith("/chat/completions"):
-            logprobs = None
-            if top is not None:
-                logprobs = {
-                    "content": [
-                        {
-                            "token": token,
-                            "logprob": top[0][1],
-                            "top_logprobs": [{"token": t, "logprob": lp} for t, lp in top],
-                        }
-                    ]
-                }
-            choice = {
-                "index": 0,
-                "message": {"role": "assistant", "content": answer},
-                "logprobs": logprobs,
-                "finish_reason": "length",
-            }
-        else:
-            logprobs = None
-            if top is not None:
-                logprobs = {
-                    "tokens": [token],
-                    "token_logprobs": [top[0][1]],
-                    "top_logprobs": [dict(top)],
-                }
-            choice = {"index": 0, "text": answer, "logprobs": logprobs, "finish_reason": "length"}
-        return {"id": "x", "object": "completion", "model": payload["model"], "choices": [choice]}
-
-
-def make_handler(stub: Stub):
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):  # keep pytest's output clean
-            pass
-
-        def do_POST(self):
-            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            payload = json.loads(body)
-            prompt = payload.get("prompt") or "\n".join(
-                m["content"] for m in payload.get("messages", [])
-            )
-            record = {
-                "path": self.path,
-                "headers": dict(self.headers),
-                "payload": payload,
-                "time": time.monotonic(),
-                "text": prompt.rsplit("Text: ", 1)[-1].split("\nAnswer:", 1)[0],
-            }
-            action = stub.next_action(record) or {}
-            try:
-                if "hang" in action:
-                    time.sleep(action["hang"])
-                status = action.get("status", 200)
-                if "body" in action:
-                    data = action["body"].encode("utf8")
-                else:
-                    data = json.dumps(stub.answer(self.path, payload)).encode("utf8")
-                self.send_response(status)
-                for name, value in action.get("headers", {}).items():
-                    self.send_header(name, value)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client gave up (a timeout test)
-            except Exception as err:  # a bug in the stub: fail the test, not just the request
-                stub.errors.append(repr(err))
-                raise
-            finally:
-                with stub.lock:
-                    stub.in_flight -= 1
-
-    return Handler
-
-
-class QuietServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request, client_address):
-        pass
-
 
 @pytest.fixture
 def stub(monkeypatch):
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+    for name in PROXY_VARIABLES:
         monkeypatch.delenv(name.lower(), raising=False)
         monkeypatch.delenv(name, raising=False)
-    state = Stub()
-    server = QuietServer(("127.0.0.1", 0), make_handler(state))
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    yield state
-    server.shutdown()
-    server.server_close()
+    with serve() as state:
+        yield state
     assert not state.errors, state.errors
 
 
-def make_teacher(stub: Stub, **kwargs) -> OpenAITeacher:
+def make_teacher(stub: FakeOpenAIServer, **kwargs) -> OpenAITeacher:
     settings = dict(
         labels=["ham", "spam"], max_concurrency=1, backoff=0.001, timeout=5.0, max_retries=3
     )
@@ -410,21 +270,25 @@ def test_connection_errors_are_retried_then_reported():
         teacher.score(["x"])
 
 
-def test_garbage_answers_give_a_clear_error(stub):
-    teacher = make_teacher(stub)
+def test_garbage_answers_are_retried_then_give_a_clear_error(stub):
+    teacher = make_teacher(stub, max_retries=1)
     teacher.method
-    stub.script = [None, {"body": "<html>" + "x" * 400}]
-    with pytest.raises(DistillError) as err:
+    garbage = {"body": "<html>" + "x" * 400}
+    stub.script = [None, garbage, None]
+    assert numpy.allclose(teacher.score(["a", "b", "c"])[1], expected_row(HAM_TOP), atol=1e-6)
+    stub.script = [None, garbage, garbage]
+    with pytest.raises(TeacherError) as err:
         teacher.score(["a", "b", "c"])
     message = str(err.value)
-    assert "text 1 of the batch" in message and teacher.url in message
+    assert err.value.index == 1 and "of the batch" not in message
+    assert "2 attempts" in message and "not JSON" in message and teacher.url in message
     assert "<html>" + "x" * 194 in message and "x" * 195 not in message
-    stub.script = [{"body": '{"object": "error"}'}]
-    with pytest.raises(DistillError, match="text 0 of the batch.*no choices"):
+    stub.script = [{"body": '{"object": "error"}'}] * 2
+    with pytest.raises(TeacherError, match="the request failed.*no choices"):
         teacher.score(["a"])
     bad_entry = {"content": [{"top_logprobs": [{"tok": 1}]}]}
-    stub.script = [{"body": json.dumps({"choices": [{"logprobs": bad_entry}]})}]
-    with pytest.raises(DistillError, match="text 0 of the batch.*malformed logprobs"):
+    stub.script = [{"body": json.dumps({"choices": [{"logprobs": bad_entry}]})}] * 2
+    with pytest.raises(TeacherError, match="malformed logprobs"):
         teacher.score(["a"])
 
 
@@ -481,7 +345,7 @@ def test_api_key_is_sent_but_never_shown(stub, monkeypatch):
     with pytest.raises(DistillError) as err:
         teacher.score(["x"])
     assert SECRET not in str(err.value) and "2 attempts" in str(err.value)
-    stub.script = [{"body": "not json " + SECRET}]
+    stub.script = [{"body": "not json " + SECRET}] * 2
     with pytest.raises(DistillError) as err:
         teacher.score(["x"])
     assert SECRET not in str(err.value)

@@ -10,7 +10,6 @@ seeded: the HF generator seeds torch before each call; the server generator send
 `seed = seed + i` with request i (servers that honour `seed`, as vLLM and llama.cpp do, answer
 the same way every run; at temperature 0 any server does).
 """
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, List, Optional
 
 from ..errors import DistillError
@@ -136,22 +135,16 @@ class OpenAIGenerator:
         return payload
 
     def generate(self, prompt: str, n: int, seed: int, temperature: Optional[float] = None) -> List[str]:
-        from ..teachers.openai_server import _Unparseable
-
         temperature = self.temperature if temperature is None else temperature
 
-        def one(i: int) -> str:
-            where = f"generation request {i + 1} of {n}"
-            data, body = self._client._post(self._payload(prompt, seed + i, temperature), where)
-            try:
-                return self._client._answer_text(data)
-            except _Unparseable as err:
-                raise self._client._unparseable(where, body, str(err)) from None
+        def one(i: int, cancel) -> str:
+            # An unreadable answer is retried; errors show the body redacted, never the key.
+            payload = self._payload(prompt, seed + i, temperature)
+            what = f"generation request {i + 1} of {n}"
+            return self._client._post(payload, what, self._client._answer_text, cancel)
 
-        if n <= 1 or self.max_concurrency == 1:
-            return [one(i) for i in range(n)]
-        with ThreadPoolExecutor(max_workers=min(n, self.max_concurrency)) as pool:
-            return list(pool.map(one, range(n)))  # map keeps the order of i
+        # The first failure cancels the other requests instead of leaving them retrying.
+        return self._client._gather(range(n), one)  # results in the order of i
 
 
 @registry.misc("spacy-distill.HFGenerator.v1")
@@ -218,7 +211,7 @@ def configure_openai_generator(
     temperature (float): sampling temperature.
     top_p (float): nucleus sampling mass.
     max_concurrency (int): requests in flight.
-    timeout (float): seconds per request.
+    timeout (float): each request's total deadline, in seconds.
     max_retries (int): retries on 429/5xx/timeouts.
     backoff (float): the first retry's wait in seconds.
     RETURNS (OpenAIGenerator): the generator.

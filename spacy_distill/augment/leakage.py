@@ -46,7 +46,8 @@ class EvalIndex:
             if path.is_dir() or path.suffix == ".spacy":
                 index._add_target_file(path)
             else:
-                for item in read_records(path):
+                # Every evaluation text is protected, also one whose id an earlier record has.
+                for item in read_records(path, unique_ids=False):
                     if isinstance(item, RecordError):
                         continue  # a malformed eval line holds no text to protect
                     index.add(item.key, item.text, f"{item.source}:{item.line}")

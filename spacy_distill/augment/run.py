@@ -7,15 +7,19 @@ Every output line is a new text, with no label (the teacher labels it at annotat
 
 `parent` is the seed's key: its id, or "<file stem>:<line>" when it has none. With
 `keep_seeds`, the seeds come first, as they were read (text, label(s), id = key). A variant is
-dropped when it is empty, an echo of its seed (spacing aside) or a copy of a seed or of
-an earlier variant. Each (seed, step) pair draws from its own random stream (`derive_rng(seed,
-step, key, text)`), so the output is byte-identical for the same seed, input and config.
+dropped when it is empty or holds a lone surrogate, an echo of its seed (spacing aside) or a
+copy of a seed or of an earlier variant. Each (seed, step) pair draws from its own random stream
+(`derive_rng(seed, step, key, text)`), so the output is byte-identical for the same seed, input
+and config.
 The seeds are streamed from the file (read once per pass) and the dedup set lives on disk
-(`spacy_distill.seen.DiskSet`), so memory does not grow with the number of seeds.
+(`spacy_distill.seen.DiskSet`), so memory does not grow with the number of seeds. Seed ids must
+not repeat (a variant's parent names one record): `read_records` reports a repeated one, as for
+annotate and convert.
 """
 import json
 import sys
 import time
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Union
@@ -23,7 +27,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequ
 from tqdm import tqdm
 
 from ..errors import DistillError, RecordError
-from ..records import Record, read_records
+from ..records import LONE_SURROGATE, Record, read_records
 from ..seen import DiskSet
 from .base import Augmenter, derive_rng
 from .leakage import EvalIndex, raise_on_leaks
@@ -39,7 +43,9 @@ class AugmentSummary:
     n_seeds: int = 0
     n_written: int = 0
     n_variants: Dict[str, int] = field(default_factory=dict)
-    n_dropped: Dict[str, int] = field(default_factory=lambda: {"empty": 0, "echo": 0, "duplicate": 0, "evaluation": 0})
+    n_dropped: Dict[str, int] = field(
+        default_factory=lambda: {"empty": 0, "invalid": 0, "echo": 0, "duplicate": 0, "evaluation": 0}
+    )
     errors: List[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -50,10 +56,10 @@ def spacing_folded(text: str) -> str:
 
 
 class VariantFilter:
-    """Drops empty texts, echoes of the seed, anything written (or read as a seed) before and,
-    given an evaluation index, texts of evaluation records: short seeds meet them by chance
-    (SST-2's "it 's a bad film" with a word dropped is a dev sentence), and annotate would
-    refuse the whole file for one of them."""
+    """Drops empty texts, texts with a lone surrogate, echoes of the seed, anything written (or
+    read as a seed) before and, given an evaluation index, texts of evaluation records: short
+    seeds meet them by chance (SST-2's "it 's a bad film" with a word dropped is a dev
+    sentence), and annotate would refuse the whole file for one of them."""
 
     def __init__(self, summary: AugmentSummary, seen: DiskSet, eval_index: Optional[EvalIndex] = None) -> None:
         self.summary = summary
@@ -63,6 +69,10 @@ class VariantFilter:
     def keep(self, text: str, seed_text: Optional[str]) -> bool:
         if not isinstance(text, str) or not text.strip():
             reason = "empty"
+        elif LONE_SURROGATE.search(text):
+            # Half a character (e.g. from a model's JSON answer): no file, tokenizer or cache
+            # can take it, and annotate would refuse the record.
+            reason = "invalid"
         else:
             norm = spacing_folded(text)
             if seed_text is not None and norm == spacing_folded(seed_text):
@@ -110,7 +120,8 @@ def augment_records(
     few-shot examples from all seeds) get the seed texts as a list in memory.
 
     records (Union[Sequence[Record], Callable[[], Iterable[Record]]]): the seeds, or a function
-        that reads them anew on each call (e.g. from a file).
+        that reads them anew on each call (e.g. from a file). Their keys name the variants'
+        parents, so they must differ: `read_records` reports a repeated id.
     steps (Dict[str, Augmenter]): the augmenters by step name, in order.
     seed (int): the run's seed.
     keep_seeds (bool): yield the seeds first.
@@ -123,18 +134,10 @@ def augment_records(
     summary = summary if summary is not None else AugmentSummary(output=Path("-"))
     seen = DiskSet()
     try:
-        n_seeds, repeated = 0, []
-        with DiskSet() as keys:
-            for record in read_seeds():
-                n_seeds += 1
-                if not keys.add(record.key) and len(repeated) < 5 and record.key not in repeated:
-                    repeated.append(record.key)
-                seen.add(spacing_folded(record.text))
-        if repeated:
-            raise DistillError(
-                f"seed ids repeat ({sorted(repeated)}): a variant's parent must name one record; "
-                "give each record a unique id (or none: the file and line name it)"
-            )
+        n_seeds = 0
+        for record in read_seeds():
+            n_seeds += 1
+            seen.add(spacing_folded(record.text))
         filter_ = VariantFilter(summary, seen, eval_index)
         summary.n_seeds = n_seeds
         if keep_seeds:
@@ -205,6 +208,10 @@ def augment_file(
     """
     if on_error not in ON_ERROR_CHOICES:
         raise DistillError(f"on_error must be one of {ON_ERROR_CHOICES}, got {on_error!r}")
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise DistillError(f"limit must be an integer >= 0 (0: all seeds), got {limit!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise DistillError(f"seed must be an integer, got {seed!r}")
     start = time.perf_counter()
     summary = AugmentSummary(output=Path(output_path))
 
@@ -241,12 +248,18 @@ def augment_file(
     output_path = Path(output_path)
     output_path.parent.mkdir(parents=True, exist_ok=True)
     tmp_path = output_path.with_name(output_path.name + ".tmp")
-    with tmp_path.open("w", encoding="utf8", newline="\n") as file_:
-        for row in augment_records(
-            read_seeds, steps, seed=seed, keep_seeds=keep_seeds, summary=summary, show_progress=show_progress,
-            eval_index=index,
-        ):
-            file_.write(json.dumps(row, ensure_ascii=False) + "\n")
-    tmp_path.replace(output_path)
+    rows = augment_records(
+        read_seeds, steps, seed=seed, keep_seeds=keep_seeds, summary=summary, show_progress=show_progress,
+        eval_index=index,
+    )
+    # On any failure, Ctrl-C included, the temporary goes and the previous output stays as it was.
+    try:
+        with closing(rows), tmp_path.open("w", encoding="utf8", newline="\n") as file_:
+            for row in rows:
+                file_.write(json.dumps(row, ensure_ascii=False) + "\n")
+        tmp_path.replace(output_path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
     summary.seconds = time.perf_counter() - start
     return summary

@@ -5,6 +5,8 @@ plain backend (no backend object) scores batch by batch in the annotate process;
 backend (`spacy_distill.backends.ray`) runs the teacher as Ray Data batch inference on an
 actor pool. Using the cache as the meeting point keeps one writer of target files and makes
 every backend resumable the same way: a rerun finds the scores and computes nothing twice.
+A backend that starts processes (a local Ray) stops them before `fill_cache` returns or
+raises, and on the exits it cannot return from (SIGTERM, interpreter exit).
 """
 from typing import Iterator, Protocol, runtime_checkable
 

@@ -8,14 +8,24 @@ and streams the scores back; the driver stores each batch in the cache as it arr
 killed mid-way keeps everything returned so far. `annotate` then writes the targets from the
 cache, exactly as the plain backend does, so both give the same target files.
 
+A local Ray (address None or "local") is started by this process and stopped on every exit
+it can see: a normal return, an exception, KeyboardInterrupt, SIGTERM or SIGHUP (turned into
+SystemExit, so that cleanup code runs), and interpreter exit (atexit). SIGKILL cannot be caught:
+on Linux Ray fate-shares the processes it starts with the driver (the kernel kills them when it
+dies; see docs/scale.md for what is left and how to clean up). A cluster this process only
+connected to is left running.
+
 Ray is an optional dependency: `pip install spacy-distill[ray]`.
 """
+import atexit
 import json
+import signal
 import sys
+import threading
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy
 from tqdm import tqdm
@@ -28,6 +38,8 @@ from ..teachers.base import Teacher
 # this many of them at a time (as the plain backend's length-bucketed windows).
 LENGTH_BUCKET_BATCHES = 16
 LOCAL_ADDRESSES = (None, "", "local", "none")
+# Signals that end the process by default and that a local Ray must not outlive.
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
 def import_ray():
@@ -37,7 +49,7 @@ def import_ray():
         import ray.data  # noqa: F401
     except ImportError as err:
         raise DistillError(
-            f"--backend ray needs Ray Data ({err}); install it with `pip install spacy-distill[ray]`"
+            f"The Ray backend needs Ray Data ({err}); install it with `pip install spacy-distill[ray]`"
         ) from None
     return ray
 
@@ -128,11 +140,11 @@ class RayBackend:
         block_size (int): texts per input block put into the object store.
         """
         if num_actors < 1:
-            raise DistillError(f"--ray-actors must be at least 1, got {num_actors}")
+            raise DistillError(f"num_actors must be at least 1, got {num_actors}")
         if batch_size is not None and batch_size < 1:
-            raise DistillError(f"--ray-batch-size must be at least 1, got {batch_size}")
+            raise DistillError(f"batch_size must be at least 1, got {batch_size}")
         if num_gpus < 0 or num_cpus < 0:
-            raise DistillError("--ray-gpus and CPUs per actor must not be negative")
+            raise DistillError(f"num_gpus and num_cpus must not be negative, got {num_gpus} and {num_cpus}")
         self.make_teacher = make_teacher
         self.address = address
         self.num_actors = num_actors
@@ -150,25 +162,23 @@ class RayBackend:
         """
         fingerprint, n_labels = teacher.fingerprint, len(teacher.labels)
         ray = import_ray()
-        started = False
+        session: Optional[RaySession] = None
         try:
             batch_size = self.batch_size or max(1, int(getattr(teacher, "batch_size", 32))) * LENGTH_BUCKET_BATCHES
             # A block goes to one actor: several blocks per actor keep every actor busy.
             block_size = min(self.block_size, max(batch_size, -(-total // (4 * self.num_actors))))
             refs, n_pending = [], 0
             for block in _missing_blocks(texts, cache, fingerprint, n_labels, block_size):
-                if not started and not ray.is_initialized():
-                    self._init(ray)
-                    started = True
+                if session is None and not ray.is_initialized():
+                    session = self._init(ray)
                 import pyarrow
 
                 refs.append(ray.put(pyarrow.table({"text": block})))
                 n_pending += len(block)
             if not n_pending:
                 return 0  # all cached: Ray is not even started
-            if not started and not ray.is_initialized():
-                self._init(ray)
-                started = True
+            if session is None and not ray.is_initialized():
+                session = self._init(ray)
             dataset = ray.data.from_arrow_refs(refs).map_batches(
                 TeacherActor,
                 fn_constructor_kwargs={"make_teacher": self.make_teacher, "fingerprint": fingerprint},
@@ -196,16 +206,95 @@ class RayBackend:
                 progress.close()
             return n_scored
         finally:
-            if started:
-                ray.shutdown()
+            if session is not None:
+                session.close()
 
-    def _init(self, ray) -> None:
+    def _init(self, ray) -> "RaySession":
         from ray.data import DataContext
 
-        local = self.address is None or str(self.address).lower() in LOCAL_ADDRESSES
-        ray.init(address=None if local else self.address, include_dashboard=False,
-                 logging_level="ERROR", log_to_driver=True)
+        session = RaySession(ray, self.address)
         DataContext.get_current().enable_progress_bars = False  # ours shows rate and ETA
+        return session
+
+
+def is_local_address(address: Optional[str]) -> bool:
+    """Whether `address` asks for a Ray started on this machine for this run."""
+    return address is None or str(address).lower() in LOCAL_ADDRESSES
+
+
+class RaySession:
+    """A Ray this process initialised, and the cleanup owed for it.
+
+    A local address starts a new Ray (`address="local"`, never an existing cluster found on the
+    machine, so that this process owns what it stops). `close` shuts it down; it also runs at
+    interpreter exit (atexit), and SIGTERM or SIGHUP become SystemExit (exit status 128 + the
+    signal) so that `finally` blocks, this one's included, run on the way out. A handler set
+    before (by the caller) is called instead, as without Ray. `ray.init` replaces the SIGTERM
+    handler and never puts it back: `close` restores the handlers found before `ray.init`.
+    Connected to a remote cluster, `close` only disconnects (`ray.shutdown` leaves it running).
+    """
+
+    def __init__(self, ray, address: Optional[str] = None, **init_kwargs: Any) -> None:
+        """
+        ray: the ray module.
+        address (Optional[str]): see `RayBackend`.
+        init_kwargs: more arguments for `ray.init`.
+        """
+        self.ray = ray
+        self.owns_cluster = is_local_address(address)
+        self._closed = False
+        # Signal handlers can only be read and set from the main thread.
+        self._previous: Dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+        kwargs = {"include_dashboard": False, "logging_level": "ERROR", "log_to_driver": True, **init_kwargs}
+        try:
+            ray.init(address="local" if self.owns_cluster else address, **kwargs)
+        except BaseException:
+            self._restore_signals()
+            raise
+        atexit.register(self.close)
+        for sig, previous in self._previous.items():
+            if previous is None:  # set outside Python: it can be neither called nor restored
+                continue
+            # An ignored signal (e.g. SIGHUP under nohup) stays ignored.
+            signal.signal(sig, signal.SIG_IGN if previous == signal.SIG_IGN else self._on_signal)
+
+    def _on_signal(self, signum: int, frame) -> None:
+        previous = self._previous.get(signum)
+        if callable(previous):
+            previous(signum, frame)  # if it ends the process, atexit or `finally` stops Ray
+            return
+        raise SystemExit(128 + signum)
+
+    def _restore_signals(self) -> None:
+        for sig, previous in self._previous.items():
+            if previous is not None:
+                signal.signal(sig, previous)
+
+    def close(self) -> None:
+        """Stop the Ray this process started (or disconnect from a cluster); restore handlers."""
+        if self._closed:
+            return
+        self._closed = True
+        # First: a second signal during the shutdown acts at once, as it would without Ray.
+        self._restore_signals()
+        atexit.unregister(self.close)
+        shutdown = self.ray.shutdown
+        if "wait_for_processes" in _parameters(shutdown):
+            # Return only once the local processes are gone: none outlive this process.
+            shutdown(wait_for_processes=True)
+        else:  # an older Ray
+            shutdown()
+
+
+def _parameters(function: Callable) -> Tuple[str, ...]:
+    import inspect
+
+    try:
+        return tuple(inspect.signature(function).parameters)
+    except (TypeError, ValueError):
+        return ()
 
 
 def _missing_blocks(

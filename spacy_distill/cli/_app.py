@@ -12,6 +12,13 @@ app = typer.Typer(
 )
 
 
+def positive(value: float) -> float:
+    """A typer callback for options that must be > 0: typer's `min=` includes its bound, and a
+    temperature or coefficient of 0 divides by zero (NaN fails here too)."""
+    if not value > 0:
+        raise typer.BadParameter(f"must be > 0, got {value}")
+    return value
+
 
 @app.callback()
 def main(

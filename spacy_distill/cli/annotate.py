@@ -5,7 +5,7 @@ import typer
 from spacy.cli._util import parse_config_overrides
 from wasabi import msg
 
-from ..annotate import DEFAULT_CHUNK_SIZE, annotate
+from ..annotate import DEFAULT_CHUNK_SIZE, annotate, check_output_path
 from ..backends.base import BACKEND_CHOICES
 from ..cache import default_cache_path
 from ..errors import DistillError
@@ -23,7 +23,7 @@ def annotate_cli(
     teacher: str = typer.Option(..., "--teacher", "-t", help="A teacher .cfg file with a [teacher] block, or a spaCy pipeline (name or path)"),
     lang: str = typer.Option("en", "--lang", help="Language of the tokenizer that makes the docs"),
     on_error: str = typer.Option("fail", "--on-error", help="A bad record: 'fail' (stop before the teacher runs) or 'skip' (report its line and skip it)"),
-    limit: int = typer.Option(0, "--limit", help="Annotate the first N records only (0: all)"),
+    limit: int = typer.Option(0, "--limit", min=0, help="Annotate the first N records only (0: all)"),
     cache: Optional[Path] = typer.Option(None, "--cache", help="Teacher cache (SQLite); default $SPACY_DISTILL_CACHE or ~/.cache/spacy-distill/teacher_cache.sqlite"),
     use_cache: bool = typer.Option(True, "--use-cache/--no-cache", help="Reuse and store teacher outputs (a rerun scores only what is missing)"),
     shard: Optional[str] = typer.Option(None, "--shard", help="K/N: annotate the K-th of N interleaved shares (join outputs with `merge`)"),
@@ -31,19 +31,19 @@ def annotate_cli(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar"),
     eval_data: Optional[List[Path]] = typer.Option(None, "--eval-data", help="An evaluation set (JSONL/CSV or .spacy; repeatable): refuse augmented texts whose parent or text is in it"),
     hidden: Optional[str] = typer.Option(None, "--hidden", help="Also store the teacher's hidden states: doc (pooled), token (aligned to spaCy tokens) or both"),
-    hidden_dims: Optional[int] = typer.Option(None, "--hidden-dims", help="Reduce hidden states to K dims (a fixed projection, saved and reused)"),
+    hidden_dims: Optional[int] = typer.Option(None, "--hidden-dims", min=1, help="Reduce hidden states to K dims (a fixed projection, saved and reused)"),
     hidden_reduction: str = typer.Option("random", "--hidden-reduction", help="How --hidden-dims reduces: random (seeded Gaussian projection) or pca (fitted on the first texts)"),
     hidden_projection: Optional[Path] = typer.Option(None, "--hidden-projection", help="The projection file (.npz): read if it exists, else written; default <output>.hidden-projection.npz"),
     hidden_layer: Optional[int] = typer.Option(None, "--hidden-layer", help="The teacher's hidden layer (0: embeddings, -1: last; default: the teacher's)"),
-    hidden_last_k: Optional[int] = typer.Option(None, "--hidden-last-k", help="Average the teacher's last K hidden layers instead"),
+    hidden_last_k: Optional[int] = typer.Option(None, "--hidden-last-k", min=1, help="Average the teacher's last K hidden layers instead"),
     hidden_pooling: Optional[str] = typer.Option(None, "--hidden-pooling", help="Doc-level pooling: mean, cls or last (default: the teacher's)"),
-    chunk_size: int = typer.Option(DEFAULT_CHUNK_SIZE, "--chunk-size", help="Docs per .spacy chunk when OUTPUT is a directory"),
+    chunk_size: int = typer.Option(DEFAULT_CHUNK_SIZE, "--chunk-size", min=1, help="Docs per .spacy chunk when OUTPUT is a directory"),
     backend: str = typer.Option("plain", "--backend", help="Where the teacher runs: plain (this process) or ray (Ray Data batch inference on an actor pool; needs spacy-distill[ray])"),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster: auto, ray://host:10001 or host:6379; default (or 'local'): start a Ray on this machine"),
-    ray_actors: int = typer.Option(1, "--ray-actors", help="Teacher actors (model copies) in the Ray pool"),
-    ray_batch_size: Optional[int] = typer.Option(None, "--ray-batch-size", help="Texts per actor call (default: the teacher's batch size x 16)"),
-    ray_gpus: float = typer.Option(0.0, "--ray-gpus", help="GPUs per teacher actor (0: CPU; 0.5: two actors per GPU)"),
-    ray_cpus: float = typer.Option(1.0, "--ray-cpus", help="CPUs per teacher actor"),
+    ray_actors: int = typer.Option(1, "--ray-actors", min=1, help="Teacher actors (model copies) in the Ray pool"),
+    ray_batch_size: Optional[int] = typer.Option(None, "--ray-batch-size", min=1, help="Texts per actor call (default: the teacher's batch size x 16)"),
+    ray_gpus: float = typer.Option(0.0, "--ray-gpus", min=0.0, help="GPUs per teacher actor (0: CPU; 0.5: two actors per GPU)"),
+    ray_cpus: float = typer.Option(1.0, "--ray-cpus", min=0.0, help="CPUs per teacher actor"),
 ):
     """Score texts with a teacher and write its outputs as training targets.
 
@@ -52,6 +52,9 @@ def annotate_cli(
     overrides = parse_config_overrides(ctx.args)
     import_code(code)
     try:
+        # A teacher can take minutes to load (or cost money to call): an OUTPUT that cannot be
+        # written fails first.
+        check_output_path(output_path)
         hidden_request = None
         if hidden is not None:
             hidden_request = HiddenRequest(
@@ -79,7 +82,8 @@ def annotate_cli(
             eval_data=eval_data or (), hidden=hidden_request, chunk_size=chunk_size,
             backend=scoring_backend,
         )
-    except DistillError as err:
+    except (DistillError, OSError) as err:
+        # An OSError names its file (a full disk while writing OUTPUT): a message, not a traceback.
         msg.fail(str(err), exits=1)
     rate = summary.n_written / summary.seconds if summary.seconds else float("nan")
     msg.good(

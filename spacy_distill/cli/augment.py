@@ -21,7 +21,7 @@ def augment_cli(
     keep_seeds: Optional[bool] = typer.Option(None, "--keep-seeds/--no-keep-seeds", help="Also write the seeds, with their labels, first (overrides [augment] keep_seeds)"),
     eval_data: Optional[List[Path]] = typer.Option(None, "--eval-data", help="An evaluation set (JSONL/CSV or .spacy; repeatable): refuse seeds that are in it, drop variants with its texts"),
     on_error: str = typer.Option("fail", "--on-error", help="A bad record: 'fail' or 'skip' (report its line and skip it)"),
-    limit: int = typer.Option(0, "--limit", help="Use the first N seeds only (0: all)"),
+    limit: int = typer.Option(0, "--limit", min=0, help="Use the first N seeds only (0: all)"),
     code: Optional[Path] = typer.Option(None, "--code", "-c", help="A Python file to import first, e.g. one registering your own augmenter"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar with rate and ETA"),
 ):

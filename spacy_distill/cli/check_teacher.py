@@ -13,7 +13,7 @@ from ._app import app
 @app.command("check-teacher")
 def check_teacher_cli(
     data: Path = typer.Argument(..., help="A target file written by `annotate` for texts with gold (dev)", exists=True),
-    weak_f1: float = typer.Option(WEAK_F1, "--weak-f1", help="Warn for labels whose teacher F1 is below this"),
+    weak_f1: float = typer.Option(WEAK_F1, "--weak-f1", min=0.0, max=1.0, help="Warn for labels whose teacher F1 is below this"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the report (and label_trust for SoftTargetLoss.v2) as JSON"),
     strict: bool = typer.Option(False, "--strict", help="Exit with an error when a label is weak"),
 ):

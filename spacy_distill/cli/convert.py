@@ -19,19 +19,19 @@ def convert_cli(
     multilabel: Optional[bool] = typer.Option(None, "--multilabel/--exclusive", help="Default: multi-label if records use 'labels' lists"),
     lang: str = typer.Option("en", "--lang", help="Language of the tokenizer that makes the docs"),
     on_error: str = typer.Option("fail", "--on-error", help="'fail' or 'skip' bad records"),
-    limit: int = typer.Option(0, "--limit", help="Convert the first N records only (0: all)"),
+    limit: int = typer.Option(0, "--limit", min=0, help="Convert the first N records only (0: all)"),
 ):
     """Write gold-labelled records as a target file without a teacher (teacher training
     data, gold-only baselines, evaluation sets)."""
     label_list = [label.strip() for label in labels.split(",")] if labels else None
     exclusive = None if multilabel is None else not multilabel
-    if labels_from:
-        if label_list is not None:
-            msg.fail("Pass either --labels or --labels-from", exits=1)
-        found, found_exclusive = label_set(labels_from)
-        label_list = list(found)
-        exclusive = found_exclusive if exclusive is None else exclusive
+    if labels_from and label_list is not None:
+        msg.fail("Pass either --labels or --labels-from", exits=1)
     try:
+        if labels_from:
+            found, found_exclusive = label_set(labels_from)
+            label_list = list(found)
+            exclusive = found_exclusive if exclusive is None else exclusive
         summary = convert(
             input_path, output_path, labels=label_list, exclusive=exclusive, lang=lang,
             on_error=on_error, limit=limit,

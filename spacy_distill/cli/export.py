@@ -32,7 +32,7 @@ def export_cli(
     train_data: Optional[Path] = typer.Option(None, "--train-data", help="The training target file (default: paths.train of the config)"),
     dev_data: Optional[Path] = typer.Option(None, "--dev-data", help="The dev target file (default: paths.dev of the config)"),
     check_data: Optional[Path] = typer.Option(None, "--check-data", help="Texts (JSONL/CSV or target file) on which exported and trained predictions must agree"),
-    check_limit: int = typer.Option(2000, "--check-limit", help="At most this many texts of --check-data"),
+    check_limit: int = typer.Option(2000, "--check-limit", min=0, help="At most this many texts of --check-data (0: all)"),
     name: Optional[str] = typer.Option(None, "--name", help="Package name in meta.json (for spacy package)"),
     version: Optional[str] = typer.Option(None, "--version", help="Package version in meta.json"),
     license: Optional[str] = typer.Option(None, "--license", help="Package licence in meta.json (the student inherits the terms of its data and teacher)"),

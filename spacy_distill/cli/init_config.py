@@ -16,7 +16,7 @@ from ..student_config import (
     choose_architecture,
     make_student_config,
 )
-from ._app import app
+from ._app import app, positive
 
 
 @app.command("init-config")
@@ -26,15 +26,15 @@ def init_config_cli(
     dev: Optional[Path] = typer.Option(None, "--dev", help="Development target file (default: --train)", exists=True),
     arch: Optional[str] = typer.Option(None, "--arch", help=f"Student architecture: {', '.join(ARCHITECTURES)} (default, or an empty string: picked from the data and --vectors, and the choice explained)"),
     vectors: Optional[Path] = typer.Option(None, "--vectors", help="Teacher-derived word vectors (`spacy-distill word-vectors`) for the static* students", exists=True, file_okay=False),
-    width: Optional[int] = typer.Option(None, "--width", help="Embedding width of a static* student (default: the vectors' dims; 128 for static-subword*, 64 for the CNN ones)"),
+    width: Optional[int] = typer.Option(None, "--width", min=1, help="Embedding width of a static* student (default: the vectors' dims; 128 for static-subword*, 64 for the CNN ones)"),
     factory: str = typer.Option("distill", "--factory", help="'distill' (soft targets) or 'textcat' (spaCy's own, gold only: a baseline)"),
-    temperature: float = typer.Option(2.0, "--temperature", "-T", help="Distillation temperature T"),
-    alpha: float = typer.Option(0.5, "--alpha", help="Weight of the teacher term for docs that have gold"),
+    temperature: float = typer.Option(2.0, "--temperature", "-T", callback=positive, help="Distillation temperature T (> 0)"),
+    alpha: float = typer.Option(0.5, "--alpha", min=0.0, max=1.0, help="Weight of the teacher term for docs that have gold"),
     lang: str = typer.Option("en", "--lang", help="Pipeline language"),
-    max_steps: int = typer.Option(20000, "--max-steps", help="Training step budget"),
+    max_steps: int = typer.Option(20000, "--max-steps", min=1, help="Training step budget"),
     hidden: Optional[str] = typer.Option(None, "--hidden", help=f"Add hidden-state distillation at this level ({', '.join(HIDDEN_LEVELS)}): a shared tok2vec and a training-only distill_hidden component (cnn/ensemble only)"),
     hidden_loss: str = typer.Option("mse", "--hidden-loss", help=f"Hidden-state loss: {', '.join(HIDDEN_LOSSES)}"),
-    hidden_weight: float = typer.Option(1.0, "--hidden-weight", help="Weight of the hidden-state loss"),
+    hidden_weight: float = typer.Option(1.0, "--hidden-weight", min=0.0, help="Weight of the hidden-state loss"),
     hidden_projector: str = typer.Option("linear", "--hidden-projector", help=f"Mapping layer to the teacher's width: {', '.join(HIDDEN_PROJECTORS)}"),
     label_trust: Optional[str] = typer.Option(None, "--label-trust", help="Trust the teacher per label (loss SoftTargetLoss.v2: alpha scaled by the trust of a doc's gold label): 'auto' (the teacher's F1 per label on the --dev docs with gold) or the JSON of `check-teacher --output`"),
 ):

@@ -63,7 +63,10 @@ def tune(
         "cascade" the band, if one was asked for.
     """
     if escalation_rate is not None and cascade_accuracy is not None:
-        raise DistillError("choose the band by --escalation-rate or by --cascade-accuracy, not both")
+        raise DistillError("choose the band by escalation_rate or by cascade_accuracy, not both")
+    for arg, given in (("value", value), ("escalation_rate", escalation_rate), ("cascade_accuracy", cascade_accuracy)):
+        if given is not None and not 0.0 <= given <= 1.0:
+            raise DistillError(f"{arg} must be in [0, 1], got {given!r}")
     nlp = spacy.load(student)
     name = find_textcat(nlp, component)
     labels = list(nlp.get_pipe(name).labels)
@@ -129,10 +132,10 @@ def tune_cli(
     data: Path = typer.Option(..., "--data", help="Dev data with gold labels (JSONL/CSV or target file)", exists=True),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Save the tuned pipeline here (default: in place)"),
     objective: str = typer.Option("f1", "--objective", help=f"One of {', '.join(OBJECTIVES)}"),
-    value: Optional[float] = typer.Option(None, "--value", help="The precision or recall to reach (for those objectives)"),
+    value: Optional[float] = typer.Option(None, "--value", min=0.0, max=1.0, help="The precision or recall to reach (for those objectives)"),
     component: Optional[str] = typer.Option(None, "--component", help="The text classifier (default: the only one)"),
-    escalation_rate: Optional[float] = typer.Option(None, "--escalation-rate", help="Also choose the cascade band that escalates this fraction of dev docs to the teacher"),
-    cascade_accuracy: Optional[float] = typer.Option(None, "--cascade-accuracy", help="Also choose the narrowest cascade band that reaches this accuracy on dev"),
+    escalation_rate: Optional[float] = typer.Option(None, "--escalation-rate", min=0.0, max=1.0, help="Also choose the cascade band that escalates this fraction of dev docs to the teacher"),
+    cascade_accuracy: Optional[float] = typer.Option(None, "--cascade-accuracy", min=0.0, max=1.0, help="Also choose the narrowest cascade band that reaches this accuracy on dev"),
     teacher: Optional[str] = typer.Option(None, "--teacher", "-t", help="Teacher .cfg or pipeline for --cascade-accuracy when the data holds no teacher outputs"),
     action: List[str] = typer.Option([], "--action", help="LABEL=ACTION of the filter you will ship (e.g. spam=block); thresholds are judged on its decisions and `export --filter` reuses them; repeatable or comma-separated"),
     default_action: str = typer.Option(ALLOW, "--default-action", help="The filter's verdict when no label is decided"),

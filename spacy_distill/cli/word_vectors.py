@@ -12,7 +12,7 @@ from ..vectors.build import DEFAULT_DIMS, build_word_vectors, build_word_vectors
 from ..vectors.reduce import DEFAULT_SIF_COEFFICIENT, WEIGHTINGS
 from ..vectors.subwords import DEFAULT_BUCKETS, DEFAULT_MAX_N, DEFAULT_MIN_N
 from ..vectors.vocabulary import WORD_ATTRS
-from ._app import OVERRIDES_CONTEXT, app, import_code
+from ._app import OVERRIDES_CONTEXT, app, import_code, positive
 
 
 @app.command("word-vectors", context_settings=OVERRIDES_CONTEXT)
@@ -22,17 +22,17 @@ def word_vectors_cli(
     teacher: Optional[str] = typer.Option(None, "--teacher", "-t", help="A teacher .cfg file (with a teacher block), or a spaCy pipeline with a spacy-transformers transformer"),
     from_token_states: bool = typer.Option(False, "--from-token-states", help="Average each word's in-context token states stored in the --data files (annotate --hidden token|both) instead of encoding words alone with --teacher: no teacher call"),
     data: List[Path] = typer.Option(..., "--data", help="A .spacy target file whose words get vectors (repeatable: train, dev)", exists=True, dir_okay=False),
-    dims: int = typer.Option(DEFAULT_DIMS, "--dims", help="PCA dimensions (a student may use a prefix of them)"),
+    dims: int = typer.Option(DEFAULT_DIMS, "--dims", min=1, help="PCA dimensions (a student may use a prefix of them)"),
     attr: str = typer.Option("lower", "--attr", help=f"How words are keyed: {', '.join(WORD_ATTRS)}"),
-    min_count: int = typer.Option(1, "--min-count", help="Drop words seen fewer times"),
-    max_words: int = typer.Option(0, "--max-words", help="Keep the N most frequent words (0: all)"),
+    min_count: int = typer.Option(1, "--min-count", min=1, help="Drop words seen fewer times"),
+    max_words: int = typer.Option(0, "--max-words", min=0, help="Keep the N most frequent words (0: all)"),
     weighting: str = typer.Option("sif", "--weighting", help=f"Frequency weighting: {', '.join(WEIGHTINGS)}"),
-    sif_coefficient: float = typer.Option(DEFAULT_SIF_COEFFICIENT, "--sif-coefficient", help="a in a / (a + p(word))"),
+    sif_coefficient: float = typer.Option(DEFAULT_SIF_COEFFICIENT, "--sif-coefficient", callback=positive, help="a in a / (a + p(word)), > 0"),
     layer: Optional[int] = typer.Option(None, "--layer", help="Teacher hidden layer (default: the teacher's own)"),
     pooling: Optional[str] = typer.Option(None, "--pooling", help="Pooling over a word's pieces: mean, cls or last (default: the teacher's own)"),
-    batch_size: int = typer.Option(256, "--batch-size", help="Words per teacher call"),
+    batch_size: int = typer.Option(256, "--batch-size", min=1, help="Words per teacher call"),
     teacher_vocab: bool = typer.Option(False, "--teacher-vocab/--no-teacher-vocab", help="Also embed the whole words of the teacher tokenizer's vocabulary (e.g. ~22,000 for BERT's): words the data never showed get the teacher's vectors (--teacher only)"),
-    subwords: int = typer.Option(DEFAULT_BUCKETS, "--subwords", help="Hashed character n-gram vectors to fit to the word vectors: the unseen-word fallback of the static-subword students (0: none)"),
+    subwords: int = typer.Option(DEFAULT_BUCKETS, "--subwords", min=0, help="Hashed character n-gram vectors to fit to the word vectors: the unseen-word fallback of the static-subword students (0: none)"),
     ngrams: str = typer.Option(f"{DEFAULT_MIN_N}-{DEFAULT_MAX_N}", "--ngrams", help="Character n-gram sizes MIN-MAX (word edges included)"),
     cache: Optional[Path] = typer.Option(None, "--cache", help="Teacher cache (SQLite); default $SPACY_DISTILL_CACHE or ~/.cache/spacy-distill/teacher_cache.sqlite"),
     use_cache: bool = typer.Option(True, "--use-cache/--no-cache", help="Reuse and store word encodings"),

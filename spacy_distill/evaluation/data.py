@@ -5,6 +5,7 @@ from typing import List, Optional, Sequence, Union
 
 import numpy
 
+from ..arguments import check_int_argument
 from ..errors import DistillError, LabelMismatchError
 from ..records import read_records, split_errors
 from ..probabilities import scores_to_probabilities
@@ -46,6 +47,8 @@ def load_evaluation_data(
     limit (int): read the first N texts only (0: all).
     RETURNS (EvaluationData): texts, gold and any stored teacher outputs.
     """
+    # A negative limit would slice records off the end instead.
+    check_int_argument("limit", limit, 0)
     path = Path(path)
     labels = list(labels)
     texts: List[str] = []
@@ -72,7 +75,8 @@ def load_evaluation_data(
             if limit and len(texts) >= limit:
                 break
     else:
-        records, errors = split_errors(read_records(path))
+        # Ids play no part in evaluation: a record whose id repeats is still a text to score.
+        records, errors = split_errors(read_records(path, unique_ids=False))
         if errors:
             raise DistillError(f"{len(errors)} bad record(s), the first: {errors[0]}")
         for record in records[: limit or None]:

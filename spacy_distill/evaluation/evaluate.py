@@ -8,6 +8,7 @@ import numpy
 import spacy
 from tqdm import tqdm
 
+from ..arguments import check_int_argument
 from ..errors import LabelMismatchError
 from ..filter.decision import REVIEW, DecisionRule
 from ..filter.settings import ShippedDecision, shipped_decision
@@ -54,6 +55,10 @@ def evaluate(
         distilled student is worse than it (`gold_check`).
     RETURNS (Dict[str, Any]): the report (also written to report.json).
     """
+    # Before the output folder is made and any model runs.
+    check_int_argument("limit", limit, 0)
+    check_int_argument("batch_size", batch_size, 1)
+    check_int_argument("latency_n", latency_n, 0)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()

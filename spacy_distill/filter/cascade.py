@@ -43,7 +43,9 @@ def margin_for_count(margins: numpy.ndarray, k: int) -> float:
         return 0.0
     if k >= n:
         return ESCALATE_ALL
-    return float((ordered[k - 1] + ordered[k]) / 2)
+    # Docs whose scores are not probabilities have an infinite margin (never escalated): a band
+    # that reaches them escalates every other doc, and stays a finite number in meta.json.
+    return float(min((ordered[k - 1] + ordered[k]) / 2, ESCALATE_ALL))
 
 
 def margin_for_rate(margins: numpy.ndarray, rate: float) -> float:

@@ -8,9 +8,20 @@ a pipeline whose docs never escalate never pays for it.
 Sets on every doc:
 * `doc._.verdict` (str): `allow`, `block`, `review` or a label's own action;
 * `doc._.verdict_details` (dict): verdict, labels (the labels decided), decided_by (`student` or
-  `teacher`), in_band (the student was in doubt), escalated (the teacher was asked), margin, and
-  the student's and (if asked) the teacher's probabilities per label.
+  `teacher`), in_band (the student was in doubt), escalated (the teacher decided), margin, the
+  student's and (if it decided) the teacher's probabilities per label, reason (why the scores
+  were not used: `empty`, `invalid_scores`) and teacher_error (why the teacher did not decide).
+
+A doc's verdict depends on its text alone, never on its batch: empty and whitespace-only texts,
+and scores that are no probability distribution, get `default_action` without a look at the
+scores. spaCy's textcat scores an empty doc with zeros alone but with the model's biases in a
+batch; the filter sets an empty doc's `doc.cats` (for its classifier's labels) to zeros in any
+batch, so that its cats do not depend on the batch either.
+A teacher that fails does not lose the batch: its doubtful docs get `review` from the student,
+and a warning is logged, unless `cascade_strict` asks for the error.
 """
+import logging
+import re
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import numpy
@@ -18,14 +29,21 @@ from spacy.language import Language
 from spacy.tokens import Doc
 from spacy.util import minibatch
 
-from ..errors import DistillError, LabelMismatchError
+from ..errors import DistillError, LabelMismatchError, TeacherError
 from ..pipeline.textcat_lookup import find_textcat, is_exclusive
 from ..probabilities import scores_to_probabilities
 from .decision import REVIEW, DecisionRule
 from .settings import META_KEY, stored_settings
 
+logger = logging.getLogger(__name__)
+
 VERDICT_ATTR = "verdict"
 DETAILS_ATTR = "verdict_details"
+# verdict_details["reason"]: why a doc's scores decided nothing.
+EMPTY = "empty"
+INVALID_SCORES = "invalid_scores"
+# A teacher_error is stored on every doc it concerns and logged: one line, this long at most.
+ERROR_CHARS = 200
 
 
 # Each doc holds one record (a flat tuple, see `_process`) under this user_data key; the two
@@ -33,7 +51,8 @@ DETAILS_ATTR = "verdict_details"
 # as the classifier itself and fed the garbage collector; a tuple of strings and floats is cheap
 # to make, not tracked by the collector, and survives `DocBin(store_user_data=True)` and copies.
 RECORD_KEY = ("spacy_distill", "verdict")
-_VERDICT, _LABELS, _DECIDED_BY, _IN_BAND, _ESCALATED, _MARGIN, _NAMES, _STUDENT, _TEACHER = range(9)
+(_VERDICT, _LABELS, _DECIDED_BY, _IN_BAND, _ESCALATED, _MARGIN, _NAMES, _STUDENT, _TEACHER, _REASON,
+ _TEACHER_ERROR) = range(11)
 
 
 def _get_verdict(doc: Doc) -> Optional[str]:
@@ -56,7 +75,37 @@ def _get_verdict_details(doc: Doc) -> Optional[Dict[str, Any]]:
         "margin": record[_MARGIN],
         "student": dict(zip(names, record[_STUDENT])),
         "teacher": None if teacher is None else dict(zip(names, teacher)),
+        # Records written before these fields existed (a DocBin) have 9 fields.
+        "reason": record[_REASON] if len(record) > _REASON else None,
+        "teacher_error": record[_TEACHER_ERROR] if len(record) > _TEACHER_ERROR else None,
     }
+
+
+# Secrets an HTTP client may put in an error message: credentials in a URL, key-like query
+# parameters, authorization headers, API keys.
+_SECRETS = (
+    (re.compile(r"(://)[^/\s@]+@"), r"\1***@"),
+    (
+        re.compile(r"(?i)([?&](?:api[_-]?key|key|token|access_token|secret|password|sig|signature)=)[^&\s'\"]+"),
+        r"\1***",
+    ),
+    (re.compile(r"(?i)\b(bearer|basic|token)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\1 ***"),
+    (re.compile(r"\b(sk|pk|hf|ghp|gho|xox[abp])[-_][A-Za-z0-9_-]{8,}"), r"\1-***"),
+)
+
+
+def describe_error(err: BaseException) -> str:
+    """`Type: message`, one line of at most ERROR_CHARS, with likely secrets masked."""
+    lines = str(err).strip().splitlines()
+    text = f"{type(err).__name__}: {lines[0].strip()}" if lines else type(err).__name__
+    for pattern, replacement in _SECRETS:
+        text = pattern.sub(replacement, text)
+    return text if len(text) <= ERROR_CHARS else text[: ERROR_CHARS - 3] + "..."
+
+
+def _has_content(doc: Doc) -> bool:
+    # Most docs start with a word: one token is cheaper than doc.text, which is built anew.
+    return len(doc) > 0 and (not doc[0].is_space or any(not token.is_space for token in doc))
 
 
 def register_extensions() -> None:
@@ -80,6 +129,7 @@ register_extensions()
         "escalation_margin": None,
         "teacher": None,
         "teacher_thresholds": {},
+        "cascade_strict": False,
     },
 )
 def make_semantic_filter(
@@ -92,13 +142,15 @@ def make_semantic_filter(
     escalation_margin: Optional[float],
     teacher: Optional[str],
     teacher_thresholds: Dict[str, float],
+    cascade_strict: bool,
 ) -> "SemanticFilter":
     """A verdict per doc from the text classifier's `doc.cats`, with an optional cascade.
 
     textcat (Optional[str]): the text classifier to read (None: the pipeline's only one).
     actions (Dict[str, str]): label -> action (`allow`, `block`, `review` or your own); labels
         left out are `allow`.
-    default_action (str): the verdict when no label is decided.
+    default_action (str): the verdict when no label is decided, and that of empty or
+        whitespace-only texts and of scores that are no probability distribution.
     thresholds (Optional[Dict[str, float]]): label -> decision threshold; None: the thresholds
         `spacy-distill tune` stored in meta.json (none stored: argmax / 0.5).
     escalation_margin (Optional[float]): docs whose probabilities lie within this distance of a
@@ -107,6 +159,8 @@ def make_semantic_filter(
     teacher (Optional[str]): a teacher `.cfg` or spaCy pipeline for the cascade, loaded on first
         use.
     teacher_thresholds (Dict[str, float]): the teacher's own thresholds (default argmax / 0.5).
+    cascade_strict (bool): raise when the teacher fails; False: its doubtful docs get `review`
+        from the student, the error is recorded on them and logged.
     """
     component = find_textcat(nlp, textcat)
     stored = stored_settings(nlp)
@@ -124,6 +178,7 @@ def make_semantic_filter(
         escalation_margin=escalation_margin,
         teacher=teacher,
         teacher_thresholds=teacher_thresholds,
+        cascade_strict=cascade_strict,
     )
 
 
@@ -142,6 +197,7 @@ class SemanticFilter:
         escalation_margin: float = 0.0,
         teacher: Optional[str] = None,
         teacher_thresholds: Optional[Dict[str, float]] = None,
+        cascade_strict: bool = False,
     ) -> None:
         if escalation_margin < 0:
             raise DistillError(f"{name}: escalation_margin must be >= 0, got {escalation_margin}")
@@ -153,12 +209,15 @@ class SemanticFilter:
         self.escalation_margin = float(escalation_margin)
         self.teacher_spec = teacher
         self.teacher_thresholds = dict(teacher_thresholds or {})
+        self.cascade_strict = bool(cascade_strict)
         self._textcat = textcat_component
         self._rule: Optional[DecisionRule] = None
         self._teacher_rule: Optional[DecisionRule] = None
         self._teacher: Any = None
         self._teacher_columns: Optional[List[int]] = None
+        # Docs the teacher decided, and doubtful docs left to the student because it failed.
         self.n_escalated = 0
+        self.n_teacher_errors = 0
 
     @property
     def labels(self) -> List[str]:
@@ -204,44 +263,114 @@ class SemanticFilter:
     def _process(self, docs: List[Doc]) -> None:
         # Vectorised over the batch; per doc only one tuple is made and stored.
         rule = self.rule
+        zeros = dict.fromkeys(rule.labels, 0.0)
+        for doc in docs:
+            if not len(doc):
+                # spaCy's textcat scores an empty doc with zeros alone (or among empty docs
+                # only) but with the model's biases in a mixed batch: make it zeros in any batch.
+                doc.cats.update(zeros)
         probs = rule.probabilities([doc.cats for doc in docs])
-        kept = rule.kept(probs)
+        reasons: List[Optional[str]] = [None if _has_content(doc) else EMPTY for doc in docs]
+        for i in numpy.flatnonzero(~rule.scored(probs)).tolist():
+            reasons[i] = reasons[i] or INVALID_SCORES
+        decided = numpy.asarray([reason is None for reason in reasons], dtype=bool)
+        kept = rule.kept(probs) & decided[:, None]
         margins = rule.margins(probs)
         verdicts = rule.verdicts(kept, probs)
         labels = rule.kept_labels(kept)
         decided_by = ["student"] * len(docs)
-        in_band_mask = margins < self.escalation_margin
+        in_band_mask = (margins < self.escalation_margin) & decided
         escalated = [False] * len(docs)
         teacher_rows: List[Optional[Tuple[float, ...]]] = [None] * len(docs)
+        teacher_errors: List[Optional[str]] = [None] * len(docs)
         in_band = numpy.flatnonzero(in_band_mask).tolist()
+        for i in in_band:
+            verdicts[i] = REVIEW
         if in_band and self.has_teacher:
-            scored = self._teacher_probabilities([docs[i].text for i in in_band])
-            teacher_kept = self._teacher_rule.kept(scored)  # type: ignore[union-attr]
-            teacher_verdicts = self._teacher_rule.verdicts(teacher_kept, scored)  # type: ignore[union-attr]
-            teacher_labels = self._teacher_rule.kept_labels(teacher_kept)  # type: ignore[union-attr]
-            for k, (i, row) in enumerate(zip(in_band, scored.tolist())):
-                verdicts[i], labels[i], decided_by[i] = teacher_verdicts[k], teacher_labels[k], "teacher"
-                escalated[i], teacher_rows[i] = True, tuple(row)
-            self.n_escalated += len(in_band)
-        else:
-            for i in in_band:
-                verdicts[i] = REVIEW
+            self._escalate(docs, in_band, verdicts, labels, decided_by, escalated, teacher_rows, teacher_errors)
         names = rule.labels
-        for doc, verdict, kept_labels, by, band, esc, margin, student, teacher in zip(
-            docs, verdicts, labels, decided_by, in_band_mask.tolist(), escalated, margins.tolist(), map(tuple, probs.tolist()), teacher_rows
+        margin_list = [m if ok else None for m, ok in zip(margins.tolist(), decided.tolist())]
+        for doc, verdict, kept_labels, by, band, esc, margin, student, teacher, reason, error in zip(
+            docs, verdicts, labels, decided_by, in_band_mask.tolist(), escalated, margin_list,
+            map(tuple, probs.tolist()), teacher_rows, reasons, teacher_errors,
         ):
-            doc.user_data[RECORD_KEY] = (verdict, kept_labels, by, band, esc, margin, names, student, teacher)
+            record = (verdict, kept_labels, by, band, esc, margin, names, student, teacher, reason, error)
+            doc.user_data[RECORD_KEY] = record
 
-    def _teacher_probabilities(self, texts: List[str]) -> numpy.ndarray:
-        teacher = self._load_teacher()
+    def _escalate(self, docs, in_band, verdicts, labels, decided_by, escalated, teacher_rows, teacher_errors) -> None:
+        """Let the teacher decide the doubtful docs `in_band`; those it fails on keep `review`."""
+        probs, error = self._teacher_probabilities([docs[i].text for i in in_band])
+        rule: DecisionRule = self._teacher_rule  # type: ignore[assignment]
+        valid = rule.scored(probs)
+        kept = rule.kept(probs)
+        failed: List[int] = []
+        for k, (i, verdict, kept_labels, row) in enumerate(
+            zip(in_band, rule.verdicts(kept, probs), rule.kept_labels(kept), probs.tolist())
+        ):
+            if valid[k]:
+                verdicts[i], labels[i], decided_by[i] = verdict, kept_labels, "teacher"
+                escalated[i], teacher_rows[i] = True, tuple(row)
+                continue
+            # A teacher's answer that is no distribution decides nothing, as a student's.
+            message = "TeacherError: the teacher's scores are no probability distribution"
+            if self.cascade_strict:
+                raise TeacherError(f"component '{self.name}': {message}: {row}")
+            teacher_errors[i] = message
+            failed.append(i)
+        self.n_escalated += len(probs) - len(failed)
+        if error is not None:
+            description = describe_error(error)
+            for i in in_band[len(probs) :]:
+                teacher_errors[i] = description
+                failed.append(i)
+        if failed:
+            description = teacher_errors[failed[-1]]
+            self.n_teacher_errors += len(failed)
+            logger.warning(
+                "component '%s': the cascade teacher failed (%s); %d of the batch's %d doubtful doc(s) get "
+                "'review' from the student (cascade_strict = true raises instead)",
+                self.name, description, len(failed), len(in_band),
+            )
+
+    def _teacher_probabilities(self, texts: List[str]) -> Tuple[numpy.ndarray, Optional[Exception]]:
+        """The teacher's probabilities for the first texts, those it scored, and the error that
+        stopped it (None: it scored them all). After a failure the rest is not sent: a server
+        that is down would fail, or time out, once per call."""
+        try:
+            teacher = self._load_teacher()
+        except Exception as err:
+            # A missing file, a block that does not build, other labels: configuration, not a
+            # teacher that is down (some teachers ask their server while loading).
+            if isinstance(err, DistillError) and not isinstance(err, TeacherError):
+                raise
+            return numpy.zeros((0, len(self.labels))), self._teacher_failed(err, len(texts))
         size = max(1, int(getattr(teacher, "batch_size", 32) or 32))
-        rows = []
+        n_labels = len(teacher.labels)
+        rows = [numpy.zeros((0, n_labels), dtype="float64")]
+        error: Optional[Exception] = None
         for start in range(0, len(texts), size):
-            scores = numpy.asarray(teacher.score(texts[start : start + size]), dtype="float64")
+            chunk = texts[start : start + size]
+            try:
+                scores = numpy.asarray(teacher.score(chunk), dtype="float64")
+                if scores.shape != (len(chunk), n_labels):
+                    raise TeacherError(
+                        f"scores of shape {scores.shape} for {len(chunk)} texts and {n_labels} labels"
+                    )
+            except Exception as err:
+                error = self._teacher_failed(err, len(chunk))
+                break
             rows.append(scores)
-        scores = numpy.concatenate(rows)
-        probs = scores_to_probabilities(scores, bool(teacher.exclusive))
-        return probs[:, self._teacher_columns]
+        probs = scores_to_probabilities(numpy.concatenate(rows), bool(teacher.exclusive))
+        return probs[:, self._teacher_columns], error
+
+    def _teacher_failed(self, err: Exception, n_docs: int) -> Exception:
+        """The error to record; in strict mode, raise it naming this component."""
+        if self.cascade_strict:
+            raise TeacherError(
+                f"component '{self.name}': the cascade teacher failed on {n_docs} doubtful doc(s): "
+                f"{describe_error(err)}"
+            ) from err
+        return err
 
     def _load_teacher(self) -> Any:
         if self._teacher is None:

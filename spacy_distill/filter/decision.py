@@ -11,7 +11,11 @@ One rule serves the runtime component, threshold and band tuning, and evaluation
   most severe one for multi-label; with no label, `default_action`;
 * a doc's margin is how far its probabilities are from their decision boundaries (the smallest
   |p - threshold|; p_top - p_second for an exclusive label without a threshold). The student is
-  in doubt when the margin is below the escalation margin: the band around the thresholds.
+  in doubt when the margin is below the escalation margin: the band around the thresholds;
+* scores that are not probabilities decide nothing: no label, `default_action`, and an infinite
+  margin (never in doubt, never escalated). For exclusive classes they must be finite, in
+  [0, 1] and sum to 1; spaCy's textcat gives an empty doc all zeros, which is no distribution.
+  Multi-label scores must be finite and in [0, 1].
 """
 import operator
 from dataclasses import dataclass
@@ -25,6 +29,9 @@ ALLOW, REVIEW, BLOCK = "allow", "review", "block"
 _RANK = {BLOCK: 3, REVIEW: 2, ALLOW: 0}
 _CUSTOM_RANK = 1
 DEFAULT_MULTILABEL_THRESHOLD = 0.5
+# Softmax outputs sum to 1 up to float32 rounding (1e-7 per label); all zeros (spaCy's empty doc)
+# or a NaN is far outside this.
+DISTRIBUTION_TOLERANCE = 1e-3
 
 
 def action_rank(action: str) -> int:
@@ -91,8 +98,19 @@ class DecisionRule:
         self._label_actions = [self.actions.get(label, ALLOW) for label in self.labels]
         self._label_ranks = numpy.asarray([action_rank(a) for a in self._label_actions])
 
+    def scored(self, probs: numpy.ndarray) -> numpy.ndarray:
+        """(n,) booleans: which rows are probabilities the rule can decide on (see the module
+        docstring); the others keep no label and are never in doubt."""
+        probs = self._check(probs)
+        with numpy.errstate(invalid="ignore"):
+            valid = (numpy.isfinite(probs) & (probs >= 0.0) & (probs <= 1.0)).all(axis=1)
+            if self.exclusive and probs.shape[1]:
+                valid &= numpy.abs(probs.sum(axis=1) - 1.0) <= DISTRIBUTION_TOLERANCE
+        return valid
+
     def holds(self, probs: numpy.ndarray) -> numpy.ndarray:
-        """(n, L) booleans: which labels reach their threshold (before exclusive choice)."""
+        """(n, L) booleans: which labels reach their threshold (before exclusive choice); none
+        for rows that are not probabilities."""
         probs = self._check(probs)
         with numpy.errstate(invalid="ignore"):
             holds = probs >= self._cut
@@ -102,6 +120,7 @@ class DecisionRule:
                 top = numpy.zeros_like(holds)
                 top[numpy.arange(len(probs)), probs.argmax(axis=1)] = True
                 holds = numpy.where(no_cut, top, holds)
+        holds &= self.scored(probs)[:, None]
         return holds
 
     def kept(self, probs: numpy.ndarray) -> numpy.ndarray:
@@ -129,7 +148,8 @@ class DecisionRule:
             else:
                 gap = numpy.ones(len(probs))
             distance = numpy.where(numpy.isnan(self._cut), gap[:, None], distance)
-        return distance.min(axis=1) if distance.size else numpy.ones(len(probs))
+        margins = distance.min(axis=1) if distance.size else numpy.ones(len(probs))
+        return numpy.where(self.scored(probs), margins, numpy.inf)
 
     def verdict_indices(self, kept: numpy.ndarray, probs: numpy.ndarray) -> numpy.ndarray:
         """(n,) each doc's verdict as an index into `verdict_names`: the action of the kept

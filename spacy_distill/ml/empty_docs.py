@@ -14,6 +14,11 @@ batched forward of `batched_ngrams` (the same features, computed for the whole b
 empty doc has none), reductions one that gives an empty doc a zero vector. Every other doc is
 scored exactly as before and the weights are untouched.
 Exported pipelines apply it through `[nlp.after_pipeline_creation]`.
+
+An empty doc in a mixed batch is scored from no features, i.e. from the model's biases; alone
+(or among empty docs only) spaCy's textcat gives it all-zero scores without running the model.
+The guard leaves that as it is (an exported pipeline must score as the trained one does);
+`semantic_filter` gives empty docs all-zero `doc.cats` and its default action in any batch.
 """
 from typing import Callable
 
@@ -32,8 +37,17 @@ GUARD_CALLBACK = "spacy-distill.guard_empty_docs.v1"
 REDUCTIONS = ("reduce_max", "reduce_mean", "reduce_sum", "reduce_first", "reduce_last")
 
 
-def _reduction_skipping_empty(original: Callable) -> Callable:
-    def forward(model: Model, Xr: Ragged, is_train: bool):
+class _ReductionSkippingEmpty:
+    """A reduction's forward that gives empty sequences a zero vector. A class rather than a
+    closure so that a guarded model still pickles (`nlp.pipe(n_process=...)` under spawn)."""
+
+    spacy_distill_guard = True
+
+    def __init__(self, original: Callable) -> None:
+        self.original = original
+
+    def __call__(self, model: Model, Xr: Ragged, is_train: bool):
+        original = self.original
         lengths = model.ops.to_numpy(Xr.lengths)
         if lengths.all():
             return original(model, Xr, is_train)
@@ -51,9 +65,6 @@ def _reduction_skipping_empty(original: Callable) -> Callable:
             return Ragged(backprop_kept(dY[keep]).data, Xr.lengths)
 
         return Y, backprop
-
-    forward.spacy_distill_guard = True  # type: ignore[attr-defined]
-    return forward
 
 
 def _unguarded(layer: Model) -> bool:
@@ -77,7 +88,7 @@ def guard_empty_docs(model: Model) -> int:
         if layer.name == "extract_ngrams":
             layer._func = extract_ngrams_batched
         else:
-            layer._func = _reduction_skipping_empty(layer._func)
+            layer._func = _ReductionSkippingEmpty(layer._func)
         guarded += 1
     return guarded
 

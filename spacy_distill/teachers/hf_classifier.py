@@ -39,6 +39,7 @@ class HFClassifierTeacher:
         dtype: str = "auto",
         batch_size: int = 32,
         teacher_id: Optional[str] = None,
+        allow_pickle: bool = False,
     ) -> None:
         """
         model (str): a hub name or a local model directory.
@@ -53,6 +54,8 @@ class HFClassifierTeacher:
         dtype (str): "auto" (float32), "float32", "float16" or "bfloat16".
         batch_size (int): texts per forward pass.
         teacher_id (Optional[str]): a readable id; defaults to "hf:<model>[@<revision>]".
+        allow_pickle (bool): load pickled weights (`pytorch_model.bin`, which can run code when
+            loaded) when the model has no safetensors; only for a model you trust.
         """
         if not isinstance(batch_size, int) or batch_size < 1:
             raise DistillError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -69,6 +72,8 @@ class HFClassifierTeacher:
             revision=revision,
             dtype=dtype,
             device=device,
+            # False leaves it to the environment (SPACY_DISTILL_ALLOW_PICKLE).
+            allow_pickle=True if allow_pickle else None,
         )
         self.device = str(self.model.device)
         config = self.model.config
@@ -253,6 +258,7 @@ def configure_hf_classifier_teacher(
     device: str = "auto",
     dtype: str = "auto",
     batch_size: int = 32,
+    allow_pickle: bool = False,
 ) -> HFClassifierTeacher:
     """A Hugging Face sequence classifier (`AutoModelForSequenceClassification`), as a teacher.
 
@@ -265,6 +271,8 @@ def configure_hf_classifier_teacher(
     device (str): "cpu", "cuda", "cuda:N" or "auto".
     dtype (str): "auto" (float32), "float32", "float16" or "bfloat16".
     batch_size (int): texts per forward pass.
+    allow_pickle (bool): load pickled weights (`pytorch_model.bin`, which can run code when
+        loaded) when the model has no safetensors; only for a model you trust.
     RETURNS (HFClassifierTeacher): the teacher.
     """
     return HFClassifierTeacher(
@@ -276,4 +284,5 @@ def configure_hf_classifier_teacher(
         device=device,
         dtype=dtype,
         batch_size=batch_size,
+        allow_pickle=allow_pickle,
     )

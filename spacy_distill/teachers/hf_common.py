@@ -2,6 +2,11 @@
 
 torch and transformers are imported inside the functions: `import spacy_distill` and a
 packaged student never load them.
+
+Weights are loaded from safetensors only. Pickled weights (`pytorch_model.bin`) can run code
+when they are loaded, so they are refused unless the caller opts in (`allow_pickle=True`, or
+the environment variable SPACY_DISTILL_ALLOW_PICKLE=1, which reaches every teacher, augmenter
+and Ray worker without a config change). GGUF files are parsed, not unpickled: always allowed.
 """
 import hashlib
 import json
@@ -12,6 +17,11 @@ from typing import Any, Dict, Iterable, Optional, Tuple
 from ..errors import DistillError
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
+ALLOW_PICKLE_ENV = "SPACY_DISTILL_ALLOW_PICKLE"
+# transformers' file names (transformers.utils.*WEIGHTS*_NAME), spelled out so that checking a
+# folder does not import transformers.
+SAFE_WEIGHTS_FILES = ("model.safetensors", "model.safetensors.index.json")
+PICKLED_WEIGHTS_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 # Default input length: encoders rarely have more positions, and longer inputs cost quadratically.
 MAX_LENGTH_CAP = 512
 
@@ -59,6 +69,52 @@ def load_tokenizer(name: str, *, gguf_file: Optional[str] = None, revision: Opti
         raise DistillError(f"{name}: cannot load a tokenizer ({err})") from err
 
 
+def pickle_allowed(allow_pickle: Optional[bool] = None) -> bool:
+    """Whether pickled weights may be loaded: `allow_pickle` if given, else the environment
+    variable SPACY_DISTILL_ALLOW_PICKLE (1/true/yes)."""
+    if allow_pickle is not None:
+        return bool(allow_pickle)
+    return os.environ.get(ALLOW_PICKLE_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+# How to get past a refusal, for the messages.
+_PICKLE_OPT_IN = (
+    f"if you trust the model, allow pickled weights with `allow_pickle=True` or the environment "
+    f"variable {ALLOW_PICKLE_ENV}=1, or convert them once to safetensors "
+    "(`model.save_pretrained(folder, safe_serialization=True)`)"
+)
+
+
+def weights_kwargs(
+    name: str, *, gguf_file: Optional[str] = None, allow_pickle: Optional[bool] = None
+) -> Dict[str, Any]:
+    """`from_pretrained` arguments that load safetensors weights, and pickled ones only if allowed.
+
+    name (str): a hub name or a local model folder.
+    gguf_file (Optional[str]): a GGUF file in `name` (not a pickle: nothing to check).
+    allow_pickle (Optional[bool]): see `pickle_allowed`.
+    RETURNS (Dict[str, Any]): e.g. {"use_safetensors": True}.
+    RAISES (DistillError): a local folder has pickled weights only and they are not allowed.
+    """
+    if gguf_file:
+        return {}
+    allowed = pickle_allowed(allow_pickle)
+    folder = Path(name)
+    if folder.is_dir():
+        present = {path.name for path in folder.iterdir()}
+        if present.intersection(SAFE_WEIGHTS_FILES):
+            return {"use_safetensors": True}
+        pickled = [file for file in PICKLED_WEIGHTS_FILES if file in present]
+        if pickled and not allowed:
+            raise DistillError(
+                f"{folder / pickled[0]}: the model's weights are pickled (there is no model.safetensors) "
+                f"and loading a pickle can run code, so they are not loaded: {_PICKLE_OPT_IN}"
+            )
+        return {"use_safetensors": False} if pickled else {}
+    # A hub name: transformers picks the files. Without the opt-in it may take safetensors only.
+    return {} if allowed else {"use_safetensors": True}
+
+
 def load_model(
     auto_class: str,
     name: str,
@@ -67,9 +123,11 @@ def load_model(
     revision: Optional[str] = None,
     dtype: str = "auto",
     device: str = "cpu",
+    allow_pickle: Optional[bool] = None,
     **kwargs: Any,
 ):
-    """Load `transformers.<auto_class>.from_pretrained(name)` in eval mode on a device.
+    """Load `transformers.<auto_class>.from_pretrained(name)` in eval mode on a device, from
+    safetensors weights (pickled ones only with the opt-in: see `weights_kwargs`).
 
     auto_class (str): e.g. "AutoModelForSequenceClassification", "AutoModelForCausalLM", "AutoModel".
     name (str): a hub name or a local path (a GGUF file's folder when gguf_file is given).
@@ -77,17 +135,25 @@ def load_model(
     revision (Optional[str]): a hub revision.
     dtype (str): "auto" (float32 on CPU), "float32", "float16" or "bfloat16".
     device (str): "cpu", "cuda", "cuda:N" or "auto".
+    allow_pickle (Optional[bool]): load pickled weights (`pytorch_model.bin`) when there are
+        no safetensors; None: the environment variable SPACY_DISTILL_ALLOW_PICKLE decides.
     RETURNS: the model, in eval mode.
     """
     torch, transformers = require_transformers()
     cls = getattr(transformers, auto_class)
-    load_kwargs: Dict[str, Any] = {"revision": revision, "torch_dtype": resolve_dtype(dtype), **kwargs}
+    weights = weights_kwargs(name, gguf_file=gguf_file, allow_pickle=allow_pickle)
+    load_kwargs: Dict[str, Any] = {
+        "revision": revision, "torch_dtype": resolve_dtype(dtype), **weights, **kwargs
+    }
     if gguf_file:
         load_kwargs["gguf_file"] = gguf_file
     try:
         model = cls.from_pretrained(name, **load_kwargs)
     except (OSError, ValueError) as err:
-        raise DistillError(f"{name}: cannot load {auto_class} ({err})") from err
+        # A hub model without safetensors fails here: say why pickles were not tried.
+        hub_safetensors_only = weights.get("use_safetensors") and not Path(name).is_dir()
+        hint = f"; only safetensors weights were looked for: {_PICKLE_OPT_IN}" if hub_safetensors_only else ""
+        raise DistillError(f"{name}: cannot load {auto_class} ({err}){hint}") from err
     model.to(resolve_device(device))
     model.eval()
     return model

@@ -95,6 +95,7 @@ class HiddenStateExtractor:
         device: str = "auto",
         dtype: str = "auto",
         batch_size: int = 32,
+        allow_pickle: bool = False,
     ) -> None:
         """
         model (str): a hub name, a local model directory, a GGUF file's folder (with gguf_file)
@@ -110,11 +111,14 @@ class HiddenStateExtractor:
         device (str): "cpu", "cuda", "cuda:N" or "auto".
         dtype (str): "auto" (float32), "float32", "float16" or "bfloat16".
         batch_size (int): texts per forward pass.
+        allow_pickle (bool): load pickled weights (`pytorch_model.bin`, which can run code when
+            loaded) when the model has no safetensors; only for a model you trust.
         """
         if not isinstance(batch_size, int) or batch_size < 1:
             raise DistillError(f"batch_size must be a positive integer, got {batch_size!r}")
         if device not in DEVICES and not str(device).startswith("cuda:"):
             raise DistillError(f"device must be one of {DEVICES} or 'cuda:N', got {device!r}")
+        self.allow_pickle = allow_pickle
         if pooling not in POOLINGS:
             raise DistillError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         if last_k is not None:
@@ -331,7 +335,9 @@ class HiddenStateExtractor:
 
     def _load_model(self, device: str):
         kwargs = dict(
-            gguf_file=self.gguf_file, revision=self.revision, dtype=self.dtype, device=device
+            gguf_file=self.gguf_file, revision=self.revision, dtype=self.dtype, device=device,
+            # False leaves it to the environment (SPACY_DISTILL_ALLOW_PICKLE).
+            allow_pickle=True if self.allow_pickle else None,
         )
         try:
             model = hf_common.load_model("AutoModel", self.model_name, **kwargs)
@@ -821,6 +827,7 @@ def configure_hf_probe_teacher(
     device: str = "auto",
     dtype: str = "auto",
     batch_size: int = 32,
+    allow_pickle: bool = False,
 ) -> HFProbeTeacher:
     """A linear probe on a Hugging Face model's pooled hidden states, fitted on gold examples.
 
@@ -841,6 +848,8 @@ def configure_hf_probe_teacher(
     device (str): "cpu", "cuda", "cuda:N" or "auto".
     dtype (str): "auto" (float32), "float32", "float16" or "bfloat16".
     batch_size (int): texts per forward pass.
+    allow_pickle (bool): load pickled weights (`pytorch_model.bin`, which can run code when
+        loaded) when the model has no safetensors; only for a model you trust.
     RETURNS (HFProbeTeacher): the teacher.
     """
     extractor = HiddenStateExtractor(
@@ -854,6 +863,7 @@ def configure_hf_probe_teacher(
         device=device,
         dtype=dtype,
         batch_size=batch_size,
+        allow_pickle=allow_pickle,
     )
     return HFProbeTeacher(
         extractor,

@@ -651,6 +651,7 @@ def configure_hf_prompt_teacher(
     device: str = "auto",
     dtype: str = "auto",
     batch_size: int = 8,
+    allow_pickle: bool = False,
 ) -> HFPromptTeacher:
     """A causal LM prompted zero- or few-shot, as a teacher (see HFPromptTeacher for the
     prompt and answer settings).
@@ -663,6 +664,8 @@ def configure_hf_prompt_teacher(
     device (str): "cpu", "cuda", "cuda:N" or "auto".
     dtype (str): "auto" (float32 on CPU), "float32", "float16" or "bfloat16".
     batch_size (int): prompts per forward pass.
+    allow_pickle (bool): load pickled weights (`pytorch_model.bin`, which can run code when
+        loaded) when the model has no safetensors; only for a model you trust.
     RETURNS (HFPromptTeacher): the teacher.
     """
     from pathlib import Path
@@ -671,7 +674,9 @@ def configure_hf_prompt_teacher(
     try:
         tokenizer = load_tokenizer(name, gguf_file=gguf_file, revision=revision)
         lm = load_model(
-            "AutoModelForCausalLM", name, gguf_file=gguf_file, revision=revision, dtype=dtype, device=device
+            "AutoModelForCausalLM", name, gguf_file=gguf_file, revision=revision, dtype=dtype, device=device,
+            # False leaves it to the environment (SPACY_DISTILL_ALLOW_PICKLE).
+            allow_pickle=True if allow_pickle else None,
         )
     except DistillError as err:
         raise DistillError(f"{err}{offline_hint()}") from err

@@ -30,27 +30,39 @@ logit = log((yes + 1) / (no + 1))). `method` says which was used ("logprobs" or 
 is part of the fingerprint. The teacher finds out with one probe request the first time
 `method`, `fingerprint` or `score` is used.
 
+Each request (each attempt) has a total deadline of `timeout` seconds, from sending it to the
+last byte of its answer: httpx's own timeouts bound each socket operation, so a server that
+trickles its answer a byte at a time would otherwise hold a request for as long as it likes. A
+request past its deadline, a 429, 408, 409 or 5xx answer, a connection error and a 200 answer
+that cannot be read (not JSON, no choices, malformed logprobs) are retried `max_retries` times
+with backoff; then `score` raises `TeacherError` whose `index` is the position of the text in
+`texts`. The first failure cancels the other requests of the call: they stop before their next
+attempt or during a backoff wait, so none keeps retrying after `score` has raised.
+
 The API key is read from the environment variable that `api_key_env` names, at each request: it
 is never stored on the teacher, so it cannot reach its repr, its fingerprint, the targets or
-an error message (an error body that echoes it has it replaced by "***").
+an error message (a server's answer that echoes it, or any "Bearer <token>", has it replaced by
+"***" before the answer is cut to an excerpt).
 
 httpx (pip install 'spacy-distill[openai]') is imported when the teacher is built, so
 `import spacy_distill` and a packaged student never load it.
 """
 import email.utils
+import json
 import logging
 import math
 import os
 import random
+import re
 import threading
 import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import numpy
 
-from ..errors import DistillError, LabelMismatchError
+from ..errors import DistillError, LabelMismatchError, TeacherError
 from ..registry import registry
 from .base import log_softmax
 from .hf_common import fingerprint_of
@@ -65,6 +77,8 @@ MAX_RETRY_AFTER = 120.0
 MAX_BACKOFF = 60.0
 YES, NO = "yes", "no"
 BODY_CHARS = 200
+# A bearer token (RFC 6750's b64token), or the start of one in an answer cut short.
+BEARER = re.compile(r"(?i)\b(bearer)(?:\s+|%20)[A-Za-z0-9\-._~+/]+=*")
 
 DEFAULT_INSTRUCTION = (
     "Classify the text into exactly one of these categories: {labels}.\n"
@@ -85,6 +99,14 @@ class _Unparseable(Exception):
 
 class _StoppedAtOnce(Exception):
     """The answer ended before its first token: log-probabilities were sent, for no token."""
+
+
+class _PastDeadline(Exception):
+    """The answer was still arriving when the request's total deadline passed."""
+
+
+class _Cancelled(Exception):
+    """Another request of the same call failed: this one stops instead of retrying."""
 
 
 def _require_httpx():
@@ -141,6 +163,25 @@ def match_scores(
             scores.append(floor)
             unmatched += 1
     return scores, unmatched
+
+
+def redact(text: str, secret: Optional[str], limit: Optional[int] = None) -> str:
+    """Text from a server (a body, a header, an error) made safe to show: the secret, as is or
+    JSON- or URL-escaped, and any "Bearer <token>" are replaced by "***", and only then is the
+    text cut to `limit` characters (cut first, a key at the cut would leave its start behind).
+
+    text (str): the text.
+    secret (Optional[str]): the API key, or None.
+    limit (Optional[int]): the most characters kept; None keeps all.
+    RETURNS (str): the redacted text.
+    """
+    if secret:
+        forms = {secret, json.dumps(secret)[1:-1], quote(secret, safe="")}
+        forms.add(secret.replace("/", "\\/"))  # JSON may escape "/"
+        for form in sorted(forms, key=len, reverse=True):
+            text = text.replace(form, "***")
+    text = BEARER.sub(r"\1 ***", text)
+    return text if limit is None else text[:limit]
 
 
 def _display_url(url: str) -> str:
@@ -214,9 +255,10 @@ class OpenAITeacher:
         fallback_samples (int): k answers sampled per request when the server returns no
             log-probabilities; 0 makes that an error.
         max_concurrency (int): requests in flight at once.
-        timeout (float): seconds per request.
-        max_retries (int): retries after a 429, 408, 409 or 5xx answer, a timeout or a
-            connection error.
+        timeout (float): the total deadline of a request (of each attempt), in seconds, from
+            sending it to the last byte of the answer.
+        max_retries (int): retries after a 429, 408, 409 or 5xx answer, a request past its
+            deadline, a connection error or an answer that cannot be read.
         backoff (float): the first retry waits about this many seconds, doubling each time, with
             jitter; a Retry-After header is honoured instead.
         multi_label (bool): one yes/no question per label; scores are logits.
@@ -378,6 +420,7 @@ class OpenAITeacher:
         texts (Sequence[str]): the texts.
         RETURNS (numpy.ndarray): shape (len(texts), len(self.labels)), float32, rows in the order
             of the texts.
+        RAISES TeacherError: a text's request failed for good; `index` is its position in texts.
         """
         if not len(texts):
             return numpy.zeros((0, len(self.labels)), dtype="float32")
@@ -475,9 +518,9 @@ class OpenAITeacher:
             headers["Authorization"] = f"Bearer {key}"
         return headers
 
-    def _redact(self, text: str) -> str:
-        key = os.environ.get(self.api_key_env) if self.api_key_env else None
-        return text.replace(key, "***") if key else text
+    def _redact(self, text: str, limit: Optional[int] = None) -> str:
+        """`redact` with the key the environment holds now (it is never stored)."""
+        return redact(text, os.environ.get(self.api_key_env) if self.api_key_env else None, limit)
 
     def _get_client(self):
         with self._client_lock:
@@ -492,55 +535,123 @@ class OpenAITeacher:
                 )
             return self._client
 
-    def _post(self, payload: Dict[str, Any], where: str) -> Tuple[Dict[str, Any], str]:
-        """POST with retries; returns (the parsed JSON, the body text)."""
-        httpx = self._httpx
+    def _send(self, payload: Dict[str, Any], cancel: threading.Event) -> Tuple[int, Any, str]:
+        """One attempt: (status, headers, body text), the body read within the deadline.
+
+        httpx's timeouts (`timeout` seconds too) bound each connect, write and read, not the
+        whole: so the body is streamed and the deadline checked as each piece arrives. A server
+        that trickles its body is cut when the deadline passes; one that falls silent, by the
+        read timeout. (The headers are read whole, each read bounded by the read timeout.)
+        """
+        deadline = time.monotonic() + self.timeout
         client = self._get_client()
+        with client.stream("POST", self._url, json=payload, headers=self._headers()) as response:
+            chunks = []
+            for chunk in response.iter_bytes():
+                chunks.append(chunk)
+                if cancel.is_set():
+                    raise _Cancelled()
+                if time.monotonic() > deadline:
+                    raise _PastDeadline()
+            body = b"".join(chunks).decode(response.encoding or "utf-8", errors="replace")
+            return response.status_code, response.headers, body
+
+    def _post(
+        self,
+        payload: Dict[str, Any],
+        what: str,
+        read: Callable[[Any], Any],
+        cancel: Optional[threading.Event] = None,
+        index: Optional[int] = None,
+    ) -> Any:
+        """POST with retries and return `read(the JSON answer)`.
+
+        payload (Dict[str, Any]): the request.
+        what (str): the request in messages, e.g. "the request about label 'spam'".
+        read (Callable[[Any], Any]): parses the JSON; raises _Unparseable on an answer it cannot
+            read, which is retried like a 5xx (a truncated or garbled body).
+        cancel (Optional[threading.Event]): once set, stop (raise _Cancelled) before the next
+            attempt or during a backoff wait.
+        index (Optional[int]): the text's position in `score`'s texts, for TeacherError.
+        RETURNS (Any): what `read` returns.
+        """
+        httpx = self._httpx
+        cancel = cancel if cancel is not None else threading.Event()
         attempts = self.max_retries + 1
         last = ""
         for attempt in range(attempts):
+            if cancel.is_set():
+                raise _Cancelled()
             retry_after = None
             try:
-                response = client.post(self._url, json=payload, headers=self._headers())
-            except httpx.TimeoutException:
-                last = f"timed out after {self.timeout:g} s"
-            except httpx.TransportError as err:
+                status, headers, body = self._send(payload, cancel)
+            except (_PastDeadline, httpx.TimeoutException):
+                last = f"no complete answer within its total deadline ({self.timeout:g} s)"
+            except (httpx.TransportError, httpx.DecodingError) as err:
                 last = f"connection error ({type(err).__name__}: {self._redact(str(err))})"
             else:
-                if response.status_code == 200:
-                    body = response.text
+                excerpt = self._redact(body, BODY_CHARS)
+                if status == 200:
                     try:
-                        return response.json(), body
+                        data = json.loads(body)
                     except ValueError:
-                        raise self._unparseable(where, body, "the body is not JSON") from None
-                body = self._redact(response.text[:BODY_CHARS])
-                last = f"HTTP {response.status_code}: {body!r}"
-                if response.status_code not in RETRY_STATUS:
+                        why = "the body is not JSON"
+                    else:
+                        try:
+                            return read(data)
+                        except _Unparseable as err:
+                            why = self._redact(str(err))
+                    last = f"cannot read the answer ({why}); the body begins {excerpt!r}"
+                elif status in RETRY_STATUS:
+                    last = f"HTTP {status}: {excerpt!r}"
+                    retry_after = _retry_after(headers.get("Retry-After"))
+                else:
                     hint = (
                         "; check the key in the variable that api_key_env names"
-                        if response.status_code in (401, 403)
+                        if status in (401, 403)
                         else ""
                     )
-                    raise DistillError(
-                        f"{self.url}: {where} failed with HTTP "
-                        f"{response.status_code} (not retried): {body!r}{hint}"
+                    raise TeacherError(
+                        f"{self.url}: {what} failed with HTTP {status} (not retried): "
+                        f"{excerpt!r}{hint}",
+                        index=index,
                     )
-                retry_after = _retry_after(response.headers.get("Retry-After"))
             if attempt + 1 < attempts:
                 if retry_after is None:
                     delay = min(self.backoff * 2**attempt, MAX_BACKOFF)
                     retry_after = delay / 2 + random.uniform(0, delay / 2)
-                logger.debug("%s: %s, %s; retry in %.2f s", self.url, where, last, retry_after)
-                time.sleep(retry_after)
-        raise DistillError(
-            f"{self.url}: {where} failed after {attempts} attempts; last: {last}"
+                logger.debug("%s: %s: %s; retry in %.2f s", self.url, what, last, retry_after)
+                if cancel.wait(retry_after):
+                    raise _Cancelled()
+        raise TeacherError(
+            f"{self.url}: {what} failed after {attempts} attempts; last: {last}", index=index
         )
 
-    def _unparseable(self, where: str, body: str, why: str) -> DistillError:
-        return DistillError(
-            f"{self.url}: cannot read the answer to {where} ({why}); "
-            f"the body begins {self._redact(body[:BODY_CHARS])!r}"
+    def _gather(
+        self, jobs: Sequence[Any], call: Callable[[Any, threading.Event], Any]
+    ) -> List[Any]:
+        """`call(job, cancel)` for each job, `max_concurrency` at once; results in job order.
+
+        The first failure is raised at once and sets `cancel`: the other jobs stop before their
+        next attempt (a request in flight ends within its deadline), rather than retrying on
+        in the background for minutes and keeping the process from exiting.
+        """
+        cancel = threading.Event()
+        if self.max_concurrency == 1 or len(jobs) <= 1:
+            return [call(job, cancel) for job in jobs]
+        pool = ThreadPoolExecutor(
+            max_workers=min(self.max_concurrency, len(jobs)), thread_name_prefix="openai-teacher"
         )
+        try:
+            futures = [pool.submit(call, job, cancel) for job in jobs]
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            for future in futures:  # the first failure in job order, for a stable message
+                if future in done and future.exception() is not None:
+                    raise future.exception()
+            return [future.result() for future in futures]
+        finally:
+            cancel.set()
+            pool.shutdown(wait=False, cancel_futures=True)
 
     # -- responses ------------------------------------------------------------------------------
 
@@ -602,18 +713,20 @@ class OpenAITeacher:
 
     def _probe(self) -> str:
         """Ask once (with a throwaway text) whether the server returns log-probabilities."""
+
+        def has_logprobs(data: Any) -> bool:
+            try:
+                self._top_tokens(data)
+            except _StoppedAtOnce:
+                pass  # the server sent (empty) log-probabilities: it has them
+            except _NoLogprobs:
+                return False
+            return True
+
         text = self.examples[0]["text"] if self.examples else "Hello."
         payload = self._payload(text, None if self.exclusive else 0, False)
-        data, body = self._post(payload, "the probe request")
-        try:
-            self._top_tokens(data)
+        if self._post(payload, "the probe request", has_logprobs):
             return "logprobs"
-        except _StoppedAtOnce:
-            return "logprobs"  # the server sent (empty) log-probabilities: it has them
-        except _Unparseable as err:
-            raise self._unparseable("the probe request", body, str(err)) from None
-        except _NoLogprobs:
-            pass
         if not self.fallback_samples:
             raise DistillError(
                 f"{self.url}: the server ({self.model}) returns no logprobs; set "
@@ -628,38 +741,27 @@ class OpenAITeacher:
     def _run(self, texts: Sequence[str], jobs, sample: bool) -> Dict[Tuple, Any]:
         """Run the jobs (text index, question, sample number) concurrently; results by job."""
 
-        def one(job):
-            i, question, _ = job
-            where = f"text {i} of the batch"
-            if question is not None:
-                where += f" (label {self.labels[question]!r})"
-            data, body = self._post(self._payload(texts[i], question, sample), where)
+        def read(data: Any) -> Any:
             try:
-                if sample:
-                    return self._answer_text(data)
-                return self._top_tokens(data)
+                return self._answer_text(data) if sample else self._top_tokens(data)
             except _StoppedAtOnce:
                 return None
-            except _Unparseable as err:
-                raise self._unparseable(where, body, str(err)) from None
             except _NoLogprobs:
-                raise self._unparseable(
-                    where, body, "no logprobs, though the probe request had them"
-                ) from None
+                raise _Unparseable("no logprobs, though the probe request had them") from None
 
-        if self.max_concurrency == 1 or len(jobs) == 1:
-            return {job: one(job) for job in jobs}
-        pool = ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(jobs)))
-        try:
-            futures = {pool.submit(one, job): job for job in jobs}
-            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            for future in done:
-                if future.exception() is not None:
-                    raise future.exception()
-            return {job: future.result() for future, job in futures.items()}
-        finally:
-            # On an error, raise now: requests still running finish in the background.
-            pool.shutdown(wait=False, cancel_futures=True)
+        def one(job, cancel: threading.Event):
+            i, question, s = job
+            # Not the text's position: `texts` is often a length-sorted batch, and callers name
+            # the text from TeacherError.index.
+            what = "the request"
+            if question is not None:
+                what += f" about label {self.labels[question]!r}"
+            if sample:
+                what += f" (sample {s + 1} of {self.fallback_samples})"
+            payload = self._payload(texts[i], question, sample)
+            return self._post(payload, what, read, cancel, index=i)
+
+        return dict(zip(jobs, self._gather(jobs, one)))
 
     def _from_logprobs(self, texts: Sequence[str], results) -> numpy.ndarray:
         scores = numpy.zeros((len(texts), len(self.labels)), dtype="float64")
@@ -672,7 +774,8 @@ class OpenAITeacher:
                 class_scores, unmatched = match_scores(top, self._class_forms(question))
             if unmatched == len(class_scores):
                 self.n_unmatched += 1
-                logger.debug("text %d: no top token matches a label: %s", i, (top or [])[:5])
+                shown = self._redact(repr((top or [])[:5]))
+                logger.debug("text %d: no top token matches a label: %s", i, shown)
             if question is None:
                 scores[i] = class_scores
             else:
@@ -732,8 +835,8 @@ def configure_openai_teacher(
     top_logprobs (int): first tokens to ask log-probabilities for.
     fallback_samples (int): sampled answers per request when the server has no logprobs (0: error).
     max_concurrency (int): requests in flight.
-    timeout (float): seconds per request.
-    max_retries (int): retries on 429/5xx/timeouts/connection errors.
+    timeout (float): each request's total deadline, in seconds.
+    max_retries (int): retries on 429/5xx/deadlines/connection errors/unreadable answers.
     backoff (float): the first retry's wait in seconds (doubling, with jitter).
     multi_label (bool): yes/no per label; scores are logits.
     batch_size (int): texts per `score` call.

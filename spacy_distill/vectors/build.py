@@ -7,8 +7,8 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 import numpy
 
+from ..arguments import check_float_argument, check_int_argument
 from ..cache import TeacherCache
-from ..errors import DistillError
 from .contextual import average_token_states
 from .encode import TeacherWordEncoder, encode_words
 from .reduce import DEFAULT_SIF_COEFFICIENT, frequency_weights, pca_reduce
@@ -66,6 +66,12 @@ def build_word_vectors(
         "seconds", "explained_variance", "output", "n_teacher_words" (words added from the
         teacher's vocabulary).
     """
+    # Before the cache file is opened and any word is encoded.
+    check_int_argument("batch_size", batch_size, 1)
+    if layer is not None:
+        check_int_argument("layer", layer)
+    _check_settings(dims=dims, min_count=min_count, max_words=max_words, sif_coefficient=sif_coefficient,
+                    subword_buckets=subword_buckets, min_n=min_n, max_n=max_n)
     paths, vocabulary = _vocabulary(data, dims=dims, attr=attr, min_count=min_count, max_words=max_words, lang=lang)
     n_teacher_words = 0
     if teacher_vocab:
@@ -122,6 +128,8 @@ def build_word_vectors_from_token_states(
     RETURNS (Dict[str, Any]): as `build_word_vectors` ("n_encoded" 0), plus "n_missing" (word
         types with no state) and "n_docs".
     """
+    _check_settings(dims=dims, min_count=min_count, max_words=max_words, sif_coefficient=sif_coefficient,
+                    subword_buckets=subword_buckets, min_n=min_n, max_n=max_n)
     paths, vocabulary = _vocabulary(data, dims=dims, attr=attr, min_count=min_count, max_words=max_words, lang=lang)
     start = time.time()
     averaged = average_token_states(paths, vocabulary, lang=lang, show_progress=show_progress)
@@ -140,10 +148,22 @@ def build_word_vectors_from_token_states(
     return result
 
 
+def _check_settings(*, dims, min_count, max_words, sif_coefficient, subword_buckets, min_n, max_n) -> None:
+    """The numbers both sources of vectors take, checked before any file is read: a bad one
+    would otherwise fail after the (slow) encoding or averaging."""
+    check_int_argument("dims", dims, 1)
+    check_int_argument("min_count", min_count, 1)
+    if max_words is not None:
+        check_int_argument("max_words", max_words, 1)
+    check_float_argument("sif_coefficient", sif_coefficient, 0.0, above_minimum=True)
+    check_int_argument("subword_buckets", subword_buckets, 0)
+    if subword_buckets:
+        check_int_argument("min_n", min_n, 1)
+        check_int_argument("max_n", max_n, min_n)
+
+
 def _vocabulary(data, *, dims, attr, min_count, max_words, lang) -> Tuple[List[Path], Vocabulary]:
     """The data paths and their counted words: where both sources of vectors start."""
-    if dims < 1:
-        raise DistillError(f"dims must be >= 1, got {dims}")
     paths = [Path(p) for p in data]
     return paths, count_words(paths, attr=attr, min_count=min_count, max_words=max_words, lang=lang)
 
