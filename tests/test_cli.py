@@ -252,3 +252,21 @@ def test_long_steps_show_progress_and_teacher_steps_limit_torch_threads(tmp_path
         assert any(line.split()[:4] == ["python", "-m", "spacy_distill", "package"] for line in lines), project
         assert any("spacy_distill export" in line and '--license "${vars.package_license}"' in line for line in lines)
         assert spec["vars"]["package_license"]
+
+
+def test_code_files_that_are_missing_or_broken_are_named(tmp_path, spam_jsonl):
+    """--code reaches the library's import_code (which Ray actors call too): it raises, naming
+    the file, rather than exiting the process."""
+    from spacy_distill.errors import DistillError
+    from spacy_distill.teachers.loading import import_code
+
+    broken = tmp_path / "broken.py"
+    broken.write_text("raise RuntimeError('no teacher today')\n")
+    with pytest.raises(DistillError, match=r"broken.py: cannot import this code file \(RuntimeError: no teacher today\)"):
+        import_code(broken)
+    with pytest.raises(DistillError, match="missing.py: code file not found"):
+        import_code(tmp_path / "missing.py")
+    import_code(None)  # nothing to import
+    result, output = invoke("annotate", spam_jsonl, tmp_path / "out.spacy", "--teacher", "x.cfg", "--code", tmp_path / "missing.py")
+    assert result.exit_code == 1 and "--code:" in output and "missing.py: code file not found" in output
+    assert not (tmp_path / "out.spacy").exists()

@@ -24,7 +24,6 @@ import sys
 import threading
 from dataclasses import dataclass
 from itertools import islice
-from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy
@@ -69,12 +68,9 @@ class TeacherSpec:
     code: Optional[str] = None
 
     def __call__(self) -> Teacher:
-        from ..teachers.loading import load_teacher
+        from ..teachers.loading import import_code, load_teacher
 
-        if self.code:
-            from ..cli._app import import_code
-
-            import_code(Path(self.code))
+        import_code(self.code)
         return load_teacher(self.teacher, self.overrides)
 
 

@@ -41,7 +41,12 @@ OVERRIDES_CONTEXT = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 def import_code(code_path) -> None:
     """Import a Python file (e.g. one that registers a custom teacher), as `spacy train --code`."""
-    if code_path is not None:
-        from spacy.cli._util import import_code as spacy_import_code
+    from wasabi import msg
 
-        spacy_import_code(code_path)
+    from ..errors import DistillError
+    from ..teachers.loading import import_code as import_code_file
+
+    try:
+        import_code_file(code_path)
+    except DistillError as err:
+        msg.fail(f"--code: {err}", exits=1)

@@ -4,7 +4,7 @@ from typing import Any, Dict, Optional, Union
 
 from catalogue import RegistryError
 from confection import ConfigValidationError
-from spacy.util import load_config
+from spacy.util import import_file, load_config
 
 from ..errors import DistillError
 from ..registry import registry
@@ -30,6 +30,24 @@ def resolve_relative_paths(block: Dict[str, Any], folder: Path) -> Dict[str, Any
                 value = str(candidate.resolve())
         resolved[key] = value
     return resolved
+
+
+def import_code(code_path: Optional[Union[str, Path]]) -> None:
+    """Import a Python file that registers custom functions (e.g. a teacher), as `spacy train
+    --code` does, but raising instead of exiting: a Ray actor or a library caller builds
+    teachers too.
+
+    code_path (Optional[Union[str, Path]]): the file; None imports nothing.
+    """
+    if code_path is None:
+        return
+    path = Path(code_path)
+    if not path.is_file():
+        raise DistillError(f"{path}: code file not found")
+    try:
+        import_file("python_code", path)
+    except Exception as err:  # whatever the user's module raises on import
+        raise DistillError(f"{path}: cannot import this code file ({type(err).__name__}: {err})") from err
 
 
 def load_teacher(spec: Union[str, Path], overrides: Optional[Dict[str, Any]] = None) -> Teacher:
