@@ -21,6 +21,7 @@ from .errors import DistillError, RecordError, TeacherError
 from .hidden.storage import HiddenRequest
 from .msgpack_codecs import cached_msgpack_codecs
 from .records import Record, read_records, split_errors
+from .shards import check_shard
 from .targets import Provenance, TargetFileWriter, TeacherTarget, set_target
 from .teachers.base import Teacher
 
@@ -266,20 +267,6 @@ def partial_path(output_path: Union[str, Path]) -> Path:
     """Where a single-file run that stopped keeps the docs it had done: `OUTPUT.partial.spacy`."""
     path = Path(output_path)
     return path.with_name(path.stem + ".partial.spacy")
-
-
-def check_shard(shard: Optional[Tuple[int, int]]) -> None:
-    """A DistillError unless `shard` is None or (K, N) with 1 <= K <= N."""
-    if shard is None:
-        return
-    try:
-        k, n = shard
-    except (TypeError, ValueError):
-        raise DistillError(f"shard must be a pair (K, N), got {shard!r}") from None
-    check_int_argument("shard count N", n, 1)
-    check_int_argument("shard index K", k, 1)
-    if k > n:
-        raise DistillError(f"shard must be K/N with 1 <= K <= N, got {k}/{n}")
 
 
 def _save_partial(writer: TargetFileWriter, kept_cache: Optional[Path]) -> None:

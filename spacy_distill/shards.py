@@ -1,13 +1,12 @@
 """Sharded annotation: N machines each annotate an interleaved share; `merge` joins them."""
 from pathlib import Path
-from typing import List, Sequence, Tuple, TypeVar, Union
+from typing import Optional, Sequence, Tuple, Union
 
+from .arguments import check_int_argument
 from .chunked import write_atomically
 from .errors import DistillError, TargetFormatError
 from .msgpack_codecs import cached_msgpack_codecs
 from .targets import TargetFileWriter, get_target, read_targets
-
-T = TypeVar("T")
 
 
 def parse_shard(spec: str) -> Tuple[int, int]:
@@ -21,12 +20,18 @@ def parse_shard(spec: str) -> Tuple[int, int]:
     return k, n
 
 
-def select_shard(items: List[T], shard: Tuple[int, int]) -> List[T]:
-    """The K-th of N interleaved shares of the items (K is 1-based)."""
-    k, n = shard
-    if not (n >= 1 and 1 <= k <= n):
+def check_shard(shard: Optional[Tuple[int, int]]) -> None:
+    """A DistillError unless `shard` is None or (K, N) with 1 <= K <= N."""
+    if shard is None:
+        return
+    try:
+        k, n = shard
+    except (TypeError, ValueError):
+        raise DistillError(f"shard must be a pair (K, N), got {shard!r}") from None
+    check_int_argument("shard count N", n, 1)
+    check_int_argument("shard index K", k, 1)
+    if k > n:
         raise DistillError(f"shard must be K/N with 1 <= K <= N, got {k}/{n}")
-    return items[k - 1 :: n]
 
 
 def merge_target_files(inputs: Sequence[Union[str, Path]], output: Union[str, Path]) -> int:
