@@ -12,7 +12,7 @@ from .about import __version__
 from .filter import DecisionRule, SemanticFilter
 from .losses import SoftTargetLoss, SoftTargets
 from .pipeline.distill_textcat import DistillMultiLabelTextCategorizer, DistillTextCategorizer
-from .registry import teachers
+from . import teachers  # the package (the registry: spacy_distill.registry.teachers)
 from .targets import TeacherTarget, get_target, read_targets, set_target, write_targets
 from .teachers import SpacyTeacher, Teacher, load_teacher
 

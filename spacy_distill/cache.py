@@ -27,6 +27,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 import numpy
 
 from .errors import DistillError, TeacherError
+from .teachers.base import Teacher, as_capable
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,16 @@ CREATE TABLE IF NOT EXISTS teacher_scores (
     created REAL NOT NULL,
     extra TEXT,
     checksum TEXT
+)
+"""
+# What a teacher built from a config answered (labels, fingerprint, ...), by a key of that config
+# and its files (`teachers.loading.LazyTeacher`): a rerun answers them without building it.
+_RECORDS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS teacher_records (
+    key TEXT PRIMARY KEY,
+    record TEXT NOT NULL,
+    created REAL NOT NULL,
+    checksum TEXT NOT NULL
 )
 """
 _COLUMNS = "key, fingerprint, n_labels, scores, created, extra, checksum"
@@ -89,6 +100,7 @@ class TeacherCache:
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=NORMAL")
                 self._db.execute(_SCHEMA)
+                self._db.execute(_RECORDS_SCHEMA)
                 columns = {row[1] for row in self._db.execute("PRAGMA table_info(teacher_scores)")}
                 for name, kind in _ADDED_COLUMNS:
                     if name not in columns:
@@ -169,6 +181,37 @@ class TeacherCache:
         with self._guard("write"):
             self._connection.executemany(
                 f"INSERT OR REPLACE INTO teacher_scores ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", rows
+            )
+            self._connection.commit()
+
+    def teacher_record(self, key: str) -> Optional[Dict[str, Any]]:
+        """What was recorded for a teacher under `key` (see `save_teacher_record`), or None when
+        nothing was, or the entry fails its checksum (the caller then builds the teacher)."""
+        with self._guard("read"):
+            row = self._connection.execute(
+                "SELECT record, checksum FROM teacher_records WHERE key = ?", (key,)
+            ).fetchone()
+        if row is None:
+            return None
+        record, checksum = row
+        if not isinstance(record, str) or checksum != entry_checksum(key, 0, b"", record):
+            logger.warning("%s: the teacher record %s failed its checksum; the teacher is built again", self.path, key[:12])
+            return None
+        try:
+            found = json.loads(record)
+        except ValueError:
+            return None
+        return found if isinstance(found, dict) else None
+
+    def save_teacher_record(self, key: str, record: Dict[str, Any]) -> None:
+        """Keep what a built teacher answered (JSON: labels, fingerprint, ...) under `key`, a
+        hash of what it was built from, and commit."""
+        record_json = json.dumps(record, sort_keys=True)
+        checksum = entry_checksum(key, 0, b"", record_json)
+        with self._guard("write"):
+            self._connection.execute(
+                "INSERT OR REPLACE INTO teacher_records (key, record, created, checksum) VALUES (?, ?, ?, ?)",
+                (key, record_json, time.time(), checksum),
             )
             self._connection.commit()
 
@@ -264,7 +307,7 @@ class CachedScorer:
     (`score_with_members`) are kept in the cache and in the targets.
     """
 
-    def __init__(self, teacher, cache: Optional[TeacherCache]):
+    def __init__(self, teacher: Teacher, cache: Optional[TeacherCache]):
         self.teacher = teacher
         self.cache = cache
         self.fingerprint = teacher.fingerprint
@@ -318,15 +361,14 @@ class CachedScorer:
         return score_with_details(self.teacher, texts)
 
 
-def score_with_details(teacher, texts: List[str]) -> Tuple[numpy.ndarray, List[Optional[Dict[str, Any]]]]:
+def score_with_details(teacher: Teacher, texts: List[str]) -> Tuple[numpy.ndarray, List[Optional[Dict[str, Any]]]]:
     """A teacher's scores for texts (float32) and per-text details to keep (or None): an
     ensemble's member distributions. Every backend scores through this, so all keep the same."""
-    score_with_members = getattr(teacher, "score_with_members", None)
-    if callable(score_with_members):
-        fused, members = score_with_members(texts)
-        extras = [
-            {"members": {name: [float(p) for p in probs[i]] for name, probs in members.items()}}
-            for i in range(len(texts))
-        ]
-        return numpy.asarray(fused, dtype="float32"), extras
-    return numpy.asarray(teacher.score(texts), dtype="float32"), [None] * len(texts)
+    fused, members = as_capable(teacher).score_with_members(texts)
+    if not members:  # a single teacher: nothing but the scores to keep
+        return numpy.asarray(fused, dtype="float32"), [None] * len(texts)
+    extras: List[Optional[Dict[str, Any]]] = [
+        {"members": {name: [float(p) for p in probs[i]] for name, probs in members.items()}}
+        for i in range(len(texts))
+    ]
+    return numpy.asarray(fused, dtype="float32"), extras

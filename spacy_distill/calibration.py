@@ -20,8 +20,9 @@ from thinc.api import Model
 
 from .errors import DistillError
 from .ml.logits import logit_layer
+from .probabilities import scores_to_probabilities
 
-from .filter.settings import META_KEY  # noqa: E402  (one name for the meta.json section)
+from .pipeline.meta import stored_calibration, write_calibration  # noqa: E402
 MIN_TEMPERATURE, MAX_TEMPERATURE = 0.05, 20.0
 _EPS = 1e-12
 
@@ -35,12 +36,7 @@ def logits_from_probabilities(probs: numpy.ndarray, exclusive: bool) -> numpy.nd
 
 def scaled_probabilities(logits: numpy.ndarray, temperature: float, exclusive: bool) -> numpy.ndarray:
     """softmax(z / t) or sigmoid(z / t)."""
-    z = logits / temperature
-    if exclusive:
-        z = z - z.max(axis=1, keepdims=True)
-        e = numpy.exp(z)
-        return e / e.sum(axis=1, keepdims=True)
-    return 1.0 / (1.0 + numpy.exp(-z))
+    return scores_to_probabilities(logits, exclusive, temperature)
 
 
 def negative_log_likelihood(gold: numpy.ndarray, probs: numpy.ndarray, exclusive: bool) -> float:
@@ -108,8 +104,7 @@ def calibrate(
     apply_temperature(nlp.get_pipe(component).model, temperature)
     known = ~numpy.isnan(gold).any(axis=1)
     after = scaled_probabilities(logits_from_probabilities(probs, exclusive), temperature, exclusive)
-    section = dict(nlp.meta.get(META_KEY) or {})
-    previous = float((section.get("calibration") or {}).get("total_temperature") or 1.0)
+    previous = float(stored_calibration(nlp.meta).get("total_temperature") or 1.0)
     record = {
         "temperature": temperature,
         "total_temperature": previous * temperature,
@@ -120,8 +115,7 @@ def calibrate(
         "n": int(known.sum()),
         "data": data,
     }
-    section["calibration"] = record
-    nlp.meta[META_KEY] = section
+    write_calibration(nlp.meta, record)
     return {**record, "probabilities": after}
 
 

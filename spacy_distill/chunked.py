@@ -2,7 +2,7 @@
 
 A directory OUTPUT of `annotate` holds `part-000000.spacy`, `part-000001.spacy`, ... Chunk K
 holds the targets of the input records at positions [K * chunk_size, (K + 1) * chunk_size) of
-the run's record stream (valid records, after --limit and --shard), so its content depends on
+the run's record stream (valid records, after `limit` and `shard`), so its content depends on
 the input and the teacher only. Each chunk is written atomically (a `.tmp` file renamed), so a
 chunk file that exists is complete. A rerun after a crash keeps the complete chunks, skips
 their records without touching the teacher or the cache, and redoes the rest (where the cache
@@ -26,14 +26,14 @@ import json
 import os
 from contextlib import suppress
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Union
+from typing import Any, Dict, Optional, Union
 
 from filelock import FileLock, Timeout
 from spacy.tokens import Doc
 from spacy.vocab import Vocab
 
-from .errors import DistillError, TargetFormatError
-from .targets import TMP_SUFFIX, TargetFileWriter, get_target, is_scratch_file, iter_target_files, read_targets
+from .errors import DistillError
+from .targets import TMP_SUFFIX, TargetFileWriter, is_scratch_file
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "spacy-distill.chunks.v1"
@@ -99,6 +99,7 @@ class ChunkedTargetWriter:
     """Writes target docs to numbered `.spacy` chunk files, one DocBin in memory at a time.
 
     Holds the directory's lock from creation until `close()` (or the end of a `with` block).
+    One of annotate's target sinks (`annotation.sinks.TargetSink`).
     """
 
     def __init__(self, directory: Union[str, Path], run: Dict[str, Any]) -> None:
@@ -182,6 +183,18 @@ class ChunkedTargetWriter:
     def complete(self) -> None:
         """Mark the run as finished."""
         self._save_manifest(complete=True)
+
+    def abort(self) -> str:
+        """The run stopped: the complete chunks stay. RETURNS (str): what the user should know."""
+        return (
+            f"Stopped; {len(self.chunks)} complete chunk(s) are kept in {self.directory}: "
+            "rerun the same command to resume after them"
+        )
+
+    @property
+    def chunk_size(self) -> int:
+        """Records per chunk (the last one may hold fewer)."""
+        return int(self.run["chunk_size"])
 
     @property
     def n_docs(self) -> int:

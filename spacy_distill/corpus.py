@@ -46,7 +46,7 @@ class TargetCorpus:
         """Refuse augmented docs whose parent or text is in the evaluation sets (once)."""
         if self._checked or not self.eval_paths:
             return
-        from .augment.leakage import EvalIndex, find_leaks, raise_on_leaks
+        from .data.leakage import EvalIndex, find_leaks, raise_on_leaks
         from .targets import get_target
 
         index = EvalIndex.from_paths(self.eval_paths)

@@ -35,9 +35,10 @@ from spacy.util import load_model_from_config
 from thinc.api import Config, Model
 
 from .errors import DistillError
-from .filter.settings import META_KEY, stored_settings
+from .filter.settings import stored_settings
 from .ml.empty_docs import GUARD_CALLBACK, needs_guard
 from .ml.static_embeddings import store_in_half_precision
+from .pipeline.meta import write_card
 from .pipeline.textcat_lookup import find_textcat
 from .targets import read_target_summary
 
@@ -358,9 +359,7 @@ def export_pipeline(
         filter_config = filter_settings(nlp, textcat, actions=actions or {}, default_action=default_action)
     config = exported_config(nlp, filter_config=filter_config)
     meta = copy.deepcopy(nlp.meta)
-    section = dict(meta.get(META_KEY) or {})
-    section["card"] = card
-    meta[META_KEY] = section
+    write_card(meta, card)
     if name:
         meta["name"] = name
     if version:
@@ -379,8 +378,8 @@ def export_pipeline(
     if half_precision:
         halved = sum(store_in_half_precision(pipe.model) for _, pipe in exported.pipeline if isinstance(getattr(pipe, "model", None), Model))
     if halved:
-        section["card"]["tables"] = {"dtype": "float16", "bytes_saved": halved, "tolerance": HALF_PRECISION_TOLERANCE}
-        exported.meta[META_KEY] = section
+        card["tables"] = {"dtype": "float16", "bytes_saved": halved, "tolerance": HALF_PRECISION_TOLERANCE}
+        write_card(exported.meta, card)
     texts = list(check_texts or FALLBACK_TEXTS)
     difference = check_equivalence(nlp, exported, textcat, texts,
                                    tolerance=HALF_PRECISION_TOLERANCE if halved else EQUIVALENCE_TOLERANCE)

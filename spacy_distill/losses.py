@@ -162,6 +162,9 @@ class SoftTargetLoss(Loss):
         return self.alpha * trust.reshape((1, -1))
 
 
+# The loss runs on thinc's arrays, which are cupy arrays on GPU: these three take the array
+# module `xp` instead of using `spacy_distill.probabilities` (numpy only, float64 host arrays),
+# so the loss and its gradient stay on the device.
 def _log_softmax(xp, x):
     x = x - x.max(axis=1, keepdims=True)
     return x - xp.log(xp.exp(x).sum(axis=1, keepdims=True))

@@ -31,6 +31,7 @@ import srsly
 from .about import __version__
 from .errors import DistillError
 from .export import check_package_name, check_package_version
+from .pipeline.meta import write_package_runtime
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ RUNTIME_MODULES = (
     "filter/component.py",
     "filter/decision.py",
     "filter/settings.py",
+    "pipeline/meta.py",
     "pipeline/textcat_lookup.py",
     "ml/batched_ngrams.py",
     "ml/empty_docs.py",
@@ -173,7 +175,7 @@ def package_pipeline(
         requirements.insert(0, f"spacy{package_meta.get('spacy_version') or f'>={_spacy_version()}'}")
     package_meta["requirements"] = requirements
     # Which plugin the copied run time came from, beside the distillation card.
-    package_meta.setdefault("spacy_distill", {})["runtime"] = {"version": __version__, "package": RUNTIME_PACKAGE}
+    write_package_runtime(package_meta, __version__, RUNTIME_PACKAGE)
     srsly.write_json(main_path / "meta.json", package_meta)
     built = [_build(main_path, fmt) for fmt in formats]
     return {

@@ -5,6 +5,7 @@ import numpy
 from spacy.scorer import Scorer
 from spacy.training import Example
 
+from .evaluation.teacher_metrics import agreement, mean_kl
 from .registry import registry
 from .targets import get_target
 
@@ -13,6 +14,9 @@ def score_teacher_agreement(
     examples: Iterable[Example], *, labels: Iterable[str], multi_label: bool, threshold: float = 0.5
 ) -> Dict[str, Any]:
     """Agreement of the predicted cats with the teacher stored on the reference docs.
+
+    The numbers are those of `spacy-distill evaluate` (`evaluation.teacher_metrics`): the
+    teacher decides at 0.5, the student at `threshold`, and the KL clips both sides alike.
 
     examples (Iterable[Example]): examples whose reference docs come from a target file.
     labels (Iterable[str]): the component's labels.
@@ -23,31 +27,28 @@ def score_teacher_agreement(
         from teacher to student); None for both when no doc has a teacher.
     """
     labels = list(labels)
-    agreements: List[float] = []
-    divergences: List[float] = []
+    teacher_rows: List[List[float]] = []
+    student_rows: List[List[float]] = []
     for eg in examples:
         target = get_target(eg.reference)
         if target is None or not target.has_teacher:
             continue
         teacher_probs = dict(zip(target.labels, target.probabilities()))
-        p = numpy.asarray([teacher_probs.get(label, 0.0) for label in labels], dtype="float64")
-        q = numpy.asarray([eg.predicted.cats.get(label, 0.0) for label in labels], dtype="float64")
-        q = numpy.clip(q, 1e-7, 1 - 1e-7)
-        if multi_label:
-            agreements.extend((p >= 0.5) == (q >= threshold))
-            kl = p * numpy.log(numpy.clip(p, 1e-12, 1) / q) + (1 - p) * numpy.log(
-                numpy.clip(1 - p, 1e-12, 1) / (1 - q)
-            )
-            divergences.append(float(kl.sum()))
-        else:
-            agreements.append(float(numpy.argmax(p) == numpy.argmax(q)))
-            q = q / q.sum()
-            divergences.append(float((p * numpy.log(numpy.clip(p, 1e-12, 1) / q)).sum()))
-    if not agreements:
+        teacher_rows.append([float(teacher_probs.get(label, 0.0)) for label in labels])
+        student_rows.append([float(eg.predicted.cats.get(label, 0.0)) for label in labels])
+    if not teacher_rows:
         return {"cats_teacher_agreement": None, "cats_teacher_kl": None}
+    teacher = numpy.asarray(teacher_rows, dtype="float64")
+    student = numpy.asarray(student_rows, dtype="float64")
+    exclusive = not multi_label
+    agreed = agreement(
+        student, teacher, labels, exclusive=exclusive, threshold=threshold, teacher_threshold=0.5
+    )
+    # Multi-label: every (doc, label) decision counts once, i.e. the mean of the per-label shares.
+    share = agreed["argmax"] if exclusive else float(numpy.mean(list(agreed["per_label"].values())))
     return {
-        "cats_teacher_agreement": float(numpy.mean(agreements)),
-        "cats_teacher_kl": float(numpy.mean(divergences)),
+        "cats_teacher_agreement": share,
+        "cats_teacher_kl": mean_kl(teacher, student, exclusive=exclusive),
     }
 
 

@@ -14,9 +14,9 @@ def parse_shard(spec: str) -> Tuple[int, int]:
     try:
         k, n = (int(part) for part in spec.split("/"))
     except ValueError:
-        raise DistillError(f"--shard must look like K/N (e.g. 2/8), got {spec!r}") from None
+        raise DistillError(f"`shard` must look like K/N (e.g. 2/8), got {spec!r}") from None
     if not (n >= 1 and 1 <= k <= n):
-        raise DistillError(f"--shard must be K/N with 1 <= K <= N, got {spec!r}")
+        raise DistillError(f"`shard` must be K/N with 1 <= K <= N, got {spec!r}")
     return k, n
 
 

@@ -162,6 +162,58 @@ def _private_teacher_cache(tmp_path_factory):
 
 
 
+@pytest.fixture
+def hf_offline(monkeypatch):
+    """Hugging Face code, here and in the subprocesses a test starts, stays off the network."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models on a shared CPU gain nothing from torch's thread pool: its hand-offs make
+    each tiny matmul 30-100x slower on a busy machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory) -> Path:
+    """tests/tiny_models.build_tiny_bert, built once (read-only: tests must not write into it)."""
+    from .tiny_models import build_tiny_bert
+
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny_bert") / "model")
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory) -> Path:
+    """tests/tiny_models.build_tiny_llama (no pad token), built once (read-only)."""
+    from .tiny_models import build_tiny_llama
+
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny_llama") / "model")
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier_dirs(tmp_path_factory) -> Dict[str, Path]:
+    """Three tiny BERT sequence classifiers on one tokenizer, built once (read-only): binary
+    (ham, spam), three (neg, neu, pos) and multi (multi-label spam, urgent, work)."""
+    from .tiny_models import build_tiny_classifier, build_tokenizer
+
+    root = tmp_path_factory.mktemp("hf_classifier")
+    tokenizer = build_tokenizer()
+    return {
+        "binary": build_tiny_classifier(root / "binary", tokenizer, ["ham", "spam"]),
+        "three": build_tiny_classifier(root / "three", tokenizer, ["neg", "neu", "pos"], seed=1),
+        "multi": build_tiny_classifier(
+            root / "multi", tokenizer, ["spam", "urgent", "work"], "multi_label_classification", seed=2
+        ),
+    }
+
+
 def spam_target_rows(exclusive: bool = True, repeat: int = 3):
     """SPAM_TEXTS as target rows with soft teacher probabilities and gold."""
     rows = []
@@ -248,3 +300,62 @@ LONGEST_FILES = {
 
 def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: -LONGEST_FILES.get(Path(str(item.fspath)).name, 0))
+
+
+# A skip fails the run unless its reason contains one of these: a green suite that skipped a
+# whole area (a missing optional package, a model not installed) tested nothing there. `pip
+# install .[test]` brings every package the tests import. Empty: no test may skip today.
+ALLOWED_SKIP_REASONS: Tuple[str, ...] = ()
+
+
+def _unexpected_skip(report) -> bool:
+    if not report.skipped or hasattr(report, "wasxfail"):
+        return False
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    if any(allowed in reason for allowed in ALLOWED_SKIP_REASONS):
+        return False
+    report.outcome = "failed"
+    report.longrepr = f"unexpected skip: {reason} (install the [test] extra; tests/conftest.py ALLOWED_SKIP_REASONS)"
+    return True
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    _unexpected_skip(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    """A module that skips itself (importorskip at module level) is a collection error."""
+    outcome = yield
+    _unexpected_skip(outcome.get_result())
+
+
+def majority_baseline(report: Dict, gold_labels: Sequence[str]) -> Dict:
+    """What a student that always says the most common gold label would score in an evaluate
+    `report` on the texts whose gold labels are `gold_labels`: its macro-F1 (computed by the same
+    metrics code as the report) and its agreement with the teacher (the teacher's decisions are
+    the column sums of its confusion matrix; every text has gold)."""
+    from collections import Counter
+
+    from spacy_distill.evaluation import metrics
+
+    labels = list(report["labels"])
+    majority = Counter(gold_labels).most_common(1)[0][0]
+    one_hot = numpy.eye(len(labels))
+    gold = one_hot[[labels.index(label) for label in gold_labels]]
+    always = one_hot[[labels.index(majority)] * len(gold_labels)]
+    quality = metrics.classification_metrics(gold, always, labels, exclusive=True)
+    teacher_decisions = numpy.asarray(report["confusion"]["teacher"]["matrix"]).sum(axis=0)
+    agreement = float(teacher_decisions[labels.index(majority)] / teacher_decisions.sum())
+    return {"label": majority, "macro_f1": quality["macro_f1"], "agreement": agreement}
+
+
+def check_student_beats_majority(report: Dict, gold_labels: Sequence[str], f1_margin: float, agreement_margin: float):
+    """Assert that the report's student is no always-majority student: its macro-F1 beats the
+    majority class's by `f1_margin`, its agreement with the teacher by `agreement_margin`."""
+    baseline = majority_baseline(report, gold_labels)
+    student_f1 = report["quality"]["student"]["macro_f1"]
+    assert student_f1 > baseline["macro_f1"] + f1_margin, (student_f1, baseline)
+    assert report["agreement"]["argmax"] > baseline["agreement"] + agreement_margin, (report["agreement"], baseline)

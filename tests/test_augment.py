@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from spacy_distill.augment import base, noise, obfuscation, synonyms
 from spacy_distill.augment.compose import Chain
 from spacy_distill.augment.config import load_augment_config
-from spacy_distill.augment.leakage import LeakageError
+from spacy_distill.data.leakage import LeakageError
 from spacy_distill.augment.run import AugmentSummary, augment_file, augment_records
 from spacy_distill.cli import app
 from spacy_distill.cli.augment import augment_cli  # noqa: F401  (registers the command)

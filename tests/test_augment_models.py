@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy
 import pytest
+import torch
+import transformers
 
 from spacy_distill.augment.base import derive_rng
 from spacy_distill.augment.config import load_augment_config
@@ -19,10 +21,9 @@ from spacy_distill.errors import DistillError
 from spacy_distill.registry import registry
 
 from .conftest import write_jsonl
+from .tiny_models import build_random_llama, build_tokenizer, byte_bpe_tokenizer, randomize
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-pytest.importorskip("tokenizers")
+pytestmark = pytest.mark.usefixtures("hf_offline", "one_torch_thread")
 
 CORPUS = [
     "the film was great and the actors were wonderful",
@@ -33,66 +34,15 @@ CORPUS = [
     "Translate the following text into German . Translation :",
 ]
 SEEDS = ["the film was great", "win a free prize now", "see you at lunch"]
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}</s>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
-)
-
-
-@pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _bpe_tokenizer(chat: bool = False):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    special = ["<pad>", "<s>", "</s>", "<|user|>", "<|assistant|>", "<|system|>"]
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(CORPUS * 5, trainer=trainer)
-    tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A </s>", special_tokens=[("<s>", tok.token_to_id("<s>")), ("</s>", tok.token_to_id("</s>"))]
-    )
-    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
-    if chat:
-        fast.chat_template = CHAT_TEMPLATE
-    return fast
-
-
-def _randomize(model, scale=0.3):
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "norm" not in name:
-                param.normal_(0.0, scale)
+    return byte_bpe_tokenizer(CORPUS * 5, single="<s> $A </s>", chat=chat)
 
 
 @pytest.fixture(scope="module")
 def tiny_llama(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("aug_llama") / "model"
-    tokenizer = _bpe_tokenizer(chat=True)
-    tokenizer.save_pretrained(path)
-    config = transformers.LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=512, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(0)
-    model = transformers.LlamaForCausalLM(config)
-    _randomize(model)
-    model.save_pretrained(path)
-    return path
+    return build_random_llama(tmp_path_factory.mktemp("aug_llama") / "model", _bpe_tokenizer(chat=True))
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +61,7 @@ def tiny_bart_pair(tmp_path_factory):
         )
         torch.manual_seed(i)
         model = transformers.BartForConditionalGeneration(config)
-        _randomize(model, 0.5)
+        randomize(model, 0.5)
         model.generation_config.max_length = 24
         model.save_pretrained(path)
         paths.append(path)
@@ -120,20 +70,8 @@ def tiny_bart_pair(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory) -> Path:
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-
     path = tmp_path_factory.mktemp("aug_bert") / "model"
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok.train_from_iterator(CORPUS * 3, trainer=trainers.WordPieceTrainer(vocab_size=200, special_tokens=special, show_progress=False))
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[(t, tok.token_to_id(t)) for t in ("[CLS]", "[SEP]")]
-    )
-    tokenizer = transformers.BertTokenizerFast(
-        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]"
-    )
+    tokenizer = build_tokenizer(CORPUS * 3)
     tokenizer.save_pretrained(path)
     config = transformers.BertConfig(
         vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
@@ -141,7 +79,7 @@ def tiny_bert(tmp_path_factory) -> Path:
     )
     torch.manual_seed(0)
     model = transformers.BertForMaskedLM(config)
-    _randomize(model, 0.5)
+    randomize(model, 0.5)
     model.save_pretrained(path)
     return path
 

@@ -110,10 +110,37 @@ def test_scores_report_teacher_agreement_next_to_gold_metrics():
     scores = nlp.evaluate(examples)
     assert scores["cats_teacher_agreement"] == pytest.approx(1.0)
     assert scores["cats_teacher_kl"] < 0.5
-    assert 0.0 <= scores["cats_score"] <= 1.0
+    # The two gold docs ("free lunch today": ham, "cash please": spam) are decided as the teacher
+    # does, so the gold scores are perfect; a constant (majority) student gets macro F 1/3.
+    assert scores["cats_score"] == pytest.approx(1.0)
+    assert scores["cats_macro_f"] == pytest.approx(1.0)
     assert "cats_macro_f" in scores
     weights = nlp.config["training"]["score_weights"]
     assert "cats_teacher_agreement" in weights
+
+
+@pytest.mark.parametrize("exclusive", [True, False])
+def test_teacher_agreement_and_kl_match_hand_computed_values(exclusive):
+    from spacy_distill.scoring import score_teacher_agreement
+
+    rows = [("a b", [0.8, 0.2], {}), ("c d", [0.3, 0.7], {})] if exclusive else [("a b", [0.9, 0.5], {})]
+    docs = make_target_docs(rows, exclusive=exclusive)
+    examples = []
+    for doc in docs:
+        predicted = spacy.blank("en").make_doc(doc.text)
+        predicted.cats = {"ham": 0.6, "spam": 0.4}
+        examples.append(Example(predicted, doc))
+    scores = score_teacher_agreement(examples, labels=["ham", "spam"], multi_label=not exclusive)
+    if exclusive:
+        # Argmax: doc 1 ham == ham, doc 2 spam != ham -> 1/2. KL(p || q) per doc:
+        # .8 ln(.8/.6) + .2 ln(.2/.4) = 0.0915162; .3 ln(.3/.6) + .7 ln(.7/.4) = 0.1837869.
+        assert scores["cats_teacher_agreement"] == pytest.approx(0.5)
+        assert scores["cats_teacher_kl"] == pytest.approx((0.0915162 + 0.1837869) / 2, rel=1e-5)
+    else:
+        # Per label decisions at 0.5: ham 0.9 / 0.6 agree, spam 0.5 / 0.4 do not -> 1/2. Bernoulli
+        # KL summed over labels: KL(.9 || .6) + KL(.5 || .4) = 0.2262892 + 0.0204110 = 0.2467002.
+        assert scores["cats_teacher_agreement"] == pytest.approx(0.5)
+        assert scores["cats_teacher_kl"] == pytest.approx(0.2467002, rel=1e-5)
 
 
 def test_label_mismatch_and_kind_mismatch_fail_clearly():

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-pytest.importorskip("matplotlib")
+import matplotlib  # noqa: E402,F401  (a required test dependency: the [test] extra)
 
 from spacy_distill.evaluation.plots import (  # noqa: E402
     plot_confusion,

@@ -117,3 +117,48 @@ def test_exclusive_tuning_never_decides_worse_than_argmax(n_labels, seed):
     assert selection["tuned"]["macro_f1"] >= selection["argmax"]["macro_f1"]
     rule = DecisionRule(labels, True, selection["thresholds"], {"class1": "block"})
     assert decision_quality(gold, probs, rule) == selection["tuned"]
+
+
+def test_the_meta_section_round_trips_field_by_field():
+    from spacy_distill.pipeline import meta as stored
+
+    meta = {"name": "student", stored.META_KEY: {"card": {"teacher": "x"}}}
+    assert stored.stored_thresholds(meta) == {} and stored.stored_actions(meta) is None
+    assert stored.stored_cascade(meta) == {} and stored.stored_escalation_margin(meta) == 0.0
+    stored.write_thresholds(meta, {"spam": 0.4}, {"objective": "f1"})
+    stored.write_actions(meta, {"spam": "block"}, "review")
+    stored.write_cascade(meta, 0.1, objective="escalation_rate", value=0.2, data="dev.jsonl", dev={"margin": 0.1})
+    stored.write_calibration(meta, {"temperature": 1.5})
+    stored.write_package_runtime(meta, "1.0", "spacy-distill")
+    assert stored.stored_thresholds(meta) == {"spam": 0.4}
+    assert stored.stored_actions(meta) == {"spam": "block"} and stored.stored_default_action(meta) == "review"
+    assert stored.stored_escalation_margin(meta) == 0.1 and stored.stored_cascade(meta)["objective"] == "escalation_rate"
+    assert stored.stored_calibration(meta) == {"temperature": 1.5} and stored.stored_card(meta) == {"teacher": "x"}
+    section = meta[stored.META_KEY]
+    assert section["threshold_tuning"] == {"objective": "f1"} and section["runtime"] == {"version": "1.0", "package": "spacy-distill"}
+    assert meta["name"] == "student"  # the rest of the meta is left alone
+    stored.stored_thresholds(meta)["spam"] = 0.9  # readers return copies
+    assert stored.stored_thresholds(meta) == {"spam": 0.4}
+
+
+def test_tune_student_saves_thresholds_actions_and_band_with_the_pipeline(tmp_path):
+    import spacy
+
+    from spacy_distill.evaluation.tune import get_actions, get_cascade, get_thresholds
+    from spacy_distill.evaluation.tune_student import tune_student
+
+    from .conftest import train_distilled_student
+
+    train_distilled_student(tmp_path, steps=8)
+    with pytest.raises(DistillError, match="not both"):
+        tune_student(tmp_path / "student", tmp_path / "train.spacy", escalation_rate=0.1, cascade_accuracy=0.9)
+    chosen = tune_student(tmp_path / "student", tmp_path / "train.spacy", output=tmp_path / "tuned",
+                          actions={"spam": "block"}, escalation_rate=0.25, calibrate=False)
+    assert set(chosen) == {"ham", "spam", "cascade", "decisions"}
+    nlp = spacy.load(tmp_path / "tuned")
+    # meta.json keeps about 10 digits.
+    assert get_thresholds(nlp) == pytest.approx({k: v["threshold"] for k, v in chosen.items() if k in ("ham", "spam") and v["threshold"] is not None})
+    assert get_actions(nlp) == {"actions": {"spam": "block"}, "default_action": "allow"}
+    assert get_cascade(nlp)["margin"] == pytest.approx(chosen["cascade"]["margin"]) and get_cascade(nlp)["objective"] == "escalation_rate"
+    # The stored per-label record is the labels' alone, not the extras of the returned dict.
+    assert set(nlp.meta["spacy_distill"]["threshold_tuning"]["per_label"]) == {"ham", "spam"}

@@ -116,7 +116,7 @@ def tokenizers(tmp_path_factory):
     pytest.importorskip("tokenizers")
     from transformers import AutoTokenizer
 
-    from .test_teacher_hf_probe import build_tiny_bert, build_tiny_llama
+    from .tiny_models import build_tiny_bert, build_tiny_llama
 
     root = tmp_path_factory.mktemp("hidden_tok")
     return {

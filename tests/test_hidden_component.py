@@ -256,7 +256,7 @@ def test_a_student_without_tok2vec_is_refused_naming_the_component(hidden_train)
     examples = _examples(nlp, hidden_train)
     with pytest.raises(DistillError, match="Component 'distill_hidden': no tok2vec component.*BOW.*--arch cnn"):
         nlp.initialize(lambda: examples)
-    with pytest.raises(DistillError, match="--arch bow has none"):
+    with pytest.raises(DistillError, match="`arch='bow'` has none"):
         make_student_config(hidden_train, arch="bow", hidden="doc")
 
 

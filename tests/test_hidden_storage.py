@@ -160,7 +160,7 @@ def test_random_projection_is_fixed_by_its_seed_and_saved_with_its_fingerprint(t
     numpy.testing.assert_allclose(loaded.apply(x), y)
     with pytest.raises(DistillError, match="maps 32 dims, but the teacher's states have 16"):
         loaded.apply(numpy.ones((2, 16)))
-    with pytest.raises(DistillError, match="hidden-dims must be between 1"):
+    with pytest.raises(DistillError, match="^dims must be between 1"):
         HiddenProjection.random(8, 9)
 
 
@@ -231,7 +231,7 @@ def test_annotate_cli_pca_projection_is_saved_and_reused(tmp_path, spam_jsonl, h
         "annotate", other, tmp_path / "x.spacy", "--teacher", hidden_teacher_cfg, "--no-progress",
         "--no-cache", "--hidden", "token", "--hidden-projection", saved, "--hidden-dims", 8,
     )
-    assert result.exit_code == 1 and "gives 4 dims, but --hidden-dims is 8" in output
+    assert result.exit_code == 1 and "gives 4 dims, but dims is 8" in output
 
 
 def test_annotate_cli_rejects_teachers_without_states_and_bad_levels(tmp_path, spam_jsonl, fake_teacher_cfg, hidden_teacher_cfg):

@@ -4,6 +4,9 @@ random models built in temp dirs; nothing is downloaded."""
 import numpy
 import pytest
 import spacy
+import spacy_transformers  # noqa: F401  (the trf_data of spaCy pipelines with a transformer)
+import torch
+import transformers
 from spacy.training import Example
 
 from spacy_distill.annotate import annotate
@@ -16,10 +19,9 @@ from spacy_distill.teachers.hf_classifier import HFClassifierTeacher
 from spacy_distill.teachers.hf_probe import HiddenStateExtractor
 
 from .conftest import SPAM_TEXTS, FakeTeacher, write_jsonl
+from .tiny_models import TRF_TEXTCAT_CONFIG
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-pytest.importorskip("tokenizers")
+pytestmark = pytest.mark.usefixtures("hf_offline", "one_torch_thread")
 
 TEXTS = [
     "win a free prize now!!",
@@ -29,31 +31,9 @@ TEXTS = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
-def model_dirs(tmp_path_factory):
-    from .test_teacher_hf_classifier import build_tiny_classifier, build_tokenizer
-    from .test_teacher_hf_probe import build_tiny_bert, build_tiny_llama
-
-    root = tmp_path_factory.mktemp("hidden_teachers")
-    return {
-        "bert": build_tiny_bert(root / "bert"),
-        "llama": build_tiny_llama(root / "llama"),
-        "classifier": build_tiny_classifier(root / "classifier", build_tokenizer(), ["ham", "spam"]),
-    }
+def model_dirs(tiny_bert_dir, tiny_llama_dir, tiny_classifier_dirs):
+    return {"bert": tiny_bert_dir, "llama": tiny_llama_dir, "classifier": tiny_classifier_dirs["binary"]}
 
 
 def manual_states(model, tokenizer, text, layer=-1, max_length=64):
@@ -127,53 +107,15 @@ def test_prompt_teacher_gives_the_bare_texts_states(model_dirs):
     numpy.testing.assert_allclose(states[1].doc, pieces[-1], atol=1e-4)
 
 
-TRF_CONFIG = """
-[nlp]
-lang = "en"
-pipeline = ["transformer", "textcat"]
-
-[components]
-
-[components.transformer]
-factory = "transformer"
-
-[components.transformer.model]
-@architectures = "spacy-transformers.TransformerModel.v3"
-name = "{model_dir}"
-tokenizer_config = {{"use_fast": true}}
-transformer_config = {transformer_config}
-
-[components.transformer.model.get_spans]
-@span_getters = "spacy-transformers.strided_spans.v1"
-window = 16
-stride = 12
-
-[components.textcat]
-factory = "textcat"
-
-[components.textcat.model]
-@architectures = "spacy.TextCatReduce.v1"
-exclusive_classes = true
-use_reduce_first = false
-use_reduce_last = false
-use_reduce_max = false
-use_reduce_mean = true
-
-[components.textcat.model.tok2vec]
-@architectures = "spacy-transformers.TransformerListener.v1"
-grad_factor = 1.0
-pooling = {{"@layers": "reduce_mean.v1"}}
-upstream = "*"
-"""
-
-
 def trf_teacher(model_dir, all_states: bool) -> SpacyTeacher:
-    pytest.importorskip("spacy_transformers")
+    # Windows of 16 pieces, 12 apart: the longer texts have pieces in two spans.
     config = spacy.util.load_config_from_str(
-        TRF_CONFIG.format(
-            model_dir=model_dir,
-            transformer_config='{"output_hidden_states": true}' if all_states else "{}",
-        )
+        TRF_TEXTCAT_CONFIG.format(model_dir=model_dir),
+        overrides={
+            "components.transformer.model.transformer_config": {"output_hidden_states": all_states},
+            "components.transformer.model.get_spans.window": 16,
+            "components.transformer.model.get_spans.stride": 12,
+        },
     )
     nlp = spacy.util.load_model_from_config(config, auto_fill=True)
     examples = [

@@ -105,16 +105,26 @@ def test_teacher_term_is_zero_when_student_matches(exclusive):
 
 
 def test_temperature_softens_what_the_student_sees():
-    """At high T, a confident student far from a confident teacher gets a smaller push per logit
-    unit than at T=1, scaled by T^2 the magnitudes stay comparable (Hinton et al.)."""
+    """At high T the student and teacher are compared through softened distributions, and the
+    T^2 factor keeps the teacher term's gradient on the scale of T=1 (Hinton et al.): both the
+    gradient and the loss match values worked out by hand."""
     truths = make_soft_targets(1, 2, True)
     truths.teacher[0] = numpy.log([0.99, 0.01])
     truths.teacher_mask[0] = 1
     z = numpy.array([[-3.0, 3.0]])
-    g1 = SoftTargetLoss(temperature=1.0, alpha=1.0).get_grad(z, truths)
-    g4 = SoftTargetLoss(temperature=4.0, alpha=1.0).get_grad(z, truths)
-    assert numpy.sign(g1[0, 0]) == numpy.sign(g4[0, 0]) == -1
-    assert not numpy.allclose(g1, g4)
+    g1, loss1 = SoftTargetLoss(temperature=1.0, alpha=1.0)(z, truths)
+    g4, loss4 = SoftTargetLoss(temperature=4.0, alpha=1.0)(z, truths)
+    # d(T^2 KL)/dz = T * (softmax(z / T) - softmax(t / T)), one doc so no averaging.
+    # T=1: q = softmax([-3, 3]), q0 = 1 / (1 + e^6) = 0.0024726; p0 = 0.99.
+    #      g0 = 0.0024726 - 0.99 = -0.9875274, g1 = -g0.
+    # T=4: q0 = 1 / (1 + e^1.5) = 0.1824255; p0 = 0.99^.25 / (0.99^.25 + 0.01^.25) = 0.7592880.
+    #      g0 = 4 * (0.1824255 - 0.7592880) = -2.3074499.
+    numpy.testing.assert_allclose(g1, [[-0.9875274, 0.9875274]], rtol=1e-5)
+    numpy.testing.assert_allclose(g4, [[-2.3074499, 2.3074499]], rtol=1e-5)
+    # loss = T^2 * KL(p_T || q_T): T=1: .99 ln(.99 / q0) + .01 ln(.01 / (1 - q0)) = 5.8864742;
+    # T=4: 16 * (.759288 ln(.759288 / .182426) + .240712 ln(.240712 / .817574)) = 12.6151366.
+    assert loss1 == pytest.approx(5.8864742, rel=1e-6)
+    assert loss4 == pytest.approx(12.6151366, rel=1e-6)
 
 
 def test_registered_builder_and_bad_parameters():

@@ -14,8 +14,8 @@ from spacy_distill.teachers.loading import load_teacher
 
 from .conftest import write_jsonl
 
-ray = pytest.importorskip("ray")
-pytest.importorskip("ray.data")
+import ray  # noqa: E402
+import ray.data  # noqa: E402,F401
 
 
 @pytest.fixture(scope="module")

@@ -59,7 +59,7 @@ def test_student_trains_beats_chance_round_trips_and_exports(toy, tmp_path, arch
     embed = config["components"]["textcat"]["model"]["tok2vec"]
     embed = embed.get("embed", embed)
     assert embed["@architectures"] == "spacy-distill.StaticEmbeddings.v1"
-    assert embed["width"] == (16 if "cnn" not in arch else 16)  # CNN width: min(64, dims)
+    assert embed["width"] == 16  # the vectors' 16 dims, under every default (see the test below)
     nlp = train_student(config, toy["train"])
     held_out = polarity_texts(40, seed=7)
     assert accuracy(nlp, held_out) >= 0.8
@@ -83,6 +83,25 @@ def test_student_trains_beats_chance_round_trips_and_exports(toy, tmp_path, arch
     assert numpy.array_equal(cats(exported, texts).argmax(axis=1), before.argmax(axis=1))
     result = export_pipeline(tmp_path / "student", tmp_path / "exported_full", check_texts=texts, half_precision=False)
     assert numpy.array_equal(cats(spacy.load(tmp_path / "exported_full"), texts), cats(loaded, texts))
+
+
+# The default width of each v1 student on vectors wider than the CNN default of 64: the whole
+# table for the pooled students, 64 for the ones with a CNN layer (in its embed and encode).
+DEFAULT_WIDTHS_OF_160_DIMS = {"static": 160, "static-ensemble": 160, "static-cnn": 64, "static-cnn-ensemble": 64}
+
+
+def test_each_student_gets_its_default_width(toy, tmp_path):
+    from spacy_distill.vectors import WordVectors
+
+    assert set(DEFAULT_WIDTHS_OF_160_DIMS) == set(V1_ARCHITECTURES)
+    words = ["good", "bad", "film"]
+    WordVectors(words, numpy.random.default_rng(0).normal(size=(len(words), 160))).to_disk(tmp_path / "wide")
+    for arch, width in DEFAULT_WIDTHS_OF_160_DIMS.items():
+        tok2vec = make_student_config(toy["train"], arch=arch, vectors=tmp_path / "wide")["components"]["textcat"]["model"]["tok2vec"]
+        if "cnn" in arch:
+            assert tok2vec["embed"]["width"] == tok2vec["encode"]["width"] == width, arch
+        else:
+            assert tok2vec["width"] == width, arch
 
 
 def test_the_table_learns_unknown_words_share_a_row_and_empty_batches_work(toy):
@@ -144,11 +163,11 @@ def test_spacy_train_runs_the_written_config(toy, tmp_path):
 
 
 def test_bad_vector_settings_are_named(toy, tmp_path):
-    with pytest.raises(DistillError, match="--arch static starts from teacher-derived word vectors"):
+    with pytest.raises(DistillError, match="`arch='static'` starts from teacher-derived word vectors"):
         make_student_config(toy["train"], arch="static")
-    with pytest.raises(DistillError, match="--vectors and --width are for the students on word vectors"):
+    with pytest.raises(DistillError, match="`vectors` and `width` are for the students on word vectors"):
         make_student_config(toy["train"], arch="bow", vectors=toy["vectors"])
-    with pytest.raises(DistillError, match="--width must be between 1 and the vectors' 16 dims"):
+    with pytest.raises(DistillError, match="^`width` must be between 1 and the vectors' 16 dims"):
         make_student_config(toy["train"], arch="static", vectors=toy["vectors"], width=32)
     with pytest.raises(DistillError, match="no word vectors there"):
         make_student_config(toy["train"], arch="static", vectors=tmp_path)
@@ -176,6 +195,12 @@ def test_init_config_picks_a_default_student_and_says_why(toy, tmp_path):
     result, out = _invoke("init-config", tmp_path / "d.cfg", "--train", toy["train"], "--arch", "static-cnn", "--vectors", toy["vectors"], "--width", 8)
     assert result.exit_code == 0, out
     assert "Student: static-cnn (chosen with --arch)" in out
+    # The library names its arguments (`width`, `arch='static'`); the command line says its flags.
+    result, out = _invoke("init-config", "-", "--train", toy["train"], "--arch", "static", "--vectors", toy["vectors"], "--width", 32)
+    assert result.exit_code == 1 and "--width must be between 1 and the vectors' 16 dims" in out
+    result, out = _invoke("init-config", "-", "--train", toy["train"], "--arch", "static")
+    assert result.exit_code == 1 and "--arch static starts from teacher-derived word vectors" in out
+    assert "pass --vectors VECTORS" in out
 
 
 def test_multilabel_static_student_trains_and_exports(tmp_path):

@@ -4,6 +4,8 @@ from pathlib import Path
 import numpy
 import pytest
 import srsly
+import torch
+import transformers
 from spacy.util import load_config_from_str
 
 from spacy_distill.errors import DistillError, LabelMismatchError
@@ -11,11 +13,7 @@ from spacy_distill.registry import registry
 from spacy_distill.teachers.hf_classifier import HFClassifierTeacher
 from spacy_distill.teachers.loading import load_teacher
 
-from .conftest import SPAM_TEXTS
-
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-tokenizers = pytest.importorskip("tokenizers")
+pytestmark = pytest.mark.usefixtures("hf_offline", "one_torch_thread")
 
 TEXTS = [
     "win a free prize now",
@@ -28,76 +26,9 @@ TEXTS = [
 ]
 
 
-def build_tokenizer():
-    """A WordPiece tokenizer trained on the toy texts, with BERT's [CLS] ... [SEP] template."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-
-    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    trainer = trainers.WordPieceTrainer(vocab_size=200, special_tokens=special, show_progress=False)
-    tokenizer.train_from_iterator([t for t, _ in SPAM_TEXTS] * 3, trainer=trainer)
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[(name, tokenizer.token_to_id(name)) for name in ("[CLS]", "[SEP]")],
-    )
-    return transformers.BertTokenizerFast(
-        tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-        sep_token="[SEP]", mask_token="[MASK]",
-    )
-
-
-def build_tiny_classifier(path, tokenizer, id2label, problem_type=None, seed=0):
-    """A 2-layer, 32-wide random BERT sequence classifier, saved with its tokenizer."""
-    tokenizer.save_pretrained(path)
-    config = transformers.BertConfig(
-        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=64, num_labels=len(id2label),
-        id2label=dict(enumerate(id2label)), label2id={label: i for i, label in enumerate(id2label)},
-        problem_type=problem_type,
-    )
-    torch.manual_seed(seed)
-    model = transformers.BertForSequenceClassification(config)
-    # Random heads give near-uniform outputs; larger weights make the checks meaningful.
-    with torch.no_grad():
-        model.classifier.weight.mul_(20.0)
-    model.save_pretrained(path)
-    return path
-
-
-@pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    # Tiny models on a shared CPU: torch's thread pool only adds contention (100x slower).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
-def model_dirs(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("HF_HUB_OFFLINE", "1")
-        root = tmp_path_factory.mktemp("hf_classifier")
-        tokenizer = build_tokenizer()
-        return {
-            "binary": build_tiny_classifier(root / "binary", tokenizer, ["ham", "spam"]),
-            "three": build_tiny_classifier(
-                root / "three", tokenizer, ["neg", "neu", "pos"], seed=1
-            ),
-            "multi": build_tiny_classifier(
-                root / "multi", tokenizer, ["spam", "urgent", "work"],
-                "multi_label_classification", seed=2,
-            ),
-        }
+def model_dirs(tiny_classifier_dirs):
+    return tiny_classifier_dirs
 
 
 def manual_logits(path, texts, max_length=64):
@@ -254,15 +185,21 @@ def test_bad_id2label_is_reported(model_dirs, tmp_path):
         HFClassifierTeacher(str(path), device="cpu")
 
 
-@pytest.mark.parametrize("module", ["hf_classifier", "ensemble", "hf_common"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "teachers/hf_classifier", "teachers/hf_prompt", "teachers/hf_probe", "teachers/probe_head",
+        "teachers/prompt_lm", "teachers/ensemble", "hf/loading", "hf/features", "hf/extractor",
+    ],
+)
 def test_module_level_code_imports_neither_torch_nor_transformers(module):
     """Statically (a subprocess importing spaCy costs seconds): only function bodies may import
     them. `import spacy_distill` as a whole is checked in test_registry.py."""
     import ast
 
-    import spacy_distill.teachers
+    import spacy_distill
 
-    source = (Path(spacy_distill.teachers.__file__).parent / f"{module}.py").read_text("utf8")
+    source = (Path(spacy_distill.__file__).parent / f"{module}.py").read_text("utf8")
     heavy = {"torch", "transformers"}
     for node in ast.parse(source).body:
         if isinstance(node, ast.Import):

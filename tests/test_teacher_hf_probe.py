@@ -8,6 +8,9 @@ from pathlib import Path
 
 import numpy
 import pytest
+import sklearn  # noqa: F401  (the probe head is fitted with scikit-learn)
+import torch
+import transformers
 
 from spacy_distill.errors import DistillError, LabelMismatchError
 from spacy_distill.teachers.base import Teacher
@@ -21,100 +24,17 @@ from spacy_distill.teachers.hf_probe import (
 from spacy_distill.teachers.loading import load_teacher
 
 from .conftest import SPAM_TEXTS, write_jsonl
+from .tiny_models import PROBE_TEXTS as TEXTS
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-tokenizers = pytest.importorskip("tokenizers")
-pytest.importorskip("sklearn")
+pytestmark = pytest.mark.usefixtures("hf_offline", "one_torch_thread")
 
-TEXTS = [
-    "win a free prize now",
-    "see you",
-    "are we still meeting tomorrow or should we call it off and meet next week instead",
-    "free cash",
-    "thanks for the notes, see you at lunch",
-    "claim your free reward today",
-]
 # The llm_filter project's committed copy of SST-2 (a clean clone has it; ../shared may be absent).
 SST2 = Path(__file__).resolve().parent.parent / "projects" / "llm_filter" / "assets" / "sst2"
 
 
-def _train_tokenizer(model, trainer, pre_tokenizer, normalizer=None):
-    from tokenizers import Tokenizer
-
-    tokenizer = Tokenizer(model)
-    if normalizer is not None:
-        tokenizer.normalizer = normalizer
-    tokenizer.pre_tokenizer = pre_tokenizer
-    tokenizer.train_from_iterator([t for t, _ in SPAM_TEXTS] * 3 + TEXTS, trainer=trainer)
-    return tokenizer
-
-
-def build_tiny_bert(path):
-    """A 2-layer, 32-wide random BERT and a WordPiece tokenizer trained on the toy texts."""
-    from tokenizers import models, normalizers, pre_tokenizers, processors, trainers
-
-    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tokenizer = _train_tokenizer(
-        models.WordPiece(unk_token="[UNK]"),
-        trainers.WordPieceTrainer(vocab_size=200, special_tokens=special),
-        pre_tokenizers.BertPreTokenizer(),
-        normalizers.BertNormalizer(lowercase=True),
-    )
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
-    )
-    fast = transformers.BertTokenizerFast(
-        tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-        sep_token="[SEP]", mask_token="[MASK]",
-    )
-    fast.save_pretrained(path)
-    config = transformers.BertConfig(
-        vocab_size=fast.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=64,
-    )
-    torch.manual_seed(0)
-    transformers.BertModel(config).save_pretrained(path)
-    return path
-
-
-def build_tiny_llama(path):
-    """A 2-layer, 32-wide random Llama and a byte-level BPE tokenizer that prepends <s> and has
-    no pad token (as causal LMs often ship)."""
-    from tokenizers import models, pre_tokenizers, processors, trainers
-
-    tokenizer = _train_tokenizer(
-        models.BPE(unk_token="<unk>"),
-        trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>", "<s>", "</s>"]),
-        pre_tokenizers.ByteLevel(add_prefix_space=False),
-    )
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="<s> $A", special_tokens=[("<s>", 1)]
-    )
-    fast = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>", unk_token="<unk>"
-    )
-    fast.save_pretrained(path)
-    config = transformers.LlamaConfig(
-        vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=128,
-        bos_token_id=1, eos_token_id=2,
-    )
-    torch.manual_seed(1)
-    transformers.LlamaForCausalLM(config).save_pretrained(path)
-    return path
-
-
-@pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
-
-
 @pytest.fixture(scope="module")
-def model_dirs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("hf_probe")
-    return {"bert": build_tiny_bert(root / "bert"), "llama": build_tiny_llama(root / "llama")}
+def model_dirs(tiny_bert_dir, tiny_llama_dir):
+    return {"bert": tiny_bert_dir, "llama": tiny_llama_dir}
 
 
 @pytest.fixture

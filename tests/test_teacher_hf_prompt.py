@@ -9,15 +9,17 @@ from pathlib import Path
 
 import numpy
 import pytest
+import torch
+import transformers
+from tokenizers import normalizers
 
 from spacy_distill.errors import DistillError, LabelMismatchError
 from spacy_distill.registry import registry
+from spacy_distill.teachers.hf_prompt import HFPromptTeacher, configure_hf_prompt_teacher
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-tokenizers = pytest.importorskip("tokenizers")
+from .tiny_models import build_random_llama, byte_bpe_tokenizer
 
-from spacy_distill.teachers.hf_prompt import HFPromptTeacher, configure_hf_prompt_teacher  # noqa: E402
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 CORPUS = [
     "the film was great and the actors were wonderful",
@@ -38,58 +40,13 @@ TEXTS = [
     "what a terrible , terrible movie",
     "ok",
 ]
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}</s>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
-)
 
 
 def build_tiny_llama(path: Path, chat: bool = False) -> Path:
-    """A 2-layer, 32-wide random Llama with a byte-level BPE tokenizer trained on CORPUS. The
-    weights are drawn large so that the model's answers differ clearly between texts."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-
-    special = ["<pad>", "<s>", "</s>", "<|user|>", "<|assistant|>", "<|system|>"]
-    tok = Tokenizer(models.BPE())
-    tok.normalizer = normalizers.Replace("\u200b", "")
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=300, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-    )
-    tok.train_from_iterator(CORPUS * 5, trainer=trainer)
-    tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))]
-    )
-    fast = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>"
-    )
-    if chat:
-        fast.chat_template = CHAT_TEMPLATE
-    fast.save_pretrained(path)
-    config = transformers.LlamaConfig(
-        vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-        bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id,
-    )
-    torch.manual_seed(0)
-    model = transformers.LlamaForCausalLM(config)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "norm" not in name:
-                param.normal_(0.0, 0.3)
-    model.save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """A 32-wide model gains nothing from threads, and on a busy machine their hand-offs make
-    each tiny matmul ~30x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    """A random Llama (tests/tiny_models.build_random_llama) with a byte-level BPE tokenizer
+    trained on CORPUS that drops zero-width spaces."""
+    tokenizer = byte_bpe_tokenizer(CORPUS * 5, chat=chat, normalizer=normalizers.Replace("\u200b", ""))
+    return build_random_llama(path, tokenizer)
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +126,7 @@ def test_scores_equal_brute_force(loaded, verbalizers, length_normalize):
         teacher = make(loaded, verbalizers=verbalizers, length_normalize=length_normalize, batch_size=batch_size)
         assert teacher.single_token == (verbalizers is SINGLE)
         if verbalizers is ONLY_MULTI:
-            assert all(len(ids) >= 2 for _, ids in teacher._flat)
+            assert all(len(ids) >= 2 for _, ids in teacher.scorer.flat)
         scores = teacher.score(TEXTS)
         assert scores.dtype == numpy.float32 and scores.shape == (len(TEXTS), 2)
         numpy.testing.assert_allclose(numpy.exp(scores).sum(axis=1), 1.0, atol=1e-5)
@@ -182,7 +139,7 @@ def test_scores_equal_brute_force(loaded, verbalizers, length_normalize):
 
 def test_multi_token_verbalizers_are_really_multi_token(loaded):
     teacher = make(loaded, verbalizers=MULTI)
-    lengths = [len(ids) for ids in teacher._class_ids[0]]
+    lengths = [len(ids) for ids in teacher.scorer.class_ids[0]]
     assert lengths[0] == 1 and max(lengths) >= 3
 
 
@@ -203,7 +160,7 @@ def test_prompt_prefix_is_run_once_per_batch(loaded, monkeypatch):
     prompt_passes = [shape for shape, cached in calls if not cached]
     continuation_passes = [shape for shape, cached in calls if cached]
     assert len(prompt_passes) == 2  # 7 texts, batches of 4
-    longest = max(len(ids) for _, ids in teacher._flat)
+    longest = max(len(ids) for _, ids in teacher.scorer.flat)
     assert continuation_passes and all(shape[1] == longest - 1 for shape in continuation_passes)
 
     single = make(loaded, verbalizers=SINGLE, batch_size=4)
@@ -227,7 +184,7 @@ def test_verbalizer_tokens_match_joint_tokenization(loaded):
     for text in TEXTS:
         prompt = teacher.render_prompt(text)
         prompt_ids = teacher._prompt_ids(text)
-        for class_ids, label in zip(teacher._class_ids, teacher.labels):
+        for class_ids, label in zip(teacher.scorer.class_ids, teacher.labels):
             for ids, verbalizer in zip(class_ids, teacher.verbalizers[label]):
                 joint = tokenizer(prompt + " " + verbalizer)["input_ids"]
                 assert joint == prompt_ids + ids
@@ -357,6 +314,11 @@ def test_configuration_errors(loaded):
         make(loaded, examples=[{"text": "a"}])
     with pytest.raises(LabelMismatchError, match="neutral"):
         make(loaded, verbalizers={"neutral": ["meh"]})
+    # One answer cannot name two labels (the server teacher's rule too).
+    with pytest.raises(LabelMismatchError, match="'negative' and 'positive' both hold 'Good'"):
+        make(loaded, verbalizers={"negative": ["bad", "good"], "positive": ["Good"]})
+    with pytest.raises(LabelMismatchError, match=r"examples\[0\].*one label"):
+        make(loaded, examples=[{"text": "a", "label": ["positive", "negative"]}])
     with pytest.raises(LabelMismatchError, match="neutral"):
         make(loaded, label_descriptions={"neutral": "meh"})
     with pytest.raises(DistillError, match=r"instruction: unknown field.*'label'"):
@@ -380,7 +342,7 @@ def test_long_texts_are_cut_to_max_length(loaded):
     assert numpy.isfinite(scores).all()
     assert teacher.stats()["n_scored"] == 2 and teacher.stats()["n_truncated"] == 1
     ids = teacher._prompt_ids(long_text)
-    assert len(ids) + teacher._max_continuation <= 60
+    assert len(ids) + teacher.scorer.max_continuation <= 60
     assert teacher.tokenizer.decode(ids).endswith("\nAnswer:")
 
 

@@ -6,6 +6,7 @@ import sys
 import numpy
 import pytest
 import spacy
+import spacy_transformers  # noqa: F401  (the teacher's transformer component)
 from spacy.training import Example
 
 from spacy_distill.annotate import annotate
@@ -14,68 +15,8 @@ from spacy_distill.targets import get_target, read_targets
 from spacy_distill.teachers import SpacyTeacher
 
 from .conftest import SPAM_TEXTS, write_jsonl
-
-pytest.importorskip("spacy_transformers")
-transformers = pytest.importorskip("transformers")
-tokenizers = pytest.importorskip("tokenizers")
-
-TRF_TEACHER_CONFIG = """
-[nlp]
-lang = "en"
-pipeline = ["transformer", "textcat"]
-
-[components]
-
-[components.transformer]
-factory = "transformer"
-
-[components.transformer.model]
-@architectures = "spacy-transformers.TransformerModel.v3"
-name = "{model_dir}"
-tokenizer_config = {{"use_fast": true}}
-
-[components.transformer.model.get_spans]
-@span_getters = "spacy-transformers.strided_spans.v1"
-window = 32
-stride = 24
-
-[components.textcat]
-factory = "textcat"
-
-[components.textcat.model]
-@architectures = "spacy.TextCatReduce.v1"
-exclusive_classes = true
-use_reduce_first = false
-use_reduce_last = false
-use_reduce_max = false
-use_reduce_mean = true
-
-[components.textcat.model.tok2vec]
-@architectures = "spacy-transformers.TransformerListener.v1"
-grad_factor = 1.0
-pooling = {{"@layers": "reduce_mean.v1"}}
-upstream = "*"
-"""
-
-
-def build_tiny_bert(path):
-    """A 2-layer, 32-wide random BERT and a WordPiece tokenizer trained on the toy texts."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
-
-    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    trainer = trainers.WordPieceTrainer(vocab_size=200, special_tokens=special)
-    tokenizer.train_from_iterator([t for t, _ in SPAM_TEXTS] * 3, trainer=trainer)
-    fast = transformers.BertTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
-    fast.save_pretrained(path)
-    config = transformers.BertConfig(
-        vocab_size=fast.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=64,
-    )
-    transformers.BertModel(config).save_pretrained(path)
-    return path
+from .tiny_models import TRF_TEXTCAT_CONFIG as TRF_TEACHER_CONFIG
+from .tiny_models import build_tiny_bert
 
 
 @pytest.mark.slow

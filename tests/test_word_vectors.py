@@ -252,7 +252,7 @@ def tiny_models(tmp_path_factory):
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
     pytest.importorskip("tokenizers")
-    from .test_teacher_hf_probe import build_tiny_bert, build_tiny_llama
+    from .tiny_models import build_tiny_bert, build_tiny_llama
 
     root = tmp_path_factory.mktemp("word_vector_models")
     return {"bert": build_tiny_bert(root / "bert"), "llama": build_tiny_llama(root / "llama")}

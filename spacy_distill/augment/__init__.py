@@ -3,14 +3,15 @@
 One module per concept: `base` (what an augmenter is), `noise`, `obfuscation`, `synonyms`,
 `masked_lm`, `generation` (LLM or server text generators), `teacher_written` (paraphrases and
 texts written for a label), `back_translation`, `compose` (chains), `run` (seeded runs to
-JSONL), `config` (the `[augment]` block) and `leakage` (the evaluation-set guard). Importing the
+JSONL) and `config` (the `[augment]` block). The evaluation-set guard they run is the data
+layer's, `spacy_distill.data.leakage`. Importing the
 package registers the augmenters; torch, transformers and httpx are imported only when an
 augmenter that needs them is built.
 """
 from . import back_translation, compose, generation, masked_lm, noise, obfuscation, synonyms, teacher_written  # noqa: F401
 from .base import Augmenter, derive_rng
 from .config import AugmentPlan, load_augment_config
-from .leakage import EvalIndex, LeakageError
+from ..data.leakage import EvalIndex, LeakageError
 from .run import AugmentSummary, augment_file, augment_records
 
 __all__ = [

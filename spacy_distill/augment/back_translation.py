@@ -39,7 +39,7 @@ class BackTranslation(Augmenter):
         forward_model: str = "forward",
         backward_model: str = "backward",
     ) -> None:
-        from ..teachers.hf_common import require_transformers
+        from ..hf.loading import require_transformers
 
         super().__init__(n)
         self._torch, _ = require_transformers()
@@ -121,7 +121,7 @@ class LLMBackTranslation(Augmenter):
         return found
 
 
-@registry.text_augmenters(BackTranslation.method)
+@registry.spacy_distill_text_augmenters(BackTranslation.method)
 def configure_back_translation(
     forward_model: str,
     backward_model: str,
@@ -144,7 +144,7 @@ def configure_back_translation(
     revision (Optional[str]): a hub revision (both models).
     RETURNS (BackTranslation): the augmenter.
     """
-    from ..teachers.hf_common import load_model, load_tokenizer, offline_hint
+    from ..hf.loading import load_model, load_tokenizer, offline_hint
 
     try:
         loaded = [
@@ -158,7 +158,7 @@ def configure_back_translation(
     return BackTranslation(fwd, bwd, fwd_tok, bwd_tok, n, temperature, max_length, str(forward_model), str(backward_model))
 
 
-@registry.text_augmenters(LLMBackTranslation.method)
+@registry.spacy_distill_text_augmenters(LLMBackTranslation.method)
 def configure_llm_back_translation(
     generator: Any,
     language: str = "German",

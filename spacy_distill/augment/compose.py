@@ -42,7 +42,7 @@ class Chain(Augmenter):
         return found
 
 
-@registry.text_augmenters(Chain.method)
+@registry.spacy_distill_text_augmenters(Chain.method)
 def configure_chain(steps: Dict[str, Any], n: int = 1) -> Chain:
     """Augmenters applied in sequence to each variant.
 

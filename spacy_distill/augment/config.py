@@ -26,7 +26,7 @@ from confection import ConfigValidationError
 from spacy.util import load_config
 
 from ..errors import DistillError
-from ..registry import registry
+from ..registry import TEXT_AUGMENTERS, block_keys, registry
 from .base import Augmenter
 
 SETTINGS = ("seed", "keep_seeds", "steps")
@@ -65,10 +65,10 @@ def load_augment_config(path: Union[str, Path], overrides: Optional[Dict[str, An
     if not isinstance(steps_block, dict) or not steps_block:
         raise DistillError(f"{path}: [augment.steps] is empty; add a step, e.g. [augment.steps.typos]")
     for name, step in steps_block.items():
-        if not isinstance(step, dict) or "@text_augmenters" not in step:
+        if not isinstance(step, dict) or not any(key in step for key in block_keys(TEXT_AUGMENTERS)):
             raise DistillError(
-                f"{path}: [augment.steps.{name}] needs @text_augmenters = \"...\" "
-                f"(registered: {sorted(registry.text_augmenters.get_all())})"
+                f"{path}: [augment.steps.{name}] needs @{TEXT_AUGMENTERS} (or @text_augmenters) = \"...\" "
+                f"(registered: {sorted(registry.spacy_distill_text_augmenters.get_all())})"
             )
     try:
         steps = registry.resolve({"steps": steps_block})["steps"]

@@ -4,9 +4,9 @@
 `generator` sub-block of `Paraphrase`, `LabelExamples` and `LLMBackTranslation`.
 
 A generator answers `generate(prompt, n, seed)` with n sampled answers. Model loading is the
-teachers' (`teachers/hf_common.py`); HTTP (retries, backoff, the API key read from an
-environment variable and never stored, answer parsing) is the OpenAI teacher's. Sampling is
-seeded: the HF generator seeds torch before each call; the server generator sends
+teachers' (`hf/loading.py`); HTTP (retries, backoff, the API key read from an
+environment variable and never stored, answer parsing) is `teachers/openai_client.py`'s.
+Sampling is seeded: the HF generator seeds torch before each call; the server generator sends
 `seed = seed + i` with request i (servers that honour `seed`, as vLLM and llama.cpp do, answer
 the same way every run; at temperature 0 any server does).
 """
@@ -31,7 +31,7 @@ class HFGenerator:
         temperature: float = 0.9,
         top_p: float = 0.95,
     ) -> None:
-        from ..teachers.hf_common import require_transformers
+        from ..hf.loading import require_transformers
 
         self._torch, _ = require_transformers()
         self.model = model
@@ -82,7 +82,7 @@ class HFGenerator:
 
 
 class OpenAIGenerator:
-    """Samples answers from an OpenAI-compatible server, through the OpenAI teacher's client."""
+    """Samples answers from an OpenAI-compatible server, through the shared `OpenAIClient`."""
 
     def __init__(
         self,
@@ -100,13 +100,13 @@ class OpenAIGenerator:
         max_retries: int = 5,
         backoff: float = 1.0,
     ) -> None:
-        from ..teachers.openai_server import OpenAITeacher
+        from ..teachers.openai_client import OpenAIClient
 
-        # The teacher's client posts with retries and backoff, reads the key from the
-        # environment at each request and parses both endpoints' answers; its labels are unused.
-        self._client = OpenAITeacher(
-            base_url, model, ("a", "b"), api_key_env=api_key_env, endpoint=endpoint,
-            max_concurrency=max_concurrency, timeout=timeout, max_retries=max_retries, backoff=backoff,
+        # Posts with retries and backoff, reads the key from the environment at each request,
+        # and shows answers redacted in its errors, never the key.
+        self.client = OpenAIClient(
+            base_url, model, endpoint=endpoint, api_key_env=api_key_env, max_concurrency=max_concurrency,
+            timeout=timeout, max_retries=max_retries, backoff=backoff,
         )
         self.model = model
         self.endpoint = endpoint
@@ -118,7 +118,7 @@ class OpenAIGenerator:
 
     @property
     def params(self) -> Dict[str, Any]:
-        return {"generator": "openai", "model": self.model, "url": self._client.base_url,
+        return {"generator": "openai", "model": self.model, "url": self.client.base_url,
                 "temperature": self.temperature, "top_p": self.top_p, "max_new_tokens": self.max_new_tokens}
 
     def _payload(self, prompt: str, seed: int, temperature: float) -> Dict[str, Any]:
@@ -135,16 +135,16 @@ class OpenAIGenerator:
         return payload
 
     def generate(self, prompt: str, n: int, seed: int, temperature: Optional[float] = None) -> List[str]:
+        """n answers to a prompt, request i sent with seed `seed + i`; in the order of i."""
+        from ..teachers.openai_client import Request
+
         temperature = self.temperature if temperature is None else temperature
-
-        def one(i: int, cancel) -> str:
-            # An unreadable answer is retried; errors show the body redacted, never the key.
-            payload = self._payload(prompt, seed + i, temperature)
-            what = f"generation request {i + 1} of {n}"
-            return self._client._post(payload, what, self._client._answer_text, cancel)
-
-        # The first failure cancels the other requests instead of leaving them retrying.
-        return self._client._gather(range(n), one)  # results in the order of i
+        requests = [
+            Request(self._payload(prompt, seed + i, temperature), f"generation request {i + 1} of {n}")
+            for i in range(n)
+        ]
+        # An unreadable answer is retried; the first failure cancels the other requests.
+        return self.client.post_all(requests, self.client.answer_text)
 
 
 @registry.misc("spacy-distill.HFGenerator.v1")
@@ -171,7 +171,7 @@ def configure_hf_generator(
     gguf_file, revision, device, dtype: as for `spacy-distill.HFPromptTeacher.v1`.
     RETURNS (HFGenerator): the generator.
     """
-    from ..teachers.hf_common import load_model, load_tokenizer, offline_hint, split_gguf_path
+    from ..hf.loading import load_model, load_tokenizer, offline_hint, split_gguf_path
 
     name, gguf_file = split_gguf_path(model, gguf_file)
     try:

@@ -24,7 +24,7 @@ class MaskedLMReplacement(Augmenter):
 
     def __init__(self, model: Any, tokenizer: Any, n: int = 1, rate: float = 0.15, top_k: int = 10,
                  max_length: int = 256, model_name: str = "model") -> None:
-        from ..teachers.hf_common import require_transformers
+        from ..hf.loading import require_transformers
 
         super().__init__(n)
         self._torch, _ = require_transformers()
@@ -89,7 +89,7 @@ def _weighted_index(probs: numpy.ndarray, rng: random.Random) -> int:
     return len(probs) - 1
 
 
-@registry.text_augmenters(MaskedLMReplacement.method)
+@registry.spacy_distill_text_augmenters(MaskedLMReplacement.method)
 def configure_masked_lm(
     model: str,
     n: int = 1,
@@ -110,7 +110,7 @@ def configure_masked_lm(
     revision (Optional[str]): a hub revision.
     RETURNS (MaskedLMReplacement): the augmenter.
     """
-    from ..teachers.hf_common import load_model, load_tokenizer, offline_hint
+    from ..hf.loading import load_model, load_tokenizer, offline_hint
 
     try:
         tokenizer = load_tokenizer(model, revision=revision)

@@ -144,7 +144,7 @@ class CaseNoise(Augmenter):
         return "".join(out)
 
 
-@registry.text_augmenters(KeyboardTypos.method)
+@registry.spacy_distill_text_augmenters(KeyboardTypos.method)
 def configure_keyboard_typos(n: int = 1, rate: float = 0.05) -> KeyboardTypos:
     """Keyboard-adjacent typos.
 
@@ -155,7 +155,7 @@ def configure_keyboard_typos(n: int = 1, rate: float = 0.05) -> KeyboardTypos:
     return KeyboardTypos(n, rate)
 
 
-@registry.text_augmenters(CharNoise.method)
+@registry.spacy_distill_text_augmenters(CharNoise.method)
 def configure_char_noise(n: int = 1, rate: float = 0.05, ops: List[str] = list(CHAR_OPS)) -> CharNoise:
     """Character insertions, deletions, swaps and substitutions.
 
@@ -167,7 +167,7 @@ def configure_char_noise(n: int = 1, rate: float = 0.05, ops: List[str] = list(C
     return CharNoise(n, rate, ops)
 
 
-@registry.text_augmenters(WordNoise.method)
+@registry.spacy_distill_text_augmenters(WordNoise.method)
 def configure_word_noise(n: int = 1, dropout: float = 0.1, swap: float = 0.1) -> WordNoise:
     """Word dropout and swaps of neighbouring words.
 
@@ -179,7 +179,7 @@ def configure_word_noise(n: int = 1, dropout: float = 0.1, swap: float = 0.1) ->
     return WordNoise(n, dropout, swap)
 
 
-@registry.text_augmenters(CaseNoise.method)
+@registry.spacy_distill_text_augmenters(CaseNoise.method)
 def configure_case_noise(n: int = 1, rate: float = 0.2, modes: List[str] = list(CASE_MODES)) -> CaseNoise:
     """Case changes per word.
 

@@ -104,7 +104,7 @@ class RepeatedLetters(Augmenter):
         return "".join(out)
 
 
-@registry.text_augmenters(Leetspeak.method)
+@registry.spacy_distill_text_augmenters(Leetspeak.method)
 def configure_leetspeak(n: int = 1, rate: float = 0.5) -> Leetspeak:
     """Leetspeak: a→4/@, b→8, e→3, g→9, i→1/!, l→1/|, o→0, s→5/$, t→7/+, z→2.
 
@@ -115,7 +115,7 @@ def configure_leetspeak(n: int = 1, rate: float = 0.5) -> Leetspeak:
     return Leetspeak(n, rate)
 
 
-@registry.text_augmenters(Homoglyphs.method)
+@registry.spacy_distill_text_augmenters(Homoglyphs.method)
 def configure_homoglyphs(n: int = 1, rate: float = 0.3) -> Homoglyphs:
     """Latin letters replaced by Cyrillic or Greek look-alikes.
 
@@ -126,7 +126,7 @@ def configure_homoglyphs(n: int = 1, rate: float = 0.3) -> Homoglyphs:
     return Homoglyphs(n, rate)
 
 
-@registry.text_augmenters(SplitLetters.method)
+@registry.spacy_distill_text_augmenters(SplitLetters.method)
 def configure_split_letters(n: int = 1, rate: float = 0.2, separators: List[str] = list(SEPARATORS)) -> SplitLetters:
     """Letters of words split by spaces or punctuation.
 
@@ -138,7 +138,7 @@ def configure_split_letters(n: int = 1, rate: float = 0.2, separators: List[str]
     return SplitLetters(n, rate, separators)
 
 
-@registry.text_augmenters(RepeatedLetters.method)
+@registry.spacy_distill_text_augmenters(RepeatedLetters.method)
 def configure_repeated_letters(n: int = 1, rate: float = 0.05, max_repeat: int = 3) -> RepeatedLetters:
     """Letters repeated ("freeee").
 

@@ -26,11 +26,11 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequ
 
 from tqdm import tqdm
 
+from ..data.leakage import EvalIndex, raise_on_leaks
 from ..errors import DistillError, RecordError
 from ..records import LONE_SURROGATE, Record, read_records
 from ..seen import DiskSet
 from .base import Augmenter, derive_rng
-from .leakage import EvalIndex, raise_on_leaks
 
 ON_ERROR_CHOICES = ("fail", "skip")
 
@@ -222,7 +222,7 @@ def augment_file(
             if isinstance(item, RecordError):
                 if report:
                     if on_error == "fail":
-                        raise RecordError(f"{item} (use --on-error skip to report and skip bad records)")
+                        raise RecordError(f'{item} (use `on_error="skip"` to report and skip bad records)')
                     summary.errors.append(str(item))
                 continue
             n += 1

@@ -247,7 +247,7 @@ class EmbeddingSynonyms(SynonymReplacer):
         return self._cache[key]
 
 
-@registry.text_augmenters(SynonymTable.method)
+@registry.spacy_distill_text_augmenters(SynonymTable.method)
 def configure_synonym_table(path: Path, n: int = 1, rate: float = 0.15, top_k: int = 5) -> SynonymTable:
     """Synonyms from a table you supply.
 
@@ -260,7 +260,7 @@ def configure_synonym_table(path: Path, n: int = 1, rate: float = 0.15, top_k: i
     return SynonymTable(read_synonym_table(Path(path)), n, rate, top_k, path=str(path))
 
 
-@registry.text_augmenters(VectorSynonyms.method)
+@registry.spacy_distill_text_augmenters(VectorSynonyms.method)
 def configure_vector_synonyms(
     model: str,
     n: int = 1,
@@ -288,7 +288,7 @@ def configure_vector_synonyms(
     return VectorSynonyms(nlp, n, rate, top_k, min_similarity, pos, model=str(model))
 
 
-@registry.text_augmenters(EmbeddingSynonyms.method)
+@registry.spacy_distill_text_augmenters(EmbeddingSynonyms.method)
 def configure_embedding_synonyms(
     model: str,
     n: int = 1,
@@ -307,7 +307,7 @@ def configure_embedding_synonyms(
     revision (Optional[str]): a hub revision.
     RETURNS (EmbeddingSynonyms): the augmenter.
     """
-    from ..teachers.hf_common import load_model, load_tokenizer, offline_hint
+    from ..hf.loading import load_model, load_tokenizer, offline_hint
 
     try:
         tokenizer = load_tokenizer(model, revision=revision)

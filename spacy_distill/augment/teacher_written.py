@@ -145,7 +145,7 @@ class LabelExamples(Augmenter):
         return made
 
 
-@registry.text_augmenters(Paraphrase.method)
+@registry.spacy_distill_text_augmenters(Paraphrase.method)
 def configure_paraphrase(
     generator: Any, n: int = 1, prompt: str = DEFAULT_PARAPHRASE, one_line: bool = True, attempts: int = 2
 ) -> Paraphrase:
@@ -161,7 +161,7 @@ def configure_paraphrase(
     return Paraphrase(generator, n, prompt, one_line, attempts)
 
 
-@registry.text_augmenters(LabelExamples.method)
+@registry.spacy_distill_text_augmenters(LabelExamples.method)
 def configure_label_examples(
     generator: Any,
     descriptions: Dict[str, str],

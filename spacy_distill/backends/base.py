@@ -4,7 +4,8 @@
 plain backend (no backend object) scores batch by batch in the annotate process; the Ray
 backend (`spacy_distill.backends.ray`) runs the teacher as Ray Data batch inference on an
 actor pool. Using the cache as the meeting point keeps one writer of target files and makes
-every backend resumable the same way: a rerun finds the scores and computes nothing twice.
+every backend resumable the same way: a rerun finds the scores and computes nothing twice, and a
+rerun whose texts are all cached does not even load the driver's teacher.
 A backend that starts processes (a local Ray) stops them before `fill_cache` returns or
 raises, and on the exits it cannot return from (SIGTERM, interpreter exit).
 """
@@ -23,7 +24,9 @@ class ScoringBackend(Protocol):
     ) -> int:
         """Score the texts the cache lacks and store their scores in it.
 
-        teacher (Teacher): the teacher (its labels and fingerprint key the cache).
+        teacher (Teacher): the driver's teacher: its labels and fingerprint key the cache, its
+            batch size sizes the batches. Only these are read (a `LazyTeacher` answers them
+            without loading its model); where the teacher runs, the backend builds its own.
         texts (Iterator[str]): the run's texts, in order (some may be cached already).
         cache (TeacherCache): the cache to read and fill.
         total (int): how many texts to expect, for progress.

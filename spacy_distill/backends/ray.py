@@ -31,11 +31,11 @@ from tqdm import tqdm
 
 from ..cache import TeacherCache, score_with_details
 from ..errors import DistillError
-from ..teachers.base import Teacher
+from ..annotation.run import LENGTH_BUCKET_BATCHES
+from ..teachers.base import Teacher, as_capable
 
 # Records sorted by length are scored in batches of the teacher's batch size; an actor gets
 # this many of them at a time (as the plain backend's length-bucketed windows).
-LENGTH_BUCKET_BATCHES = 16
 LOCAL_ADDRESSES = (None, "", "local", "none")
 # Signals that end the process by default and that a local Ray must not outlive.
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
@@ -55,7 +55,8 @@ def import_ray():
 
 @dataclass
 class TeacherSpec:
-    """How an actor builds its own copy of the teacher: what `annotate --teacher` was given.
+    """How an actor builds its own copy of the teacher: the spec the driver's teacher was loaded
+    from (`load_teacher`'s arguments), not the loaded teacher, which may not pickle.
 
     teacher (str): a teacher `.cfg` file or a spaCy pipeline (name or path); on a cluster the
         path must be readable on every node (or name an installed package).
@@ -86,7 +87,7 @@ class TeacherActor:
                 f"The teacher built on a Ray worker has fingerprint {self.teacher.fingerprint[:12]}, "
                 f"the driver's has {fingerprint[:12]}: do all nodes see the same teacher files and versions?"
             )
-        self.batch_size = max(1, int(getattr(self.teacher, "batch_size", 32)))
+        self.batch_size = max(1, int(as_capable(self.teacher).batch_size))
 
     def __call__(self, batch: Dict[str, numpy.ndarray]) -> Dict[str, numpy.ndarray]:
         texts = [str(text) for text in batch["text"]]
@@ -136,11 +137,11 @@ class RayBackend:
         block_size (int): texts per input block put into the object store.
         """
         if num_actors < 1:
-            raise DistillError(f"num_actors must be at least 1, got {num_actors}")
+            raise DistillError(f"`num_actors` must be at least 1, got {num_actors}")
         if batch_size is not None and batch_size < 1:
-            raise DistillError(f"batch_size must be at least 1, got {batch_size}")
+            raise DistillError(f"`batch_size` must be at least 1, got {batch_size}")
         if num_gpus < 0 or num_cpus < 0:
-            raise DistillError(f"num_gpus and num_cpus must not be negative, got {num_gpus} and {num_cpus}")
+            raise DistillError(f"`num_gpus` and `num_cpus` must not be negative, got {num_gpus} and {num_cpus}")
         self.make_teacher = make_teacher
         self.address = address
         self.num_actors = num_actors
@@ -160,7 +161,7 @@ class RayBackend:
         ray = import_ray()
         session: Optional[RaySession] = None
         try:
-            batch_size = self.batch_size or max(1, int(getattr(teacher, "batch_size", 32))) * LENGTH_BUCKET_BATCHES
+            batch_size = self.batch_size or max(1, int(as_capable(teacher).batch_size)) * LENGTH_BUCKET_BATCHES
             # A block goes to one actor: several blocks per actor keep every actor busy.
             block_size = min(self.block_size, max(batch_size, -(-total // (4 * self.num_actors))))
             refs, n_pending = [], 0

@@ -1,4 +1,5 @@
-from typing import Optional
+import re
+from typing import Dict, Mapping, Optional
 
 import typer
 
@@ -50,3 +51,33 @@ def import_code(code_path) -> None:
         import_code_file(code_path)
     except DistillError as err:
         msg.fail(f"--code: {err}", exits=1)
+
+
+# How library messages name an argument: `name`, or `name=value` with the value it was given.
+_ARGUMENT = re.compile(r"`(\w+)(?:=([^`]*))?`")
+
+
+def option_flags(*names: str) -> Dict[str, str]:
+    """Argument name -> the flag of the option of the same name (`hidden_loss` -> --hidden-loss)."""
+    return {name: "--" + name.replace("_", "-") for name in names}
+
+
+def with_flags(message: str, flags: Mapping[str, str], value_flags: Optional[Mapping[str, str]] = None) -> str:
+    """A library message as the command line says it: the arguments it names in backticks
+    (`hidden_loss`, `arch='bow'`) become the command's flags (--hidden-loss, --arch bow).
+
+    flags (Mapping[str, str]): argument name -> flag (or the name of a positional, e.g. OUTPUT);
+        arguments left out stay as they are.
+    value_flags (Optional[Mapping[str, str]]): "name=value" -> a flag of its own (e.g.
+        "cache=None" -> "--no-cache").
+    """
+
+    def flag(match: "re.Match[str]") -> str:
+        name, value = match.group(1), match.group(2)
+        if name not in flags:
+            return match.group(0)
+        if value is None:
+            return flags[name]
+        return (value_flags or {}).get(f"{name}={value}", f"{flags[name]} {value.strip(chr(34) + chr(39))}")
+
+    return _ARGUMENT.sub(flag, message)

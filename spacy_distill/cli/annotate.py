@@ -1,5 +1,7 @@
+import logging
+from contextlib import contextmanager
 from pathlib import Path
-from typing import List, Optional
+from typing import Iterator, List, Optional
 
 import typer
 from spacy.cli._util import parse_config_overrides
@@ -11,8 +13,9 @@ from ..cache import default_cache_path
 from ..errors import DistillError
 from ..hidden.storage import HiddenRequest
 from ..shards import parse_shard
-from ..teachers.loading import load_teacher
-from ._app import OVERRIDES_CONTEXT, app, import_code
+from ..teachers.base import as_capable
+from ..teachers.loading import lazy_teacher
+from ._app import OVERRIDES_CONTEXT, app, import_code, option_flags, with_flags
 
 
 @app.command("annotate", context_settings=OVERRIDES_CONTEXT)
@@ -62,7 +65,8 @@ def annotate_cli(
                 projection_path=hidden_projection, layer=hidden_layer, last_k=hidden_last_k,
                 pooling=hidden_pooling,
             )
-        teacher_obj = load_teacher(teacher, overrides)
+        # Built only if some text is not cached yet: a rerun on a warm cache loads no model.
+        teacher_obj = lazy_teacher(teacher, overrides, code=code)
         scoring_backend = None
         if backend == "ray":
             from ..backends.ray import RayBackend, TeacherSpec, import_ray
@@ -75,28 +79,33 @@ def annotate_cli(
             )
         elif backend != "plain":
             raise DistillError(f"--backend must be one of {list(BACKEND_CHOICES)}, got {backend!r}")
-        summary = annotate(
-            input_path, output_path, teacher_obj, lang=lang, on_error=on_error, limit=limit,
-            cache=(cache or default_cache_path()) if use_cache else None,
-            shard=parse_shard(shard) if shard else None, show_progress=progress,
-            eval_data=eval_data or (), hidden=hidden_request, chunk_size=chunk_size,
-            backend=scoring_backend,
-        )
+        with _warnings_shown():
+            summary = annotate(
+                input_path, output_path, teacher_obj, lang=lang, on_error=on_error, limit=limit,
+                cache=(cache or default_cache_path()) if use_cache else None,
+                shard=parse_shard(shard) if shard else None, show_progress=progress,
+                eval_data=eval_data or (), hidden=hidden_request, chunk_size=chunk_size,
+                backend=scoring_backend,
+            )
     except (DistillError, OSError) as err:
         # An OSError names its file (a full disk while writing OUTPUT): a message, not a traceback.
-        msg.fail(str(err), exits=1)
+        msg.fail(annotate_message(str(err)), exits=1)
+    for error in summary.errors:
+        msg.warn(f"Skipped: {error}")
+    for warning in summary.warnings:
+        msg.warn(annotate_message(warning))
     rate = summary.n_written / summary.seconds if summary.seconds else float("nan")
     msg.good(
         f"Wrote {summary.n_written} docs ({summary.n_gold} with gold) to {summary.output} "
-        f"in {summary.seconds:.1f}s ({rate:.1f} texts/s); teacher {teacher_obj.teacher_id}, "
+        f"in {summary.seconds:.1f}s ({rate:.1f} texts/s); teacher {summary.teacher_id}, "
         f"labels {list(summary.labels)}"
     )
     msg.info(f"Teacher cache: {summary.n_cache_hits} hits, {summary.n_teacher} texts scored by the teacher")
     if summary.n_resumed:
         msg.info(f"Resumed: {summary.n_resumed} records were in complete chunks of an earlier run and kept")
-    stats = getattr(teacher_obj, "stats", None)
-    if callable(stats):
-        msg.info(f"Teacher stats: {stats()}")
+    stats = as_capable(teacher_obj).stats()
+    if stats:  # a teacher never built (every text cached) counted nothing
+        msg.info(f"Teacher stats: {stats}")
     if summary.hidden is not None:
         request = summary.hidden
         projection = request.projection
@@ -112,3 +121,35 @@ def annotate_cli(
             msg.info(f"Hidden projection: {projection.method}, {projection.in_width} -> {projection.dims} dims, fingerprint {projection.fingerprint[:12]} ({where})")
     if summary.n_skipped:
         msg.warn(f"Skipped {summary.n_skipped} bad record(s), each reported above")
+
+
+# The library's messages name its arguments (`name` or `name=value`); the user typed flags.
+ARGUMENT_FLAGS = {
+    **option_flags("on_error", "hidden", "backend", "cache", "limit", "shard", "chunk_size", "lang", "eval_data"),
+    "output_path": "OUTPUT", "input_path": "INPUT",
+}
+# Argument values that are a flag of their own.
+VALUE_FLAGS = {"cache=None": "--no-cache", "backend=None": "--backend plain"}
+
+
+def annotate_message(message: str) -> str:
+    """A library message with the arguments it names (`on_error="skip"`) as this command's
+    flags (--on-error skip)."""
+    return with_flags(message, ARGUMENT_FLAGS, VALUE_FLAGS)
+
+
+class _WarningPrinter(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        msg.warn(annotate_message(record.getMessage()))
+
+
+@contextmanager
+def _warnings_shown() -> Iterator[None]:
+    # What the library logs as it goes (what a stopped run kept, damaged cache entries) is shown
+    # as the command's own warnings.
+    logger, handler = logging.getLogger("spacy_distill"), _WarningPrinter(logging.WARNING)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)

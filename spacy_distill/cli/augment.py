@@ -8,7 +8,7 @@ from wasabi import msg
 from ..augment.config import load_augment_config
 from ..augment.run import augment_file
 from ..errors import DistillError
-from ._app import OVERRIDES_CONTEXT, app, import_code
+from ._app import OVERRIDES_CONTEXT, app, import_code, option_flags, with_flags
 
 
 @app.command("augment", context_settings=OVERRIDES_CONTEXT)
@@ -42,7 +42,8 @@ def augment_cli(
             on_error=on_error, limit=limit, eval_data=eval_data or (), show_progress=progress,
         )
     except DistillError as err:
-        msg.fail(str(err), exits=1)
+        flags = {**option_flags("eval_data", "on_error", "limit", "seed", "config"), "input_path": "INPUT", "output_path": "OUTPUT"}
+        msg.fail(with_flags(str(err), flags), exits=1)
     rate = summary.n_seeds / summary.seconds if summary.seconds else float("nan")
     per_step = ", ".join(f"{name} {summary.n_variants.get(name, 0)}" for name in plan.steps)
     msg.good(

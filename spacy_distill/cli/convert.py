@@ -7,7 +7,7 @@ from wasabi import msg
 from ..annotate import convert
 from ..errors import DistillError
 from ..records import label_set
-from ._app import app
+from ._app import app, option_flags, with_flags
 
 
 @app.command("convert")
@@ -37,7 +37,12 @@ def convert_cli(
             on_error=on_error, limit=limit,
         )
     except DistillError as err:
-        msg.fail(str(err), exits=1)
+        flags = {**option_flags("on_error", "limit", "labels", "lang"), "input_path": "INPUT", "output_path": "OUTPUT"}
+        msg.fail(with_flags(str(err), flags), exits=1)
+    for error in summary.errors:
+        msg.warn(f"Skipped: {error}")
+    for warning in summary.warnings:
+        msg.warn(warning)
     msg.good(
         f"Wrote {summary.n_written} docs to {summary.output}; labels {list(summary.labels)}, "
         f"{'exclusive' if summary.exclusive else 'multi-label'}"

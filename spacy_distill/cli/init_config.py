@@ -6,7 +6,7 @@ from wasabi import msg
 
 from ..errors import DistillError
 from ..targets import read_target_summary
-from ..student_config import (
+from ..training.student_config import (
     ARCHITECTURES,
     FACTORIES,
     HIDDEN_LEVELS,
@@ -16,7 +16,11 @@ from ..student_config import (
     choose_architecture,
     make_student_config,
 )
-from ._app import app, positive
+from ._app import app, option_flags, positive, with_flags
+
+# The arguments of make_student_config that this command passes from options of the same name.
+ARGUMENT_FLAGS = option_flags("arch", "factory", "hidden", "hidden_loss", "hidden_projector", "hidden_weight",
+                              "label_trust", "max_steps", "temperature", "alpha", "vectors", "width")
 
 
 @app.command("init-config")
@@ -42,6 +46,7 @@ def init_config_cli(
     try:
         if not arch:  # an empty --arch (a project var left empty) asks for the default too
             arch, why = choose_architecture(train, vectors)
+            why = with_flags(why, ARGUMENT_FLAGS)
         else:
             why = "chosen with --arch"
             if vectors is not None and arch not in VECTOR_ARCHITECTURES:
@@ -56,7 +61,7 @@ def init_config_cli(
             hidden_weight=hidden_weight, hidden_projector=hidden_projector, label_trust=label_trust or None,
         )
     except DistillError as err:
-        msg.fail(str(err), exits=1)
+        msg.fail(with_flags(str(err), ARGUMENT_FLAGS), exits=1)
     if factory == "distill" and read_target_summary(train)["n_teacher"] == 0:
         msg.warn(f"{train}: no doc has teacher targets, so this student learns the gold labels alone "
                  "(the distillation term is never used): annotate the texts with a teacher "

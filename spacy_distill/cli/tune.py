@@ -1,129 +1,22 @@
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import List, Optional
 
-import numpy
-import spacy
 import typer
 from wasabi import msg
 
-from ..calibration import calibrate as fit_and_apply_temperature
 from ..errors import DistillError
-from ..evaluation.data import load_evaluation_data
-from ..evaluation.tune import (
-    OBJECTIVES,
-    save_actions,
-    save_cascade,
-    save_thresholds,
-    select_exclusive_thresholds,
-    tune_thresholds,
-    unmet_targets,
-)
-from ..filter.cascade import escalation_summary, margin_for_accuracy, margin_for_rate
-from ..filter.decision import ALLOW, DecisionRule
-from ..pipeline.textcat_lookup import find_textcat, is_exclusive
-from ._app import app
+from ..evaluation.tune import OBJECTIVES, unmet_targets
+from ..evaluation.tune_student import tune_student
+from ..filter.decision import ALLOW
+from ._app import app, option_flags, with_flags
 from .export import parse_actions
 
 
-def tune(
-    student: str,
-    data: Path,
-    *,
-    output: Optional[Path] = None,
-    objective: str = "f1",
-    value: Optional[float] = None,
-    component: Optional[str] = None,
-    escalation_rate: Optional[float] = None,
-    cascade_accuracy: Optional[float] = None,
-    teacher: Optional[str] = None,
-    actions: Optional[Dict[str, str]] = None,
-    default_action: str = ALLOW,
-    calibrate: bool = True,
-) -> dict:
-    """Tune per-label thresholds of a student on dev data and save them with the pipeline;
-    optionally also the cascade band (the margin around the thresholds whose docs escalate).
+# `spacy_distill.cli.tune.tune` was the function before it moved to the library.
+tune = tune_student
 
-    student (str): the student pipeline.
-    data (Path): dev data with gold (JSONL/CSV or a target file).
-    output (Optional[Path]): where to save the tuned pipeline (default: in place).
-    objective (str): "f1", "precision" or "recall".
-    value (Optional[float]): the precision or recall to reach.
-    component (Optional[str]): the text classifier (default: the only one).
-    escalation_rate (Optional[float]): choose the band that escalates this fraction of dev.
-    cascade_accuracy (Optional[float]): choose the narrowest band whose cascade reaches this
-        accuracy on dev (needs the teacher's outputs: a dev target file, or `teacher`).
-    teacher (Optional[str]): a teacher spec to score dev when the data holds no teacher outputs.
-    actions (Optional[Dict[str, str]]): label -> the filter's action (e.g. {"spam": "block"});
-        exclusive thresholds are judged on the decisions these actions make, and they are stored
-        for `export --filter`.
-    default_action (str): the filter's verdict when no label is decided.
-    calibrate (bool): first fit a temperature on the data and store it in the weights (see
-        `spacy_distill.calibration`); thresholds are then tuned on the calibrated probabilities.
-    RETURNS (dict): per label: threshold, precision, recall, f1, met, support; and under
-        "cascade" the band, if one was asked for.
-    """
-    if escalation_rate is not None and cascade_accuracy is not None:
-        raise DistillError("choose the band by escalation_rate or by cascade_accuracy, not both")
-    for arg, given in (("value", value), ("escalation_rate", escalation_rate), ("cascade_accuracy", cascade_accuracy)):
-        if given is not None and not 0.0 <= given <= 1.0:
-            raise DistillError(f"{arg} must be in [0, 1], got {given!r}")
-    nlp = spacy.load(student)
-    name = find_textcat(nlp, component)
-    labels = list(nlp.get_pipe(name).labels)
-    dataset = load_evaluation_data(data, labels, exclusive=is_exclusive(nlp, name))
-    if not dataset.n_gold:
-        raise DistillError(f"{data}: no gold labels to tune thresholds on")
-    filters = [n for n in nlp.pipe_names if nlp.get_pipe_meta(n).factory == "semantic_filter"]
-    probs = numpy.asarray([[doc.cats[label] for label in labels] for doc in nlp.pipe(dataset.texts, disable=filters)])
-    exclusive = is_exclusive(nlp, name)
-    actions = dict(actions or {})
-    calibration = None
-    if calibrate:
-        calibration = fit_and_apply_temperature(nlp, name, dataset.gold, probs, exclusive=exclusive, data=str(data))
-        calibration.pop("probabilities")
-        # The model's own outputs now, so that thresholds sit where the runtime's scores fall.
-        probs = numpy.asarray([[doc.cats[label] for label in labels] for doc in nlp.pipe(dataset.texts, disable=filters)])
-    chosen = tune_thresholds(dataset.gold, probs, labels, objective=objective, value=value)
-    decisions = None
-    if exclusive and objective == "f1":
-        selection = select_exclusive_thresholds(
-            dataset.gold, probs, labels, {k: v["threshold"] for k, v in chosen.items()},
-            actions=actions, default_action=default_action,
-        )
-        for label, info in chosen.items():
-            info["one_vs_rest_threshold"] = info["threshold"]
-            info["threshold"] = selection["thresholds"].get(label)
-        decisions = {"argmax": selection["argmax"], "tuned": selection["tuned"]}
-    save_thresholds(nlp, chosen, objective=objective, value=value, data=str(data), decisions=decisions)
-    save_actions(nlp, actions, default_action)
-    if escalation_rate is not None or cascade_accuracy is not None:
-        thresholds = {k: v["threshold"] for k, v in chosen.items() if v["threshold"] is not None}
-        rule = DecisionRule(labels, exclusive, thresholds, actions, default_action)
-        if escalation_rate is not None:
-            band = escalation_summary(rule.margins(probs), margin_for_rate(rule.margins(probs), escalation_rate))
-            band["met"] = True
-            band_objective, band_value = "escalation_rate", escalation_rate
-        else:
-            from ..evaluation.evaluate import teacher_probabilities_for
-
-            teacher_probs, _, _ = teacher_probabilities_for(dataset, teacher, exclusive)
-            if teacher_probs is None:
-                raise DistillError(
-                    f"{data}: holds no teacher outputs, which --cascade-accuracy needs; pass a target "
-                    "file written by `spacy-distill annotate`, or --teacher"
-                )
-            band = margin_for_accuracy(
-                dataset.gold, probs, teacher_probs, rule, DecisionRule(labels, exclusive), cascade_accuracy  # type: ignore[arg-type]
-            )
-            band_objective, band_value = "accuracy", cascade_accuracy
-        save_cascade(nlp, band, objective=band_objective, value=band_value, data=str(data))  # type: ignore[arg-type]
-        chosen = {**chosen, "cascade": band}
-    if decisions is not None:
-        chosen = {**chosen, "decisions": decisions}
-    if calibration is not None:
-        chosen = {**chosen, "calibration": calibration}
-    nlp.to_disk(output or student)
-    return chosen
+# The arguments of tune_student that this command passes from options of the same name.
+ARGUMENT_FLAGS = option_flags("value", "escalation_rate", "cascade_accuracy", "teacher", "objective", "component")
 
 
 @app.command("tune")
@@ -144,11 +37,13 @@ def tune_cli(
     """Choose per-label decision thresholds on dev data (best F1, precision >= p or recall >= r)
     and store them in the pipeline's meta.json, where the filter runtime reads them."""
     try:
-        chosen = tune(student, data, output=output, objective=objective, value=value, component=component,
-                      escalation_rate=escalation_rate, cascade_accuracy=cascade_accuracy, teacher=teacher,
-                      actions=parse_actions(action), default_action=default_action, calibrate=calibrate)
+        chosen = tune_student(
+            student, data, output=output, objective=objective, value=value, component=component,
+            escalation_rate=escalation_rate, cascade_accuracy=cascade_accuracy, teacher=teacher,
+            actions=parse_actions(action), default_action=default_action, calibrate=calibrate,
+        )
     except DistillError as err:
-        msg.fail(str(err), exits=1)
+        msg.fail(with_flags(str(err), ARGUMENT_FLAGS), exits=1)
     band = chosen.pop("cascade", None)
     decisions = chosen.pop("decisions", None)
     calibration = chosen.pop("calibration", None)

@@ -38,6 +38,7 @@ def measure_throughput(
     batch_size: int = 256,
     warmup: int = 50,
     repeats: int = 1,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> Dict[str, Any]:
     """Time batched prediction over all texts.
 
@@ -49,6 +50,7 @@ def measure_throughput(
     warmup (int): run the first `warmup` texts once, untimed, first (lazy loading, caches).
     repeats (int): time this many passes over the texts and keep the fastest, which is the one
         least disturbed by other work on the machine.
+    clock (Callable[[], float]): seconds from an arbitrary origin (tests pass a fake one).
     RETURNS (Dict[str, Any]): n_docs, n_words (whitespace-split), seconds (of the fastest pass),
         docs_per_s, words_per_s, batch_size, repeats.
     """
@@ -63,10 +65,10 @@ def measure_throughput(
     batches = list(_batches(texts, batch_size))
     best = float("inf")
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = clock()
         for batch in batches:
             _consume(predict(batch))
-        best = min(best, time.perf_counter() - start)
+        best = min(best, clock() - start)
     n_words = sum(len(text.split()) for text in texts)
     return {
         "n_docs": len(texts),
@@ -85,6 +87,7 @@ def measure_latency(
     *,
     n: int = 200,
     warmup: int = 20,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> Dict[str, Any]:
     """Time single-text calls, as a service answering one request at a time sees them.
 
@@ -93,6 +96,7 @@ def measure_latency(
     texts (Sequence[str]): the texts; cycled through when there are fewer than `n`.
     n (int): how many timed calls.
     warmup (int): untimed calls first.
+    clock (Callable[[], float]): seconds from an arbitrary origin (tests pass a fake one).
     RETURNS (Dict[str, Any]): p50_ms, p95_ms, p99_ms, mean_ms, max_ms and n (the timed calls).
     """
     texts = _check_texts(texts)
@@ -103,9 +107,9 @@ def measure_latency(
     times = numpy.empty(n, dtype="float64")
     for i in range(n):
         text = texts[i % len(texts)]
-        start = time.perf_counter()
+        start = clock()
         _consume(predict_one(text))
-        times[i] = time.perf_counter() - start
+        times[i] = clock() - start
     times *= 1000.0
     p50, p95, p99 = numpy.percentile(times, [50, 95, 99])
     return {

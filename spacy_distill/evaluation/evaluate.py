@@ -8,6 +8,7 @@ import numpy
 import spacy
 from tqdm import tqdm
 
+from ..pipeline.meta import stored_calibration
 from ..arguments import check_int_argument
 from ..errors import LabelMismatchError
 from ..filter.decision import REVIEW, DecisionRule
@@ -108,7 +109,7 @@ def evaluate(
     if "gold_only" in quality:
         report["gold_check"] = gold_check(quality)
     report["calibration"] = calibration
-    fit = (nlp.meta.get("spacy_distill") or {}).get("calibration")
+    fit = stored_calibration(nlp.meta)
     if fit:
         report["calibration_fit"] = fit
     report["confusion"] = confusion

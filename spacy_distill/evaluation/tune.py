@@ -1,8 +1,9 @@
 """Per-label decision thresholds for a target the user chooses, stored with the pipeline.
 
-The thresholds live in the pipeline's `meta.json` under `spacy_distill.thresholds`
-(label -> threshold: decide the label when its probability >= threshold), where the
-`semantic_filter` runtime reads them; `get_thresholds(nlp)` returns them.
+The thresholds live in the pipeline's `meta.json` (label -> threshold: decide the label when its
+probability >= threshold; the layout: `spacy_distill.pipeline.meta`), where the
+`semantic_filter` runtime reads them; `get_thresholds(nlp)` returns them. `tune_student`
+(`spacy_distill.evaluation.tune_student`) runs the whole tuning of a saved student.
 
 For exclusive classes the default objective (F1) is judged on the filter's own decisions: the
 `DecisionRule` with the filter's actions, where a label over its threshold can take a doc from
@@ -19,9 +20,17 @@ from spacy.language import Language
 
 from ..errors import DistillError
 from ..filter.decision import ALLOW, DecisionRule
+from ..pipeline.meta import (
+    stored_actions,
+    stored_cascade,
+    stored_default_action,
+    stored_thresholds,
+    write_actions,
+    write_cascade,
+    write_thresholds,
+)
 
 OBJECTIVES = ("f1", "precision", "recall")
-from ..filter.settings import META_KEY  # noqa: E402  (one name for the meta.json section)
 
 
 def threshold_curve(gold: numpy.ndarray, probs: numpy.ndarray) -> Dict[str, numpy.ndarray]:
@@ -212,51 +221,37 @@ def save_thresholds(
 ) -> None:
     """Store tuned thresholds in `nlp.meta` (written to meta.json by `nlp.to_disk`), with how
     the decisions compared with the argmax on the tuning data (`decisions`)."""
-    section = dict(nlp.meta.get(META_KEY) or {})
-    section["thresholds"] = {
-        label: info["threshold"] for label, info in chosen.items() if info["threshold"] is not None
-    }
-    section["threshold_tuning"] = {
-        "objective": objective,
-        "value": value,
-        "data": data,
-        "per_label": chosen,
-        "decisions": decisions,
-    }
-    nlp.meta[META_KEY] = section
+    thresholds = {label: info["threshold"] for label, info in chosen.items() if info["threshold"] is not None}
+    tuning = {"objective": objective, "value": value, "data": data, "per_label": chosen, "decisions": decisions}
+    write_thresholds(nlp.meta, thresholds, tuning)
 
 
 def save_actions(nlp: Language, actions: Dict[str, str], default_action: str) -> None:
-    """Store the filter actions the thresholds were tuned for (read by `export --filter`)."""
-    section = dict(nlp.meta.get(META_KEY) or {})
-    section["actions"] = dict(actions)
-    section["default_action"] = default_action
-    nlp.meta[META_KEY] = section
+    """Store the filter actions the thresholds were tuned for (read by the exported filter)."""
+    write_actions(nlp.meta, actions, default_action)
 
 
 def get_actions(nlp: Language) -> Dict[str, Any]:
     """The stored filter actions: {"actions": {...}, "default_action": str} (empty if none)."""
-    section = nlp.meta.get(META_KEY) or {}
-    if "actions" not in section:
+    actions = stored_actions(nlp.meta)
+    if actions is None:
         return {}
-    return {"actions": dict(section["actions"] or {}), "default_action": section.get("default_action", ALLOW)}
+    return {"actions": actions, "default_action": stored_default_action(nlp.meta) or ALLOW}
 
 
 def get_thresholds(nlp: Language) -> Dict[str, float]:
     """The tuned thresholds stored with a pipeline (empty if it was never tuned)."""
-    return dict((nlp.meta.get(META_KEY) or {}).get("thresholds") or {})
+    return stored_thresholds(nlp.meta)
 
 
 def save_cascade(nlp: Language, band: Dict[str, Any], *, objective: str, value: float, data: str) -> None:
     """Store the cascade band (`margin`, read by `semantic_filter`) and how it was chosen."""
-    section = dict(nlp.meta.get(META_KEY) or {})
-    section["cascade"] = {"margin": band["margin"], "objective": objective, "value": value, "data": data, "dev": band}
-    nlp.meta[META_KEY] = section
+    write_cascade(nlp.meta, band["margin"], objective=objective, value=value, data=data, dev=band)
 
 
 def get_cascade(nlp: Language) -> Dict[str, Any]:
     """The cascade band stored with a pipeline (empty if none was tuned)."""
-    return dict((nlp.meta.get(META_KEY) or {}).get("cascade") or {})
+    return stored_cascade(nlp.meta)
 
 
 def unmet_targets(chosen: Dict[str, Dict[str, Any]]) -> List[str]:

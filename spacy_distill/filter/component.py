@@ -33,7 +33,7 @@ from ..errors import DistillError, LabelMismatchError, TeacherError
 from ..pipeline.textcat_lookup import find_textcat, is_exclusive
 from ..probabilities import scores_to_probabilities
 from .decision import REVIEW, DecisionRule
-from .settings import META_KEY, stored_settings
+from .settings import stored_settings
 
 logger = logging.getLogger(__name__)
 

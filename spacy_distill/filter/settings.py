@@ -2,7 +2,7 @@
 
 A pipeline with a `semantic_filter` decides with that component's settings (thresholds, actions,
 default action, band); a pipeline without one with what `tune` stored in `meta.json`
-(`spacy_distill.thresholds`, `.actions`, `.default_action`, `.cascade.margin`), which is what
+(read through `spacy_distill.pipeline.meta`), which is what
 `export --filter` writes into the filter. Reports built from this rule therefore describe the
 verdicts the exported filter gives.
 """
@@ -11,9 +11,15 @@ from typing import Dict, Optional
 
 from spacy.language import Language
 
+from ..pipeline.meta import (
+    META_KEY,
+    stored_actions,
+    stored_default_action,
+    stored_escalation_margin,
+    stored_thresholds,
+)
 from .decision import ALLOW, DecisionRule
 
-META_KEY = "spacy_distill"
 FILTER_FACTORY = "semantic_filter"
 
 
@@ -35,12 +41,11 @@ def find_filter(nlp: Language) -> Optional[str]:
 
 def stored_settings(nlp: Language) -> Dict[str, object]:
     """What `tune` stored: thresholds, actions, default_action and the band's margin."""
-    section = nlp.meta.get(META_KEY) or {}
     return {
-        "thresholds": dict(section.get("thresholds") or {}),
-        "actions": dict(section.get("actions") or {}),
-        "default_action": section.get("default_action") or ALLOW,
-        "escalation_margin": float((section.get("cascade") or {}).get("margin") or 0.0),
+        "thresholds": stored_thresholds(nlp.meta),
+        "actions": stored_actions(nlp.meta) or {},
+        "default_action": stored_default_action(nlp.meta) or ALLOW,
+        "escalation_margin": stored_escalation_margin(nlp.meta),
     }
 
 

@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import numpy
 
 from ..errors import DistillError, TargetFormatError
+from ..vectors.reduce import principal_components
 from .alignment import HiddenStates, check_level
 
 HIDDEN_VERSION = 1
@@ -127,7 +128,7 @@ def decode_hidden(hidden: Any, where: str = "doc", n_tokens: Optional[int] = Non
     if hidden.get("version") != HIDDEN_VERSION:
         raise fail(
             f"unsupported hidden-state version {hidden.get('version')!r} (this spacy-distill "
-            f"reads {HIDDEN_VERSION}); re-run `spacy-distill annotate --hidden`"
+            f"reads {HIDDEN_VERSION}); annotate the data again with hidden states"
         )
     if hidden.get("dtype") != "float16":
         raise fail(f"dtype must be 'float16', got {hidden.get('dtype')!r}")
@@ -234,7 +235,7 @@ class HiddenProjection:
             raise DistillError(
                 f"hidden projection ({self.method}, fingerprint {self.fingerprint[:12]}) maps "
                 f"{self.in_width} dims, but the teacher's states have {x.shape[-1]}: it was made "
-                "for another teacher or layer; give another --hidden-projection path"
+                "for another teacher or layer; give another projection_path"
             )
         return ((x - self.mean) @ self.matrix).astype("float32")
 
@@ -257,15 +258,9 @@ class HiddenProjection:
         if x.shape[0] < dims:
             raise DistillError(
                 f"PCA to {dims} dims needs at least {dims} vectors to fit on, got {x.shape[0]}; "
-                "annotate more texts, lower --hidden-dims or use --hidden-reduction random"
+                "annotate more texts, lower dims or use reduction='random'"
             )
-        mean = x.mean(axis=0)
-        _, singular, vt = numpy.linalg.svd(x - mean, full_matrices=False)
-        components = vt[:dims]
-        # SVD signs are arbitrary: fix them so that refitting the same data gives the same map.
-        signs = numpy.sign(components[numpy.arange(dims), numpy.abs(components).argmax(axis=1)])
-        components *= numpy.where(signs == 0, 1.0, signs)[:, None]
-        explained = float((singular[:dims] ** 2).sum() / max((singular ** 2).sum(), 1e-30))
+        mean, components, explained = principal_components(x, dims)
         return cls("pca", components.T, mean, {"n_fitted": int(x.shape[0]), "explained_variance": explained})
 
     def to_disk(self, path: Union[str, Path]) -> Path:
@@ -307,7 +302,7 @@ class HiddenProjection:
 def _check_dims(in_width: int, dims: int) -> None:
     if not isinstance(dims, int) or not 1 <= dims <= in_width:
         raise DistillError(
-            f"--hidden-dims must be between 1 and the teacher's width ({in_width}), got {dims!r}"
+            f"dims must be between 1 and the teacher's width ({in_width}), got {dims!r}"
         )
 
 
@@ -338,9 +333,9 @@ class HiddenRequest:
     ) -> None:
         self.level = check_level(level)
         if reduction not in REDUCTIONS:
-            raise DistillError(f"--hidden-reduction must be one of {REDUCTIONS}, got {reduction!r}")
+            raise DistillError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
         if dims is not None and (not isinstance(dims, int) or dims < 1):
-            raise DistillError(f"--hidden-dims must be a positive integer, got {dims!r}")
+            raise DistillError(f"dims must be a positive integer, got {dims!r}")
         self.dims = dims
         self.reduction = reduction
         self.projection_path = Path(projection_path) if projection_path is not None else None
@@ -358,7 +353,7 @@ class HiddenRequest:
         """Check the teacher can give hidden states and resolve its settings (before any work).
 
         teacher: the teacher (it needs `hidden_states` and `hidden_settings`).
-        output_path (Optional[Union[str, Path]]): the target file; with --hidden-dims and no
+        output_path (Optional[Union[str, Path]]): the target file; with `dims` and no
             projection path, the projection is saved next to it as
             `<name>.hidden-projection.npz`.
         """
@@ -377,17 +372,17 @@ class HiddenRequest:
             if self.projection.in_width != width:
                 raise DistillError(
                     f"{self.projection_path}: the projection maps {self.projection.in_width} dims, "
-                    f"but the teacher's hidden states have {width}; give another --hidden-projection"
+                    f"but the teacher's hidden states have {width}; give another projection_path"
                 )
             if self.dims is not None and self.dims != self.projection.dims:
                 raise DistillError(
                     f"{self.projection_path}: the projection gives {self.projection.dims} dims, but "
-                    f"--hidden-dims is {self.dims}; drop --hidden-dims or give another path"
+                    f"dims is {self.dims}; drop dims or give another projection_path"
                 )
             if self.projection.method != self.reduction and self.dims is not None:
                 raise DistillError(
                     f"{self.projection_path}: a {self.projection.method} projection, but "
-                    f"--hidden-reduction is {self.reduction}"
+                    f"reduction is {self.reduction!r}"
                 )
         elif self.dims is not None:
             _check_dims(width, self.dims)

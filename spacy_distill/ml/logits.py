@@ -13,25 +13,42 @@ logs of clipped probabilities, we run the model up to its final activation:
   is the logits, and its own backward pass already takes d(logits);
 - `softmax_activation`, `Logistic`, `sigmoid_activation` (BOW, and every multi-label model):
   their input is the logits; the activation is skipped.
-"""
-from typing import Any, Callable, Tuple
 
-from thinc.layers.chain import forward as chain_forward
-from thinc.layers.logistic import forward as logistic_forward
-from thinc.layers.resizable import forward as resizable_forward
-from thinc.layers.sigmoid_activation import forward as sigmoid_activation_forward
-from thinc.layers.softmax import forward as softmax_forward
-from thinc.layers.softmax_activation import forward as softmax_activation_forward
-from thinc.layers.with_cpu import _to_cpu, _to_device
-from thinc.layers.with_cpu import forward as with_cpu_forward
+Layers are told apart by their public structure (name, child layers, parameters), not by their
+forward function, which thinc keeps private: thinc names a chain after its layers joined by
+`>>`, `with_cpu` and `resizable` after the layer they wrap, and the output layers by their kind.
+A model loaded from disk keeps these names (thinc stores them with the weights).
+"""
+from typing import Any, Callable, Optional, Tuple
+
 from thinc.model import Model
 from thinc.types import Floats2d
 
 from ..errors import UnsupportedModelError
 
-_ACTIVATIONS = (softmax_activation_forward, logistic_forward, sigmoid_activation_forward)
+CHAIN, WITH_CPU, RESIZABLE, SOFTMAX, ACTIVATION = "chain", "with_cpu", "resizable", "softmax", "activation"
+_ACTIVATIONS = ("softmax_activation", "logistic", "sigmoid_activation")
+_WRAPPERS = (CHAIN, WITH_CPU, RESIZABLE)
 
 LogitsBackprop = Callable[[Floats2d], Any]
+
+
+def layer_kind(model: Model) -> Optional[str]:
+    """What `forward_logits` sees in a layer: one of the kinds above, or None (anything else)."""
+    layers = model.layers
+    names = [layer.name for layer in layers]
+    if not layers:
+        # Parameters are named before they are initialized: ask for the names, not the values.
+        if model.name == "softmax" and {"W", "b"} <= set(model.param_names):
+            return SOFTMAX
+        return ACTIVATION if model.name in _ACTIVATIONS else None
+    if len(layers) == 1 and model.name == f"with_cpu({names[0]})":
+        return WITH_CPU
+    if len(layers) == 1 and model.name == f"resizable({names[0]})":
+        return RESIZABLE
+    if model.name == ">>".join(names):
+        return CHAIN
+    return None
 
 
 def forward_logits(model: Model, X: Any, is_train: bool) -> Tuple[Floats2d, LogitsBackprop]:
@@ -43,8 +60,8 @@ def forward_logits(model: Model, X: Any, is_train: bool) -> Tuple[Floats2d, Logi
     RETURNS (Tuple[Floats2d, Callable]): logits with softmax(logits) (exclusive) or
         sigmoid(logits) (multi-label) equal to the model's output, and the backprop callback.
     """
-    func = model._func
-    if func is chain_forward:
+    kind = layer_kind(model)
+    if kind == CHAIN:
         backprops = []
         for layer in model.layers[:-1]:
             X, backprop = layer(X, is_train=is_train)
@@ -58,24 +75,23 @@ def forward_logits(model: Model, X: Any, is_train: bool) -> Tuple[Floats2d, Logi
             return d_X
 
         return logits, backprop_chain
-    if func is with_cpu_forward:
-        inner = model.layers[0]
-        logits, backprop_inner = forward_logits(inner, _to_cpu(X), is_train)
+    if kind == WITH_CPU:
+        logits, backprop_inner = forward_logits(model.layers[0], _to_numpy(X), is_train)
 
         def backprop_with_cpu(d_logits: Floats2d) -> Any:
-            return backprop_inner(_to_cpu(d_logits))
+            return backprop_inner(_to_numpy(d_logits))
 
-        return _to_device(model.ops, logits), backprop_with_cpu
-    if func is resizable_forward:
+        return model.ops.asarray(logits), backprop_with_cpu
+    if kind == RESIZABLE:
         return forward_logits(model.layers[0], X, is_train)
-    if func is softmax_forward:
+    if kind == SOFTMAX:
         _, backprop_softmax = model(X, is_train=True)
         temperature = model.attrs.get("softmax_temperature", 1.0)
         logits = model.ops.affine(X, model.get_param("W"), model.get_param("b"))
         if temperature != 1.0:
             logits = logits / temperature
         return logits, backprop_softmax
-    if func in _ACTIVATIONS:
+    if kind == ACTIVATION:
         return X, _identity
     raise UnsupportedModelError(
         f"Cannot read logits from a text-classification model ending in layer '{model.name}'. "
@@ -88,14 +104,21 @@ def forward_logits(model: Model, X: Any, is_train: bool) -> Tuple[Floats2d, Logi
 
 def has_readable_logits(model: Model) -> bool:
     """Whether `forward_logits` can split this model (without running it)."""
-    func = model._func
-    if func in (chain_forward, with_cpu_forward, resizable_forward):
-        return bool(model.layers) and has_readable_logits(model.layers[-1])
-    return func is softmax_forward or func in _ACTIVATIONS
+    kind = layer_kind(model)
+    if kind in _WRAPPERS:
+        return has_readable_logits(model.layers[-1])
+    return kind in (SOFTMAX, ACTIVATION)
 
 
 def _identity(d_logits: Floats2d) -> Floats2d:
     return d_logits
+
+
+def _to_numpy(X: Any) -> Any:
+    """What `with_cpu` hands its layer: device arrays copied to numpy, containers walked."""
+    if isinstance(X, (tuple, list)):
+        return type(X)(_to_numpy(x) for x in X)
+    return X.get() if hasattr(X, "get") and not isinstance(X, dict) else X
 
 
 _AFFINE_LAYERS = ("sparse_linear", "linear", "softmax")
@@ -108,29 +131,30 @@ def logit_layer(model: Model) -> Model:
     RETURNS (Model): thinc's `Softmax` (whose affine part gives the logits), or the
         `SparseLinear` / `Linear` layer under a final activation.
     """
-    func = model._func
-    if func is chain_forward and model.layers:
+    kind = layer_kind(model)
+    if kind == CHAIN:
         last = model.layers[-1]
         if _is_activation(last) and len(model.layers) > 1:
             return _last_affine(model.layers[-2], model)
         return logit_layer(last)
-    if func in (with_cpu_forward, resizable_forward):
+    if kind in (WITH_CPU, RESIZABLE):
         return logit_layer(model.layers[0])
-    if func is softmax_forward:
+    if kind == SOFTMAX:
         return model
     raise UnsupportedModelError(f"Cannot find the layer that makes the logits of '{model.name}'")
 
 
 def _is_activation(layer: Model) -> bool:
-    if layer._func in (with_cpu_forward, resizable_forward):
+    kind = layer_kind(layer)
+    if kind in (WITH_CPU, RESIZABLE):
         return _is_activation(layer.layers[0])
-    return layer._func in _ACTIVATIONS
+    return kind == ACTIVATION
 
 
 def _last_affine(layer: Model, parent: Model) -> Model:
     if layer.name in _AFFINE_LAYERS and layer.has_param("W") and layer.has_param("b"):
         return layer
-    if layer._func in (chain_forward, with_cpu_forward, resizable_forward) and layer.layers:
+    if layer_kind(layer) in _WRAPPERS:
         return _last_affine(layer.layers[-1], parent)
     raise UnsupportedModelError(
         f"Cannot find the layer that makes the logits of '{parent.name}': '{layer.name}' comes before "

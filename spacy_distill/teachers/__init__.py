@@ -3,11 +3,12 @@
 Every module here imports torch, transformers or httpx only when one of its teachers is
 built, so importing them (and `spacy_distill`) stays light.
 """
+from ..hf.extractor import HiddenStateExtractor
 from . import ensemble, hf_classifier, hf_probe, hf_prompt, openai_server  # noqa: F401  (registration)
-from .base import LabelMapping, Teacher
+from .base import LabelMapping, Teacher, TeacherBase, as_capable
 from .ensemble import EnsembleTeacher
 from .hf_classifier import HFClassifierTeacher
-from .hf_probe import HFProbeTeacher, HiddenStateExtractor
+from .hf_probe import HFProbeTeacher
 from .hf_prompt import HFPromptTeacher
 from .loading import load_teacher
 from .openai_server import OpenAITeacher
@@ -16,6 +17,8 @@ from .spacy_teacher import SpacyTeacher
 __all__ = [
     "LabelMapping",
     "Teacher",
+    "TeacherBase",
+    "as_capable",
     "SpacyTeacher",
     "HFClassifierTeacher",
     "HFProbeTeacher",

@@ -6,14 +6,15 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy
 
 from ..errors import DistillError, LabelMismatchError
+from ..hf.loading import fingerprint_of
+from ..probabilities import log_sigmoid, log_softmax, logsumexp, sigmoid
 from ..registry import registry
-from .base import Teacher, log_softmax
-from .hf_common import fingerprint_of
+from .base import Teacher, TeacherBase, as_capable
 
 SPACES = ("probability", "log")
 
 
-class EnsembleTeacher:
+class EnsembleTeacher(TeacherBase):
     """Fuses the scores of named member teachers over one label set.
 
     Exclusive members: "probability" space returns the log of the weighted mean of the members'
@@ -79,15 +80,12 @@ class EnsembleTeacher:
         )
 
     def stats(self) -> Dict[str, Any]:
-        """The members' own `stats()`, for the members that have them.
+        """The members' own `stats()`, for the members that have any.
 
         RETURNS (Dict[str, Any]): member name -> its stats.
         """
-        return {
-            name: member.stats()
-            for name, member in self.members.items()
-            if callable(getattr(member, "stats", None))
-        }
+        stats = {name: as_capable(member).stats() for name, member in self.members.items()}
+        return {name: member_stats for name, member_stats in stats.items() if member_stats}
 
     def score(self, texts: Sequence[str]) -> numpy.ndarray:
         """Fused scores: log-probabilities (exclusive) or logits (multi-label).
@@ -112,7 +110,7 @@ class EnsembleTeacher:
         member_scores = {name: self._member_scores(name, texts) for name in self.names}
         fused = self._fuse(member_scores, len(texts))
         probabilities = {
-            name: (numpy.exp(scores) if self.exclusive else _sigmoid(scores)).astype("float32")
+            name: (numpy.exp(scores) if self.exclusive else sigmoid(scores)).astype("float32")
             for name, scores in member_scores.items()
         }
         return fused.astype("float32"), probabilities
@@ -147,16 +145,18 @@ class EnsembleTeacher:
         if stacked.size == 0:
             return numpy.zeros((n, len(self.labels)), dtype="float64")
         if self.exclusive and self.space == "probability":
-            # log sum_m w_m p_m, in log space.
-            return _logsumexp0(numpy.log(weights) + stacked)
+            # log sum_m w_m p_m, in log space; a label no member gives any probability is -inf.
+            with numpy.errstate(divide="ignore"):
+                return logsumexp(numpy.log(weights) + stacked, axis=0)
         if self.exclusive:
             return log_softmax((weights * stacked).sum(axis=0))
         if self.space == "probability":
             # logit(sum_m w_m sigmoid(z_m)) = log(sum w p) - log(sum w (1 - p)), stably.
             log_w = numpy.log(weights)
-            return _logsumexp0(log_w + _log_sigmoid(stacked)) - _logsumexp0(
-                log_w + _log_sigmoid(-stacked)
-            )
+            with numpy.errstate(divide="ignore"):
+                return logsumexp(log_w + log_sigmoid(stacked), axis=0) - logsumexp(
+                    log_w + log_sigmoid(-stacked), axis=0
+                )
         return (weights * stacked).sum(axis=0)
 
 
@@ -220,23 +220,7 @@ def _shared_labels(members: Dict[str, Teacher]) -> Tuple[bool, Tuple[str, ...]]:
     return exclusive, labels
 
 
-def _logsumexp0(x: numpy.ndarray) -> numpy.ndarray:
-    """log-sum-exp over axis 0 (the members); rows of -inf give -inf, not NaN."""
-    top = x.max(axis=0)
-    safe_top = numpy.where(numpy.isfinite(top), top, 0.0)
-    with numpy.errstate(divide="ignore"):
-        return safe_top + numpy.log(numpy.exp(x - safe_top).sum(axis=0))
-
-
-def _log_sigmoid(x: numpy.ndarray) -> numpy.ndarray:
-    return -numpy.logaddexp(0.0, -x)
-
-
-def _sigmoid(x: numpy.ndarray) -> numpy.ndarray:
-    return numpy.exp(_log_sigmoid(x))
-
-
-@registry.teachers("spacy-distill.EnsembleTeacher.v1")
+@registry.spacy_distill_teachers("spacy-distill.EnsembleTeacher.v1")
 def configure_ensemble_teacher(
     # Any, not Teacher: confection validates the arguments before it builds the nested
     # `@teachers` blocks, and a Protocol cannot describe an unbuilt block. EnsembleTeacher checks.

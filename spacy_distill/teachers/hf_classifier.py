@@ -1,6 +1,6 @@
 """A teacher that is any Hugging Face sequence classifier (`AutoModelForSequenceClassification`).
 
-torch and transformers are imported when a teacher is built (through `hf_common`), never when
+torch and transformers are imported when a teacher is built (through `hf.loading`), never when
 this module is imported.
 """
 from pathlib import Path
@@ -8,23 +8,31 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy
 
+from ..arguments import check_int_argument
 from ..errors import DistillError, LabelMismatchError
+from ..hf.features import HFHiddenStates
+from ..hf.loading import (
+    check_device,
+    fingerprint_of,
+    load_model,
+    load_tokenizer,
+    require_transformers,
+    resolve_max_length,
+    truncation_stats,
+)
+from ..probabilities import log_softmax
 from ..registry import registry
-from . import hf_common
-from .base import LabelMapping, log_softmax
-
-"""The default `max_length` never exceeds this, whatever the tokenizer allows."""
-
-DEVICES = ("cpu", "cuda", "auto")
+from .base import LabelMapping, TeacherBase
 
 
-class HFClassifierTeacher:
+class HFClassifierTeacher(HFHiddenStates, TeacherBase):
     """Scores texts with a Hugging Face sequence classifier.
 
     Labels come from the model config's `id2label`. Exclusive models give log-probabilities
     (log-softmax of the logits); multi-label models give their logits unchanged. Each call to
     `score` sorts its texts by token length, runs them in batches of `batch_size` (so each batch
-    pads to a similar length), and returns the rows in the original order.
+    pads to a similar length), and returns the rows in the original order. Its hidden states
+    (`HFHiddenStates`) default to the last layer and mean pooling.
     """
 
     def __init__(
@@ -57,16 +65,14 @@ class HFClassifierTeacher:
         allow_pickle (bool): load pickled weights (`pytorch_model.bin`, which can run code when
             loaded) when the model has no safetensors; only for a model you trust.
         """
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise DistillError(f"batch_size must be a positive integer, got {batch_size!r}")
-        if device not in DEVICES and not str(device).startswith("cuda:"):
-            raise DistillError(f"device must be one of {DEVICES} or 'cuda:N', got {device!r}")
+        check_int_argument("batch_size", batch_size, 1)
+        check_device(device)
         self.model_name = str(model)
         self.revision = revision
         self.dtype = dtype
         self.batch_size = batch_size
-        self.tokenizer = hf_common.load_tokenizer(self.model_name, revision=revision)
-        self.model = hf_common.load_model(
+        self.tokenizer = load_tokenizer(self.model_name, revision=revision)
+        self.model = load_model(
             "AutoModelForSequenceClassification",
             self.model_name,
             revision=revision,
@@ -91,7 +97,7 @@ class HFClassifierTeacher:
         self.label_map = dict(label_map or {})
         self.mapping = LabelMapping(self.teacher_labels, self.label_map, self.exclusive)
         self.labels: Tuple[str, ...] = self.mapping.labels
-        self.max_length = hf_common.resolve_max_length(self.model, self.tokenizer, max_length, self.model_name, minimum=2)
+        self.max_length = resolve_max_length(self.model, self.tokenizer, max_length, self.model_name, minimum=2)
         self._ensure_padding()
         self.teacher_id = teacher_id or (
             f"hf:{self.model_name}" + (f"@{revision}" if revision else "")
@@ -106,7 +112,7 @@ class HFClassifierTeacher:
         times), its labels, the label map, exclusivity, max_length and dtype."""
         if self._fingerprint is None:
             local = Path(self.model_name).exists()
-            self._fingerprint = hf_common.fingerprint_of(
+            self._fingerprint = fingerprint_of(
                 [
                     "spacy-distill.HFClassifierTeacher.v1",
                     self.model_name,
@@ -127,12 +133,7 @@ class HFClassifierTeacher:
 
         RETURNS (Dict[str, Any]): n_scored, n_truncated, truncated_share, max_length.
         """
-        return {
-            "n_scored": self.n_scored,
-            "n_truncated": self.n_truncated,
-            "truncated_share": self.n_truncated / self.n_scored if self.n_scored else 0.0,
-            "max_length": self.max_length,
-        }
+        return truncation_stats(self.n_scored, self.n_truncated, self.max_length)
 
     def score(self, texts: Sequence[str]) -> numpy.ndarray:
         """Teacher scores for texts: log-probabilities (exclusive) or logits (multi-label).
@@ -143,7 +144,7 @@ class HFClassifierTeacher:
         texts = list(texts)
         if not texts:
             return numpy.zeros((0, len(self.labels)), dtype="float32")
-        torch, _ = hf_common.require_transformers()
+        torch, _ = require_transformers()
         # Untruncated lengths: they count truncation and order the texts by length.
         full = self.tokenizer(texts, truncation=False, verbose=False)["input_ids"]
         lengths = numpy.asarray([len(ids) for ids in full])
@@ -157,52 +158,6 @@ class HFClassifierTeacher:
         self.n_truncated += int((lengths > self.max_length).sum())
         scores = logits if self.multi_label else log_softmax(logits)
         return self.mapping.apply(scores).astype("float32")
-
-    def hidden_settings(
-        self, *, layer: Optional[int] = None, last_k: Optional[int] = None, pooling: Optional[str] = None
-    ) -> Dict[str, Any]:
-        """The hidden-state settings `hidden_states` uses (defaults: the last layer, mean pooling).
-
-        layer (Optional[int]): the hidden state (0: embeddings, -1: last layer).
-        last_k (Optional[int]): average the last k hidden states instead.
-        pooling (Optional[str]): "mean", "cls" or "last" (for decoder-style classifiers).
-        RETURNS (Dict[str, Any]): layer, last_k, pooling, width and model.
-        """
-        from ..hidden.extract import resolve_hidden_spec
-
-        config = self.model.config
-        n_states = int(getattr(config, "num_hidden_layers", 0) or 0) + 1
-        spec = resolve_hidden_spec(layer, last_k, pooling, n_states=n_states)
-        width = int(getattr(config, "hidden_size", 0) or getattr(config, "d_model", 0))
-        return {**spec, "width": width, "model": self.teacher_id}
-
-    def hidden_states(
-        self,
-        texts: Sequence[str],
-        docs: Optional[Sequence[Any]] = None,
-        *,
-        level: str = "doc",
-        layer: Optional[int] = None,
-        last_k: Optional[int] = None,
-        pooling: Optional[str] = None,
-    ) -> List[Any]:
-        """The classifier's hidden states: pooled per text and/or aligned to spaCy tokens.
-
-        texts (Sequence[str]): the texts.
-        docs (Optional[Sequence[Doc]]): their spaCy docs (needed for token-level states).
-        level (str): "doc", "token" or "both".
-        layer, last_k, pooling: see `hidden_settings`.
-        RETURNS (List[HiddenStates]): one per text.
-        """
-        from ..hidden.extract import hf_hidden_states
-
-        spec = self.hidden_settings(layer=layer, last_k=last_k, pooling=pooling)
-        return hf_hidden_states(
-            self.model, self.tokenizer, texts, docs, level=level, layer=spec["layer"],
-            last_k=spec["last_k"], pooling=spec["pooling"], max_length=self.max_length,
-            batch_size=self.batch_size, pad_token_id=int(self.tokenizer.pad_token_id),
-            model_name=self.model_name,
-        )
 
     def _forward(self, texts: List[str]) -> numpy.ndarray:
         encoded = self.tokenizer(
@@ -248,7 +203,7 @@ def _labels_from_config(config: Any, name: str) -> Tuple[str, ...]:
     return labels
 
 
-@registry.teachers("spacy-distill.HFClassifierTeacher.v1")
+@registry.spacy_distill_teachers("spacy-distill.HFClassifierTeacher.v1")
 def configure_hf_classifier_teacher(
     model: str,
     revision: Optional[str] = None,

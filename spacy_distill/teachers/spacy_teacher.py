@@ -8,20 +8,26 @@ import spacy
 from spacy.language import Language
 
 from ..errors import DistillError, UnsupportedModelError
+from ..hidden.extract import resolve_hidden_spec
 from ..ml.logits import forward_logits, has_readable_logits
 from ..pipeline.textcat_lookup import find_textcat, is_exclusive
+from ..probabilities import log_softmax
 from ..registry import registry
-from .base import LabelMapping, log_softmax
+from .base import LabelMapping, TeacherBase
 
 
-
-class SpacyTeacher:
+class SpacyTeacher(TeacherBase):
     """Scores texts with a spaCy pipeline's `textcat` / `textcat_multilabel` component.
 
     Scores are the component's logits (read before its final softmax or sigmoid), so no
     information is lost to clipped probabilities; models whose output layer hides them fall
     back to the logs of `doc.cats`.
+
+    Hidden states come from a spacy-transformers `transformer` component (`doc._.trf_data`); a
+    pipeline without one says so when they are asked for.
     """
+
+    supports_hidden = True
 
     def __init__(
         self,
@@ -53,6 +59,7 @@ class SpacyTeacher:
         self._teacher_id = teacher_id
         self._fingerprint: Optional[str] = None
         self._reads_logits = has_readable_logits(self.pipe.model)
+        self._trf_sample: Any = None
 
     @property
     def teacher_id(self) -> str:
@@ -97,6 +104,16 @@ class SpacyTeacher:
                 for block in iter(lambda: content.read(1 << 20), b""):
                     digest.update(block)
         return digest.digest()
+
+    @property
+    def hf_tokenizer(self) -> Optional[Any]:
+        """The Hugging Face tokenizer of the pipeline's spacy-transformers `transformer`, if it
+        has one."""
+        for _, proc in self.nlp.pipeline:
+            tokenizer = getattr(getattr(proc, "model", None), "tokenizer", None)
+            if tokenizer is not None and callable(getattr(tokenizer, "get_vocab", None)):
+                return tokenizer
+        return None
 
     def score(self, texts: Sequence[str]) -> numpy.ndarray:
         """Teacher scores for texts: log-probabilities (exclusive) or logits (multi-label).
@@ -149,9 +166,7 @@ class SpacyTeacher:
             "last" (the last word piece).
         RETURNS (Dict[str, Any]): layer, last_k, pooling, width and model.
         """
-        from ..hidden.extract import resolve_hidden_spec
-
-        trf = getattr(self, "_trf_sample", None)
+        trf = self._trf_sample
         if trf is None:  # one short text tells the width and the hidden states available
             trf = self._trf_sample = self._trf_data(next(iter(self._trf_docs(["A sample text."]))), "a sample text")
         n_states = len(self._all_states(trf, need_all=False)) or 1
@@ -249,7 +264,7 @@ def _to_numpy(array: Any) -> numpy.ndarray:
     return numpy.asarray(array)
 
 
-@registry.teachers("spacy-distill.SpacyTeacher.v1")
+@registry.spacy_distill_teachers("spacy-distill.SpacyTeacher.v1")
 def configure_spacy_teacher(
     model: str,
     component: Optional[str] = None,

@@ -14,15 +14,36 @@ import hashlib
 import json
 import sys
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Protocol, Sequence, runtime_checkable
 
 import numpy
 from tqdm import tqdm
 
 from ..cache import TeacherCache
 from ..errors import DistillError
+from ..hidden.extract import gives_hidden_states
 
 ENCODER_VERSION = 1
+
+
+@runtime_checkable
+class FeatureSource(Protocol):
+    """A teacher whose head reads pooled features it can give (HFProbeTeacher, or the probe's
+    HiddenStateExtractor on its own): a word's vector is the feature of the word alone."""
+
+    width: int
+    """The number of features."""
+
+    def features(self, texts: Sequence[str]) -> numpy.ndarray:
+        """(len(texts), width) features."""
+        ...
+
+
+@runtime_checkable
+class DescribedFeatures(FeatureSource, Protocol):
+    """A `FeatureSource` that says what decides its features (kept with the vectors)."""
+
+    settings: Dict[str, Any]
 
 
 class TeacherWordEncoder:
@@ -36,23 +57,19 @@ class TeacherWordEncoder:
         pooling: Optional[str] = None,
     ) -> None:
         """
-        teacher: a teacher with `features(texts)` or `hidden_states(texts, level="doc")`.
+        teacher: a `FeatureSource`, or a teacher with hidden states (`supports_hidden`).
         layer (Optional[int]): a hidden layer other than the teacher's own (hidden-state teachers;
             None: the layer the teacher's features or hidden states use).
         pooling (Optional[str]): "mean", "cls" or "last" (None: the teacher's own).
         """
         self.teacher = teacher
         self.teacher_id = getattr(teacher, "teacher_id", type(teacher).__name__)
-        features = getattr(teacher, "features", None)
-        has_hidden = callable(getattr(teacher, "hidden_states", None)) and callable(
-            getattr(teacher, "hidden_settings", None)
-        )
-        if callable(features) and layer is None and pooling is None:
+        if isinstance(teacher, FeatureSource) and layer is None and pooling is None:
             self.method = "features"
-            extractor = getattr(teacher, "extractor", teacher)
-            self.settings: Dict[str, Any] = dict(getattr(extractor, "settings", {}) or {})
-            self.width: Optional[int] = getattr(extractor, "width", None)
-        elif has_hidden:
+            described = isinstance(teacher, DescribedFeatures)
+            self.settings: Dict[str, Any] = dict(teacher.settings or {}) if described else {}
+            self.width: Optional[int] = teacher.width
+        elif gives_hidden_states(teacher):
             self.method = "hidden_states"
             try:
                 self.settings = dict(teacher.hidden_settings(layer=layer, pooling=pooling))

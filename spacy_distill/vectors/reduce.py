@@ -22,6 +22,35 @@ WEIGHTINGS = ("sif", "zipf", "none")
 DEFAULT_SIF_COEFFICIENT = 1e-3
 
 
+def principal_components(
+    matrix: numpy.ndarray, dims: int
+) -> Tuple[numpy.ndarray, numpy.ndarray, float]:
+    """The top `dims` principal directions of `matrix`: the one PCA of word vectors and of
+    hidden-state projections (`hidden.storage.HiddenProjection.fit_pca`).
+
+    matrix (numpy.ndarray): (n, width) vectors, n >= dims (checked by the callers, whose
+        errors name their own arguments).
+    dims (int): how many components.
+    RETURNS (Tuple[numpy.ndarray, numpy.ndarray, float]): the mean (width,), the components
+        (dims, width) in order of variance, each with its largest loading positive (so refitting
+        the same data gives the same map, whatever scikit-learn's sign convention), and the
+        share of the variance they keep.
+    """
+    # Imported here: only `word-vectors` and `annotate --hidden-reduction pca` fit a PCA.
+    from sklearn.decomposition import PCA
+
+    matrix = numpy.asarray(matrix, dtype="float64")
+    pca = PCA(n_components=dims, svd_solver="full").fit(matrix)
+    components = numpy.array(pca.components_, dtype="float64")
+    signs = numpy.sign(components[numpy.arange(dims), numpy.abs(components).argmax(axis=1)])
+    components *= numpy.where(signs == 0, 1.0, signs)[:, None]
+    # The share from the singular values: sklearn's explained_variance_ratio_ divides by zero
+    # (with a warning) on constant data, where this gives 0.
+    total = float(((matrix - pca.mean_) ** 2).sum())
+    explained = float((pca.singular_values_**2).sum() / max(total, 1e-30))
+    return numpy.asarray(pca.mean_, dtype="float64"), components, explained
+
+
 def pca_reduce(matrix: numpy.ndarray, dims: int) -> Tuple[numpy.ndarray, Dict[str, Any]]:
     """Standardise, then project onto the top `dims` principal components (signs fixed so the
     result is deterministic).
@@ -40,14 +69,9 @@ def pca_reduce(matrix: numpy.ndarray, dims: int) -> Tuple[numpy.ndarray, Dict[st
     scale = matrix.std(axis=0)
     scale[scale == 0] = 1.0
     centred = (matrix - matrix.mean(axis=0)) / scale
-    _, singular, vt = numpy.linalg.svd(centred, full_matrices=False)
-    components = vt[:dims]
-    # An SVD's signs are arbitrary: make each component's largest loading positive.
-    signs = numpy.sign(components[numpy.arange(dims), numpy.abs(components).argmax(axis=1)])
-    components *= signs[:, None]
+    _, components, explained = principal_components(centred, dims)
     reduced = centred @ components.T
     rms = numpy.sqrt((reduced**2).mean()) or 1.0
-    explained = float((singular[:dims] ** 2).sum() / max((singular**2).sum(), 1e-12))
     return (reduced / rms).astype("float32"), {"explained_variance": explained}
 
 

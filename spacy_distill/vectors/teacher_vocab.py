@@ -6,29 +6,35 @@ knows tens of thousands of common words (BERT's WordPiece vocabulary holds about
 words): encoded by the teacher, each starts with the teacher's idea of it, at the cost of one
 teacher call per 256 words at `word-vectors` time and nothing at run time.
 """
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Protocol, runtime_checkable
 
 from ..errors import DistillError
+from ..hf.features import HFHiddenStates
+from ..teachers.base import TeacherBase
 
 # Markers of a piece that starts a word: byte-level BPE (GPT-2, Llama 3, SmolLM) and
 # SentencePiece. WordPiece marks the opposite: continuation pieces start with "##".
 _WORD_START = ("Ġ", "▁")
 
 
+@runtime_checkable
+class _TokenizerOwner(Protocol):
+    """A teacher written without `TeacherBase` that holds its Hugging Face tokenizer."""
+
+    tokenizer: Any
+
+
 def find_tokenizer(teacher: Any) -> Optional[Any]:
-    """The Hugging Face tokenizer behind a teacher, if it has one (HF teachers, probes, spaCy
-    pipelines with a spacy-transformers `transformer`)."""
-    for owner in (teacher, getattr(teacher, "extractor", None)):
-        tokenizer = getattr(owner, "tokenizer", None) if owner is not None else None
-        if tokenizer is not None and callable(getattr(tokenizer, "get_vocab", None)):
-            return tokenizer
-    nlp = getattr(teacher, "nlp", None)
-    if nlp is not None:
-        for _, proc in nlp.pipeline:
-            tokenizer = getattr(getattr(proc, "model", None), "tokenizer", None)
-            if tokenizer is not None and callable(getattr(tokenizer, "get_vocab", None)):
-                return tokenizer
-    return None
+    """The Hugging Face tokenizer behind a teacher, if it has one: its `hf_tokenizer` (HF
+    teachers, probes and their extractor, spaCy pipelines with a spacy-transformers
+    `transformer`), or the `tokenizer` of a teacher written without `TeacherBase`."""
+    if isinstance(teacher, (TeacherBase, HFHiddenStates)):
+        tokenizer = teacher.hf_tokenizer
+    elif isinstance(teacher, _TokenizerOwner):
+        tokenizer = teacher.tokenizer
+    else:
+        return None
+    return tokenizer if callable(getattr(tokenizer, "get_vocab", None)) else None
 
 
 def teacher_words(teacher: Any, attr: str = "lower") -> List[str]:

@@ -15,7 +15,7 @@ import pytest
 
 from spacy_distill.annotate import convert
 from spacy_distill.arguments import check_float_argument, check_int_argument
-from spacy_distill.augment.leakage import EvalIndex
+from spacy_distill.data.leakage import EvalIndex
 from spacy_distill.errors import DistillError
 from spacy_distill.evaluation.data import load_evaluation_data
 from spacy_distill.evaluation.evaluate import evaluate

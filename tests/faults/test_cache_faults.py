@@ -188,9 +188,9 @@ def test_pickled_weights_are_refused_unless_allowed(tmp_path, monkeypatch, reque
     transformers = pytest.importorskip("transformers")
     pytest.importorskip("tokenizers")
     from spacy_distill.teachers.hf_classifier import HFClassifierTeacher
-    from spacy_distill.teachers.hf_common import ALLOW_PICKLE_ENV, weights_kwargs
+    from spacy_distill.hf.loading import ALLOW_PICKLE_ENV, weights_kwargs
 
-    from ..test_teacher_hf_classifier import build_tiny_classifier, build_tokenizer
+    from ..tiny_models import build_tiny_classifier, build_tokenizer
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv(ALLOW_PICKLE_ENV, raising=False)

@@ -12,9 +12,10 @@ import pytest
 
 from spacy_distill.errors import TeacherError
 
-httpx = pytest.importorskip("httpx")
+import httpx  # noqa: E402,F401  (a required test dependency: the [test] extra)
 
-from spacy_distill.teachers.openai_server import OpenAITeacher, redact  # noqa: E402
+from spacy_distill.teachers.openai_client import redact  # noqa: E402
+from spacy_distill.teachers.openai_server import OpenAITeacher  # noqa: E402
 
 from .fake_openai_server import (  # noqa: E402
     MODES,

@@ -1,0 +1,1 @@
+"""Records, targets and the checks on them: the data layer."""
