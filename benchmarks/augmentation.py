@@ -149,7 +149,7 @@ def annotate(inp: Path, out: Path, teacher: Path, eval_files: List[Path], cache:
 def train(name: str, train_file: Path, dev_file: Path, factory: str, seed: int, wd: Path, max_steps: int) -> Path:
     from spacy.cli.train import train as spacy_train
 
-    from spacy_distill.student_config import make_student_config
+    from spacy_distill.training.student_config import make_student_config
 
     out = wd / "models" / name
     if (out / "model-best").exists():
@@ -180,7 +180,7 @@ def split_by_step(combined: Path, step_names: List[str], out_dir: Path) -> Dict[
     """Per augmenter: the seeds plus that augmenter's variants, from the combined target file.
     Also counts, per step, how often the teacher gives a variant its parent's label (and, for
     label examples, the label they were written for)."""
-    from spacy_distill.targets import get_target, read_targets, write_targets
+    from spacy_distill.data.targets import get_target, read_targets, write_targets
 
     groups: Dict[str, list] = {name: [] for name in step_names}
     seeds, argmax, variants = [], {}, []
@@ -404,7 +404,7 @@ def main(
 ):
     import spacy
 
-    from spacy_distill.annotate import convert
+    from spacy_distill.annotation.annotate import convert
     from spacy_distill.augment.base import derive_rng
     from spacy_distill.augment.run import augment_file
 

@@ -106,7 +106,7 @@ def test_data(path: Path):
     import spacy
     from spacy.tokens import DocBin
 
-    from spacy_distill.targets import get_target
+    from spacy_distill.data.targets import get_target
 
     texts, gold, teacher = [], [], []
     for doc in DocBin().from_disk(path).get_docs(spacy.blank("en").vocab):

@@ -122,7 +122,7 @@ def metrics(gold: List[str], pred: List[str], labels: List[str]) -> Dict[str, fl
 
 def read_target_file(path: Path):
     """(labels, scores (n, k), gold labels) from a target file, through the public reader."""
-    from spacy_distill.targets import get_target, read_targets
+    from spacy_distill.data.targets import get_target, read_targets
 
     labels, rows, gold = None, [], []
     for doc in read_targets(path):
@@ -257,7 +257,7 @@ def naive_probe(teacher, texts: List[str], batch_size: int) -> Dict[str, Any]:
 
 
 def annotate_run(slice_path: Path, out: Path, teacher, cache: Path) -> Dict[str, Any]:
-    from spacy_distill.annotate import annotate
+    from spacy_distill.annotation.annotate import annotate
 
     start = time.perf_counter()
     summary = annotate(slice_path, out, teacher, cache=cache, show_progress=False)

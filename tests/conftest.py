@@ -125,7 +125,7 @@ def make_target_docs(
     exclusive: bool = True,
 ):
     """Docs with targets from (text, teacher probabilities or None, gold cats or {})."""
-    from spacy_distill.targets import Provenance, TeacherTarget, set_target
+    from spacy_distill.data.targets import Provenance, TeacherTarget, set_target
 
     nlp = spacy.blank("en")
     docs = []
@@ -235,9 +235,9 @@ def train_distilled_student(
     `directory / "student"` next to its target file `directory / "train.spacy"`."""
     from spacy import util
 
-    from spacy_distill.corpus import TargetCorpus
-    from spacy_distill.student_config import make_student_config
-    from spacy_distill.targets import write_targets
+    from spacy_distill.training.corpus import TargetCorpus
+    from spacy_distill.training.student_config import make_student_config
+    from spacy_distill.data.targets import write_targets
 
     labels = ("ham", "spam") if exclusive else ("ham", "spam", "urgent")
     train = write_targets(make_target_docs(spam_target_rows(exclusive), labels, exclusive), directory / "train.spacy")
@@ -258,7 +258,7 @@ def train_config_in_process(config, train_path: Path, steps: int):
     file per update); RETURNS (nlp, the component's loss at each step)."""
     from spacy import util
 
-    from spacy_distill.corpus import TargetCorpus
+    from spacy_distill.training.corpus import TargetCorpus
 
     nlp = util.load_model_from_config(config, auto_fill=True)
     examples = list(TargetCorpus(train_path)(nlp))

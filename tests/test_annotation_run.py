@@ -6,15 +6,16 @@ import numpy
 import pytest
 
 import spacy_distill.annotation.inputs as inputs_module
-from spacy_distill.annotate import annotate
-from spacy_distill.annotation import RecordStream, SingleFileSink
+from spacy_distill.annotation.annotate import annotate
+from spacy_distill.annotation.inputs import RecordStream
+from spacy_distill.annotation.sinks import SingleFileSink
 from spacy_distill.annotation import run as run_module
-from spacy_distill.cache import TeacherCache, score_with_details
-from spacy_distill.chunked import ChunkedTargetWriter
+from spacy_distill.annotation.cache import TeacherCache, score_with_details
+from spacy_distill.annotation.chunked import ChunkedTargetWriter
 from spacy_distill.cli.annotate import annotate_message
 from spacy_distill.errors import DistillError, RecordError
 from spacy_distill.registry import registry
-from spacy_distill.targets import get_target, read_targets
+from spacy_distill.data.targets import get_target, read_targets
 from spacy_distill.teachers.loading import LazyTeacher, lazy_teacher, teacher_key
 
 from .conftest import FakeTeacher, invoke_cli, write_jsonl

@@ -17,7 +17,7 @@ from spacy_distill.augment.run import AugmentSummary, augment_file, augment_reco
 from spacy_distill.cli import app
 from spacy_distill.cli.augment import augment_cli  # noqa: F401  (registers the command)
 from spacy_distill.errors import DistillError
-from spacy_distill.records import read_records
+from spacy_distill.data.records import read_records
 from spacy_distill.registry import registry
 
 from .conftest import FakeTeacher, write_jsonl
@@ -257,8 +257,8 @@ def test_cli_writes_variants(tmp_path, spam_jsonl):
 
 
 def test_leakage_guard_at_augment_annotate_and_training(tmp_path):
-    from spacy_distill.annotate import annotate
-    from spacy_distill.corpus import TargetCorpus
+    from spacy_distill.annotation.annotate import annotate
+    from spacy_distill.training.corpus import TargetCorpus
 
     train = write_jsonl(tmp_path / "train.jsonl", [{"text": "win free cash"}, {"text": "see you at lunch"}])
     dev = write_jsonl(tmp_path / "dev.jsonl", [{"text": "claim your prize", "label": "spam"}, {"text": "See you  at LUNCH"}])
@@ -274,7 +274,7 @@ def test_leakage_guard_at_augment_annotate_and_training(tmp_path):
     assert "2 augmented text(s)" in message and "'dev:1'" in message and "dev.jsonl:1" in message
     assert "leaky.jsonl:3 (id 'dev:1~leet.1')" in message
     annotate(tmp_path / "leaky.jsonl", tmp_path / "leaky.spacy", FakeTeacher(), show_progress=False)
-    from spacy_distill.annotate import convert
+    from spacy_distill.annotation.annotate import convert
 
     convert(dev, tmp_path / "dev.spacy", labels=["ham", "spam"], exclusive=True, on_error="skip")
     nlp = spacy.blank("en")
@@ -290,8 +290,8 @@ def test_leakage_guard_at_augment_annotate_and_training(tmp_path):
 
 
 def test_provenance_survives_augment_annotate_docbin_training(tmp_path, spam_jsonl):
-    from spacy_distill.annotate import annotate
-    from spacy_distill.targets import get_target
+    from spacy_distill.annotation.annotate import annotate
+    from spacy_distill.data.targets import get_target
 
     steps = {"leet": obfuscation.Leetspeak(n=2, rate=0.6), "split": obfuscation.SplitLetters(rate=0.5, separators=[" ", "."])}
     augment_file(spam_jsonl, tmp_path / "aug.jsonl", steps, seed=5, keep_seeds=True, show_progress=False)
@@ -362,7 +362,7 @@ def test_eval_paths_from_an_interpolated_training_config(tmp_path):
 
 
 def test_augment_drops_variants_that_are_evaluation_texts(tmp_path):
-    from spacy_distill.annotate import annotate
+    from spacy_distill.annotation.annotate import annotate
 
     class DropLastWord(base.Augmenter):
         method = "test.DropLastWord.v1"

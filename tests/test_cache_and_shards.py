@@ -1,11 +1,11 @@
 import numpy
 import pytest
 
-from spacy_distill.annotate import annotate
-from spacy_distill.cache import TeacherCache
+from spacy_distill.annotation.annotate import annotate
+from spacy_distill.annotation.cache import TeacherCache
 from spacy_distill.errors import DistillError, TargetFormatError
-from spacy_distill.shards import merge_target_files, parse_shard
-from spacy_distill.targets import get_target, read_targets
+from spacy_distill.data.shards import merge_target_files, parse_shard
+from spacy_distill.data.targets import get_target, read_targets
 
 from .conftest import FakeTeacher, write_jsonl
 

@@ -7,7 +7,7 @@ import pytest
 import spacy
 from typer.testing import CliRunner
 
-from spacy_distill.calibration import apply_temperature, fit_temperature, scaled_probabilities
+from spacy_distill.training.calibration import apply_temperature, fit_temperature, scaled_probabilities
 from spacy_distill.cli import app
 
 from .conftest import SPAM_TEXTS, train_distilled_student, write_jsonl

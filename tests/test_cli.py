@@ -10,7 +10,7 @@ from spacy.cli.train import train as spacy_train
 from typer.testing import CliRunner
 
 from spacy_distill.cli import app
-from spacy_distill.targets import get_target, read_target_summary, read_targets
+from spacy_distill.data.targets import get_target, read_target_summary, read_targets
 
 from .conftest import SPAM_TEXTS, invoke_cli as invoke, write_jsonl
 
@@ -231,8 +231,8 @@ def test_long_steps_show_progress_and_teacher_steps_limit_torch_threads(tmp_path
     import yaml
     from thinc.api import Config
 
-    from spacy_distill.student_config import make_student_config
-    from spacy_distill.targets import write_targets
+    from spacy_distill.training.student_config import make_student_config
+    from spacy_distill.data.targets import write_targets
 
     from .conftest import make_target_docs, spam_target_rows
 

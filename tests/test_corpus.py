@@ -1,7 +1,7 @@
 import spacy
 
-from spacy_distill.corpus import create_target_corpus_reader
-from spacy_distill.targets import write_targets
+from spacy_distill.training.corpus import create_target_corpus_reader
+from spacy_distill.data.targets import write_targets
 
 from .conftest import make_target_docs
 

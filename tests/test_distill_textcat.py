@@ -4,7 +4,7 @@ import spacy
 from spacy.training import Example
 
 from spacy_distill.errors import LabelMismatchError, UnsupportedModelError
-from spacy_distill.losses import SoftTargetLoss
+from spacy_distill.training.losses import SoftTargetLoss
 from spacy_distill.ml.logits import forward_logits
 from spacy_distill.pipeline.distill_textcat import (
     DistillMultiLabelTextCategorizer,
@@ -121,7 +121,7 @@ def test_scores_report_teacher_agreement_next_to_gold_metrics():
 
 @pytest.mark.parametrize("exclusive", [True, False])
 def test_teacher_agreement_and_kl_match_hand_computed_values(exclusive):
-    from spacy_distill.scoring import score_teacher_agreement
+    from spacy_distill.training.scoring import score_teacher_agreement
 
     rows = [("a b", [0.8, 0.2], {}), ("c d", [0.3, 0.7], {})] if exclusive else [("a b", [0.9, 0.5], {})]
     docs = make_target_docs(rows, exclusive=exclusive)

@@ -5,7 +5,7 @@ import pytest
 import spacy
 from typer.testing import CliRunner
 
-from spacy_distill.annotate import annotate
+from spacy_distill.annotation.annotate import annotate
 from spacy_distill.cli import app
 from spacy_distill.evaluation.tune import get_thresholds
 from spacy_distill.teachers import SpacyTeacher
@@ -102,7 +102,7 @@ def test_evaluate_names_unknown_gold_labels(student_and_data, tmp_path):
 
 def _cascade_data(root, tmp_path):
     """The toy test set, larger, with the stored teacher outputs of test.spacy."""
-    from spacy_distill.targets import read_targets, write_targets
+    from spacy_distill.data.targets import read_targets, write_targets
 
     docs = list(read_targets(root / "test.spacy"))
     return write_targets(docs * 5, tmp_path / "dev.spacy")
@@ -132,7 +132,7 @@ def test_tune_chooses_the_band_for_an_escalation_rate(student_and_data, tmp_path
 
 
 def test_tune_band_for_a_cascade_accuracy_and_evaluate_reports_the_curve(student_and_data, tmp_path):
-    from spacy_distill.targets import write_targets
+    from spacy_distill.data.targets import write_targets
 
     from .conftest import make_target_docs
 

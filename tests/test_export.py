@@ -9,11 +9,11 @@ from spacy.cli.package import get_third_party_dependencies
 from spacy.language import Language
 from typer.testing import CliRunner
 
-from spacy_distill import export as export_module
+from spacy_distill.packaging import export as export_module
 from spacy_distill.cli import app
 from spacy_distill.errors import DistillError
 from spacy_distill.evaluation.evaluate import evaluate
-from spacy_distill.export import export_pipeline
+from spacy_distill.packaging.export import export_pipeline
 
 from .conftest import train_distilled_student
 from .test_semantic_filter import TEXTS

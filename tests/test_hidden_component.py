@@ -9,14 +9,14 @@ from thinc.api import Adam, Model
 import spacy_distill  # noqa: F401
 import spacy_distill.hidden.model  # noqa: F401  (registers the projector and the loss)
 import spacy_distill.pipeline.distill_hidden  # noqa: F401  (registers the factory)
-from spacy_distill.corpus import TargetCorpus
+from spacy_distill.training.corpus import TargetCorpus
 from spacy_distill.errors import DistillError
-from spacy_distill.export import export_pipeline
+from spacy_distill.packaging.export import export_pipeline
 from spacy_distill.hidden.model import HiddenStateLoss, build_hidden_projector
 from spacy_distill.hidden.storage import decode_hidden
 from spacy_distill.registry import registry
-from spacy_distill.student_config import make_student_config
-from spacy_distill.targets import read_targets
+from spacy_distill.training.student_config import make_student_config
+from spacy_distill.data.targets import read_targets
 
 from .conftest import SPAM_TEXTS
 from .test_hidden_storage import WIDTH, FakeHiddenTeacher, hidden_target_file, invoke
@@ -277,7 +277,7 @@ def test_widths_that_disagree_with_the_stored_states_are_named(hidden_train, tmp
 
 
 def test_docs_without_stored_states_are_named_or_skipped(hidden_train, tmp_path, spam_jsonl):
-    from spacy_distill.annotate import annotate
+    from spacy_distill.annotation.annotate import annotate
 
     plain = tmp_path / "plain.spacy"
     annotate(spam_jsonl, plain, FakeHiddenTeacher(), show_progress=False)

@@ -20,7 +20,7 @@ from spacy_distill.hidden.storage import (
     hidden_nbytes,
 )
 from spacy_distill.registry import registry
-from spacy_distill.targets import TeacherTarget, get_target, read_targets, set_target, write_targets
+from spacy_distill.data.targets import TeacherTarget, get_target, read_targets, set_target, write_targets
 
 from .conftest import SPAM_TEXTS, FakeTeacher, invoke_cli as invoke, write_jsonl
 
@@ -75,7 +75,7 @@ def configure_fake_hidden_teacher(width: int = WIDTH) -> FakeHiddenTeacher:
 
 def hidden_target_file(path, texts_labels, level="both", width=WIDTH, teacher=None, dims=None):
     """Annotate (texts, label) pairs with the fake hidden teacher into a target file."""
-    from spacy_distill.annotate import annotate
+    from spacy_distill.annotation.annotate import annotate
 
     data = write_jsonl(path.with_suffix(".jsonl"), [{"text": t, "label": l} for t, l in texts_labels])
     teacher = teacher or FakeHiddenTeacher(width)

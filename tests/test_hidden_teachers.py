@@ -9,7 +9,7 @@ import torch
 import transformers
 from spacy.training import Example
 
-from spacy_distill.annotate import annotate
+from spacy_distill.annotation.annotate import annotate
 from spacy_distill.errors import DistillError
 from spacy_distill.hidden.alignment import align_to_tokens, token_spans
 from spacy_distill.hidden.extract import require_hidden_teacher
@@ -171,10 +171,10 @@ def test_a_teacher_without_hidden_states_fails_before_any_work(tmp_path):
 
 
 def test_hf_teacher_states_annotate_and_train_a_student(model_dirs, tmp_path):
-    from spacy_distill.corpus import TargetCorpus
+    from spacy_distill.training.corpus import TargetCorpus
     from spacy_distill.pipeline import distill_hidden  # noqa: F401  (registers the factory)
-    from spacy_distill.student_config import make_student_config
-    from spacy_distill.targets import get_target, read_targets
+    from spacy_distill.training.student_config import make_student_config
+    from spacy_distill.data.targets import get_target, read_targets
 
     teacher = HFClassifierTeacher(str(model_dirs["classifier"]), device="cpu", batch_size=4, max_length=8)
     rows = [{"text": t, "label": l} for t, l in SPAM_TEXTS] + [{"text": TEXTS[3], "label": "ham"}]

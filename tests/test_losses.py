@@ -2,7 +2,7 @@ import numpy
 import pytest
 from thinc.api import registry
 
-from spacy_distill.losses import SoftTargetLoss, SoftTargets, make_soft_targets
+from spacy_distill.training.losses import SoftTargetLoss, SoftTargets, make_soft_targets
 
 
 def _truths(exclusive, n=5, n_labels=3, seed=0):

@@ -15,9 +15,9 @@ import pytest
 import spacy
 
 from spacy_distill.errors import DistillError
-from spacy_distill.export import export_pipeline
-from spacy_distill.packaging import RUNTIME_MODULES, RUNTIME_PACKAGE, package_pipeline, write_runtime
-from spacy_distill.student_config import make_student_config
+from spacy_distill.packaging.export import export_pipeline
+from spacy_distill.packaging.package import RUNTIME_MODULES, RUNTIME_PACKAGE, package_pipeline, write_runtime
+from spacy_distill.training.student_config import make_student_config
 from spacy_distill.vectors import build_word_vectors
 
 from .conftest import train_config_in_process

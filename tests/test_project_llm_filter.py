@@ -78,7 +78,7 @@ def test_verdict_check_rejects_a_filter_that_does_not_decide():
 def _teacher_verdicts(target_file: Path, flagged: str):
     """The texts of an annotated target file and the verdict each would get from its teacher's
     decision (the argmax of its stored scores): flag for `flagged`, allow otherwise."""
-    from spacy_distill.targets import get_target, read_targets
+    from spacy_distill.data.targets import get_target, read_targets
 
     texts, verdicts = [], []
     for doc in read_targets(target_file):

@@ -35,7 +35,7 @@ def test_the_projects_own_data_is_valid():
     record: the end-to-end run below uses other data through --vars, which is what it tests."""
     import srsly
 
-    from spacy_distill.records import label_set, read_records, split_errors
+    from spacy_distill.data.records import label_set, read_records, split_errors
 
     data = PROJECT / srsly.read_yaml(PROJECT / "project.yml")["vars"]["data"]
     paths = [data / f"{split}.jsonl" for split in ("train", "dev", "test")]
@@ -71,7 +71,7 @@ def test_spam_filter_project_runs_all_on_another_dataset_with_vars_only(tmp_path
     source = (TWEETS / "train.jsonl").read_text(encoding="utf8").splitlines()
     assert [json.loads(line)["text"] for line in train_lines] != [json.loads(line)["text"] for line in source[:200]]
     assert len((root / "corpus" / "test.jsonl").read_text(encoding="utf8").splitlines()) == 100
-    from spacy_distill.targets import get_target, read_target_summary, read_targets
+    from spacy_distill.data.targets import get_target, read_target_summary, read_targets
 
     for name in ("train_gold", "dev_gold", "test_gold", "dev", "test"):
         summary = read_target_summary(root / "corpus" / f"{name}.spacy")

@@ -1,7 +1,7 @@
 import pytest
 
 from spacy_distill.errors import RecordError
-from spacy_distill.records import Record, read_records, split_errors
+from spacy_distill.data.records import Record, read_records, split_errors
 
 
 def test_jsonl_records_and_errors_with_line_numbers(tmp_path):

@@ -6,10 +6,10 @@ import numpy
 import pytest
 from typer.testing import CliRunner
 
-from spacy_distill.annotate import annotate
+from spacy_distill.annotation.annotate import annotate
 from spacy_distill.cli import app
 from spacy_distill.errors import DistillError
-from spacy_distill.targets import get_target, read_targets
+from spacy_distill.data.targets import get_target, read_targets
 from spacy_distill.teachers.loading import load_teacher
 
 from .conftest import write_jsonl

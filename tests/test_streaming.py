@@ -7,11 +7,11 @@ import numpy
 import pytest
 import spacy
 
-from spacy_distill.annotate import annotate
-from spacy_distill.corpus import TargetCorpus
+from spacy_distill.annotation.annotate import annotate
+from spacy_distill.training.corpus import TargetCorpus
 from spacy_distill.errors import DistillError
-from spacy_distill.shards import merge_target_files
-from spacy_distill.targets import get_target, read_targets
+from spacy_distill.data.shards import merge_target_files
+from spacy_distill.data.targets import get_target, read_targets
 
 from .conftest import FakeTeacher, write_jsonl
 
@@ -72,7 +72,7 @@ def test_spacy_corpus_and_target_corpus_read_the_chunks_as_one_corpus(tmp_path):
 def test_spacy_train_reads_a_chunk_directory(tmp_path):
     from spacy.cli.train import train
 
-    from spacy_distill.student_config import make_student_config
+    from spacy_distill.training.student_config import make_student_config
 
     data = write_jsonl(tmp_path / "in.jsonl", _rows(20))
     annotate(data, tmp_path / "chunks", FakeTeacher(), chunk_size=6, show_progress=False)
@@ -138,8 +138,8 @@ def test_streaming_keeps_record_checks_and_nan_handling(tmp_path):
 def test_augment_streams_its_seeds_and_dedups_on_disk(tmp_path):
     from spacy_distill.augment.noise import KeyboardTypos
     from spacy_distill.augment.run import augment_file, augment_records
-    from spacy_distill.records import read_records
-    from spacy_distill.seen import DiskSet
+    from spacy_distill.data.records import read_records
+    from spacy_distill.data.seen import DiskSet
 
     with DiskSet(["a b"]) as seen:
         assert "a b" in seen and not seen.add("a b") and seen.add("c") and len(seen) == 2
@@ -164,7 +164,7 @@ def test_augment_streams_its_seeds_and_dedups_on_disk(tmp_path):
 def test_msgpack_codecs_are_looked_up_once_within_the_block():
     import srsly
 
-    from spacy_distill.msgpack_codecs import cached_msgpack_codecs
+    from spacy_distill.data.msgpack_codecs import cached_msgpack_codecs
 
     data = {"spacy_distill": {"scores": [0.5, -1.0]}}
     with cached_msgpack_codecs():

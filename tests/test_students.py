@@ -12,10 +12,10 @@ from spacy import util
 from typer.testing import CliRunner
 
 from spacy_distill.cli import app
-from spacy_distill.corpus import TargetCorpus
+from spacy_distill.training.corpus import TargetCorpus
 from spacy_distill.errors import DistillError
-from spacy_distill.export import export_pipeline
-from spacy_distill.student_config import SUBWORD_ARCHITECTURES, VECTOR_ARCHITECTURES, choose_architecture, make_student_config
+from spacy_distill.packaging.export import export_pipeline
+from spacy_distill.training.student_config import SUBWORD_ARCHITECTURES, VECTOR_ARCHITECTURES, choose_architecture, make_student_config
 
 from .conftest import train_config_in_process
 from .test_word_vectors import make_vectors, polarity_target_file, polarity_texts
@@ -204,7 +204,7 @@ def test_init_config_picks_a_default_student_and_says_why(toy, tmp_path):
 
 
 def test_multilabel_static_student_trains_and_exports(tmp_path):
-    from spacy_distill.targets import write_targets
+    from spacy_distill.data.targets import write_targets
 
     from .conftest import make_target_docs, spam_target_rows
 

@@ -8,11 +8,11 @@ import pytest
 import spacy
 from spacy import util
 
-from spacy_distill.corpus import TargetCorpus
+from spacy_distill.training.corpus import TargetCorpus
 from spacy_distill.errors import DistillError
-from spacy_distill.export import export_pipeline
+from spacy_distill.packaging.export import export_pipeline
 from spacy_distill.ml.logits import forward_logits, has_readable_logits
-from spacy_distill.student_config import (
+from spacy_distill.training.student_config import (
     DEFAULT_VECTOR_ARCH,
     SUBWORD_ARCHITECTURES,
     choose_architecture,
@@ -191,7 +191,7 @@ def test_teacher_vocabulary_joins_the_word_table(toy, tmp_path):
 
 
 def test_multilabel_subword_student_trains_and_exports(tmp_path):
-    from spacy_distill.targets import write_targets
+    from spacy_distill.data.targets import write_targets
 
     from .conftest import make_target_docs, spam_target_rows
 

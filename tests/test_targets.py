@@ -4,7 +4,7 @@ import spacy
 from spacy.tokens import DocBin
 
 from spacy_distill.errors import TargetFormatError
-from spacy_distill.targets import (
+from spacy_distill.data.targets import (
     USER_DATA_KEY,
     TeacherTarget,
     get_target,

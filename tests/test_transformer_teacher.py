@@ -9,9 +9,9 @@ import spacy
 import spacy_transformers  # noqa: F401  (the teacher's transformer component)
 from spacy.training import Example
 
-from spacy_distill.annotate import annotate
-from spacy_distill.student_config import make_student_config
-from spacy_distill.targets import get_target, read_targets
+from spacy_distill.annotation.annotate import annotate
+from spacy_distill.training.student_config import make_student_config
+from spacy_distill.data.targets import get_target, read_targets
 from spacy_distill.teachers import SpacyTeacher
 
 from .conftest import SPAM_TEXTS, write_jsonl

@@ -5,9 +5,9 @@ import pytest
 import spacy
 from spacy import util
 
-from spacy_distill.student_config import make_student_config
-from spacy_distill.targets import write_targets
-from spacy_distill.trust import label_trust, teacher_quality, weak_labels
+from spacy_distill.training.student_config import make_student_config
+from spacy_distill.data.targets import write_targets
+from spacy_distill.evaluation.trust import label_trust, teacher_quality, weak_labels
 
 from .conftest import SPAM_TEXTS, make_target_docs, train_config_in_process
 

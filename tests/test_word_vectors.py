@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from spacy_distill.cli import app
 from spacy_distill.errors import DistillError
 from spacy_distill.registry import registry
-from spacy_distill.targets import write_targets
+from spacy_distill.data.targets import write_targets
 from spacy_distill.vectors import TeacherWordEncoder, WordVectors, build_word_vectors, count_words
 from spacy_distill.vectors.reduce import frequency_weights, pca_reduce
 
@@ -298,7 +298,7 @@ def token_state_target_file(path: Path, n: int = 48, seed: int = 0, width: int =
     would be; tokens equal to `uncovered` get no state (mask 0)."""
     from spacy_distill.hidden.alignment import HiddenStates
     from spacy_distill.hidden.storage import encode_hidden
-    from spacy_distill.targets import get_target, set_target
+    from spacy_distill.data.targets import get_target, set_target
 
     rows = []
     for text, label in polarity_texts(n, seed):

@@ -1,11 +1,4 @@
-"""How `annotate` runs: the input records (`inputs`), where targets go (`sinks`), and the run
-that joins them with the teacher and its cache (`run`). `spacy_distill.annotate` is the API."""
-from .inputs import RecordStream, check_record_labels, gold_cats, record_provenance
-from .run import AnnotationRun, AnnotationSummary
-from .sinks import SingleFileSink, TargetSink, check_output_path, open_sink, partial_path
-
-__all__ = [
-    "AnnotationRun", "AnnotationSummary", "RecordStream", "SingleFileSink", "TargetSink",
-    "check_output_path", "check_record_labels", "gold_cats", "open_sink", "partial_path",
-    "record_provenance",
-]
+"""Annotation: `annotate` and `convert` (`annotate.py`), the input records (`inputs`), where targets
+go (`sinks`, `chunked`), the run that joins them with the teacher (`run`) and the teacher cache
+(`cache`). Import from the modules: this package imports nothing, so that the layers below
+(vectors, hidden states) can use the cache without loading the run."""

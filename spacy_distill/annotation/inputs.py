@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import IO, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from ..errors import DistillError, RecordError
-from ..records import Record, read_records
-from ..targets import Provenance
+from ..data.records import Record, read_records
+from ..data.targets import Provenance
 
 ON_ERROR_CHOICES = ("fail", "skip")
 # Records pickled together in the spool: few enough to stay small in memory.

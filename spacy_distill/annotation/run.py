@@ -21,14 +21,14 @@ from spacy.tokens import Doc
 from tqdm import tqdm
 
 from ..arguments import check_int_argument
-from ..cache import CachedScorer, TeacherCache
-from ..chunked import file_sha256
+from .cache import CachedScorer, TeacherCache
+from .chunked import file_sha256
 from ..errors import DistillError, RecordError, TeacherError
 from ..hidden.storage import HiddenRequest
-from ..msgpack_codecs import cached_msgpack_codecs
-from ..records import Record
-from ..shards import check_shard
-from ..targets import TeacherTarget, set_target
+from ..data.msgpack_codecs import cached_msgpack_codecs
+from ..data.records import Record
+from ..data.shards import check_shard
+from ..data.targets import TeacherTarget, set_target
 from ..teachers.base import Teacher, as_capable
 from ..teachers.loading import LazyTeacher
 from .inputs import RecordStream, batches, check_on_error, chunks, describe_record, gold_cats, record_provenance
@@ -73,7 +73,7 @@ class AnnotationSummary:
 
 
 class AnnotationRun:
-    """One run of `spacy_distill.annotate.annotate` (see there for the arguments)."""
+    """One run of `spacy_distill.annotation.annotate.annotate` (see there for the arguments)."""
 
     def __init__(
         self,

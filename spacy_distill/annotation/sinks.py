@@ -3,7 +3,7 @@
 Both are a `TargetSink`: the run hands docs over chunk by chunk and never asks which one it
 writes to. A `.spacy` OUTPUT is one chunk of every record, written when the run completes (its
 DocBin is held in memory until then); any other path is a directory of chunks written as they
-fill, in constant memory (see `spacy_distill.chunked`).
+fill, in constant memory (see `spacy_distill.annotation.chunked`).
 """
 import tempfile
 from pathlib import Path
@@ -11,9 +11,9 @@ from typing import Any, Callable, Dict, Optional, Protocol, Union
 
 from spacy.tokens import Doc
 
-from ..chunked import ChunkedTargetWriter, is_chunked_output, write_atomically
+from .chunked import ChunkedTargetWriter, is_chunked_output, write_atomically
 from ..errors import DistillError
-from ..targets import TargetFileWriter
+from ..data.targets import TargetFileWriter
 
 
 class TargetSink(Protocol):

@@ -12,7 +12,7 @@ copy of a seed or of an earlier variant. Each (seed, step) pair draws from its o
 (`derive_rng(seed, step, key, text)`), so the output is byte-identical for the same seed, input
 and config.
 The seeds are streamed from the file (read once per pass) and the dedup set lives on disk
-(`spacy_distill.seen.DiskSet`), so memory does not grow with the number of seeds. Seed ids must
+(`spacy_distill.data.seen.DiskSet`), so memory does not grow with the number of seeds. Seed ids must
 not repeat (a variant's parent names one record): `read_records` reports a repeated one, as for
 annotate and convert.
 """
@@ -28,8 +28,8 @@ from tqdm import tqdm
 
 from ..data.leakage import EvalIndex, raise_on_leaks
 from ..errors import DistillError, RecordError
-from ..records import LONE_SURROGATE, Record, read_records
-from ..seen import DiskSet
+from ..data.records import LONE_SURROGATE, Record, read_records
+from ..data.seen import DiskSet
 from .base import Augmenter, derive_rng
 
 ON_ERROR_CHOICES = ("fail", "skip")

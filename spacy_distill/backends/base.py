@@ -11,7 +11,7 @@ raises, and on the exits it cannot return from (SIGTERM, interpreter exit).
 """
 from typing import Iterator, Protocol, runtime_checkable
 
-from ..cache import TeacherCache
+from ..annotation.cache import TeacherCache
 from ..teachers.base import Teacher
 
 BACKEND_CHOICES = ("plain", "ray")

@@ -29,7 +29,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 import numpy
 from tqdm import tqdm
 
-from ..cache import TeacherCache, score_with_details
+from ..annotation.cache import TeacherCache, score_with_details
 from ..errors import DistillError
 from ..annotation.run import LENGTH_BUCKET_BATCHES
 from ..teachers.base import Teacher, as_capable

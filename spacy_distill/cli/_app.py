@@ -1,3 +1,8 @@
+from wasabi import msg
+from typing import Iterator
+from contextlib import contextmanager
+import sys
+import logging
 import re
 from typing import Dict, Mapping, Optional
 
@@ -81,3 +86,28 @@ def with_flags(message: str, flags: Mapping[str, str], value_flags: Optional[Map
         return (value_flags or {}).get(f"{name}={value}", f"{flags[name]} {value.strip(chr(34) + chr(39))}")
 
     return _ARGUMENT.sub(flag, message)
+
+
+class _LogPrinter(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        text = self.format(record)
+        if record.levelno >= logging.WARNING:
+            msg.warn(text)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+
+@contextmanager
+def library_log_shown(level: int = logging.INFO, logger_name: str = "spacy_distill") -> Iterator[None]:
+    """Show what the library logs at `level` or above while a command runs: the library never
+    prints, the command line does."""
+    logger, handler = logging.getLogger(logger_name), _LogPrinter(level)
+    previous = logger.level
+    logger.addHandler(handler)
+    if logger.level == logging.NOTSET or logger.level > level:
+        logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)

@@ -7,12 +7,12 @@ import typer
 from spacy.cli._util import parse_config_overrides
 from wasabi import msg
 
-from ..annotate import DEFAULT_CHUNK_SIZE, annotate, check_output_path
+from ..annotation.annotate import DEFAULT_CHUNK_SIZE, annotate, check_output_path
 from ..backends.base import BACKEND_CHOICES
-from ..cache import default_cache_path
+from ..annotation.cache import default_cache_path
 from ..errors import DistillError
 from ..hidden.storage import HiddenRequest
-from ..shards import parse_shard
+from ..data.shards import parse_shard
 from ..teachers.base import as_capable
 from ..teachers.loading import lazy_teacher
 from ._app import OVERRIDES_CONTEXT, app, import_code, option_flags, with_flags

@@ -6,7 +6,7 @@ import typer
 from wasabi import msg
 
 from ..errors import DistillError
-from ..trust import WEAK_F1, label_trust, teacher_quality, weak_labels
+from ..evaluation.trust import WEAK_F1, label_trust, teacher_quality, weak_labels
 from ._app import app
 
 

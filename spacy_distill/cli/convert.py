@@ -4,9 +4,9 @@ from typing import List, Optional
 import typer
 from wasabi import msg
 
-from ..annotate import convert
+from ..annotation.annotate import convert
 from ..errors import DistillError
-from ..records import label_set
+from ..data.records import label_set
 from ._app import app, option_flags, with_flags
 
 

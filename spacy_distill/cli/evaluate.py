@@ -6,7 +6,7 @@ from wasabi import msg
 
 from ..errors import DistillError
 from ..evaluation.evaluate import evaluate
-from ._app import app
+from ._app import app, library_log_shown
 
 
 @app.command("evaluate")
@@ -26,7 +26,8 @@ def evaluate_cli(
 ):
     """Student vs teacher on the same texts: quality, agreement, calibration, bias audit, cost."""
     try:
-        report = evaluate(
+        with library_log_shown():
+            report = evaluate(
             student, data, output_dir, teacher=teacher, component=component, limit=limit,
             batch_size=batch_size, measure_cost=cost, latency_n=latency_n, plots=plots,
             show_progress=progress, baseline=baseline,

@@ -41,7 +41,7 @@ def export_cli(
     """Turn a trained student into a plain spaCy pipeline: drop training-only components, make
     distill_textcat* spaCy's textcat* (same weights, checked), optionally add the filter, and
     write a distillation card into meta.json. Then run `spacy-distill package` on OUTPUT."""
-    from ..export import export_pipeline
+    from ..packaging.export import export_pipeline
 
     try:
         actions = parse_actions(action)

@@ -5,7 +5,7 @@ import typer
 from wasabi import msg
 
 from ..errors import DistillError
-from ..targets import read_target_summary
+from ..data.targets import read_target_summary
 from ..training.student_config import (
     ARCHITECTURES,
     FACTORIES,

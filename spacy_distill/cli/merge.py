@@ -5,7 +5,7 @@ import typer
 from wasabi import msg
 
 from ..errors import DistillError
-from ..shards import merge_target_files
+from ..data.shards import merge_target_files
 from ._app import app
 
 

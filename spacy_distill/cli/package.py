@@ -20,7 +20,7 @@ def package_cli(
     """Build a pip-installable package of an exported student that needs spaCy alone: spaCy's
     own `spacy package`, plus a copy of the plugin's run-time components inside the package
     (where spacy-distill is installed, the installed plugin serves them instead)."""
-    from ..packaging import package_pipeline
+    from ..packaging.package import package_pipeline
 
     formats = [f.strip() for f in build.split(",") if f.strip() and f.strip() != "none"]
     try:

@@ -5,7 +5,7 @@ import typer
 from spacy.cli._util import parse_config_overrides
 from wasabi import msg
 
-from ..cache import default_cache_path
+from ..annotation.cache import default_cache_path
 from ..errors import DistillError
 from ..teachers.loading import load_teacher
 from ..vectors.build import DEFAULT_DIMS, build_word_vectors, build_word_vectors_from_token_states

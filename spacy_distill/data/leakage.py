@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from ..errors import DistillError, RecordError
-from ..records import Record, read_records, record_key
+from .records import Record, read_records, record_key
 
 # Overlaps listed in full in the error; the rest are counted.
 MAX_LISTED = 10
@@ -58,7 +58,7 @@ class EvalIndex:
     def _add_target_file(self, path: Path) -> None:
         from spacy.vocab import Vocab
 
-        from ..targets import USER_DATA_KEY, iter_target_files, read_targets
+        from .targets import USER_DATA_KEY, iter_target_files, read_targets
 
         for file_path in iter_target_files(path):
             for i, doc in enumerate(read_targets(file_path, Vocab(), require_target=False)):

@@ -7,9 +7,9 @@ import numpy
 
 from ..arguments import check_int_argument
 from ..errors import DistillError, LabelMismatchError
-from ..records import read_records, split_errors
+from ..data.records import read_records, split_errors
 from ..probabilities import scores_to_probabilities
-from ..targets import get_target, read_targets
+from ..data.targets import get_target, read_targets
 
 
 @dataclass

@@ -1,4 +1,5 @@
 """`spacy-distill evaluate`: student and teacher side by side on the same texts, in one run."""
+import logging
 import sys
 import time
 from pathlib import Path
@@ -19,6 +20,8 @@ from . import metrics
 from .data import EvaluationData, load_evaluation_data, teacher_probabilities
 from .report import write_report
 from .tune import decision_quality
+
+logger = logging.getLogger(__name__)
 
 
 def evaluate(
@@ -249,4 +252,5 @@ def _measure_cost(student, teacher: Optional[str], texts: Sequence[str], batch_s
 
 
 def _log(message: str) -> None:
-    print(f"[evaluate] {message}", file=sys.stderr, flush=True)
+    # Progress of a long evaluation: the CLI shows these INFO records; a library caller chooses.
+    logger.info("[evaluate] %s", message)

@@ -8,7 +8,7 @@ probs (n, L):  probabilities of one model (rows sum to 1 if the labels are exclu
 
 Decisions follow spaCy's textcat: exclusive labels take the argmax (ties go to the lowest label
 index, as `numpy.argmax`), multi-label decisions are `p >= threshold`. Numpy only: the training
-scorer (`spacy_distill.scoring`) reads teacher agreement through these on the core install.
+scorer (`spacy_distill.training.scoring`) reads teacher agreement through these on the core install.
 """
 from typing import Any, Mapping, Optional, Sequence, Tuple, Union
 

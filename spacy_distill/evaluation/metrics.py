@@ -6,7 +6,7 @@ All functions take dense arrays, one row per doc and one column per label, in th
 come from scikit-learn (imported when first needed), on the cells whose gold is known, with
 `zero_division=0`: a label that is never predicted has precision 0.0, a label absent from gold
 has recall 0.0 and support 0, and both still count in the macro averages. `calibration` stays
-numpy (scikit-learn has no expected calibration error, and `spacy_distill.calibration` reads it
+numpy (scikit-learn has no expected calibration error, and `spacy_distill.training.calibration` reads it
 on the core install). Results hold plain Python floats, ints and None, so they can be written
 as JSON directly.
 

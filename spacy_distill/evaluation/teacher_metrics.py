@@ -2,7 +2,7 @@
 inherits the teacher's mistakes.
 
 The one definition of teacher agreement and teacher KL: `spacy-distill evaluate` reports them and
-the training scorer (`spacy_distill.scoring`) logs them. Numpy only, so training needs neither
+the training scorer (`spacy_distill.training.scoring`) logs them. Numpy only, so training needs neither
 scikit-learn nor scipy. Inputs as in `spacy_distill.evaluation.inputs`.
 """
 from typing import Any, Dict, Optional, Sequence

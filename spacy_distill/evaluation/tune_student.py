@@ -8,7 +8,7 @@ import numpy
 import spacy
 from spacy.language import Language
 
-from ..calibration import calibrate as fit_and_apply_temperature
+from ..training.calibration import calibrate as fit_and_apply_temperature
 from ..errors import DistillError
 from ..filter.cascade import escalation_summary, margin_for_accuracy, margin_for_rate
 from ..filter.decision import ALLOW, DecisionRule
@@ -51,7 +51,7 @@ def tune_student(
         for the exported filter.
     default_action (str): the filter's verdict when no label is decided.
     calibrate (bool): first fit a temperature on the data and store it in the weights (see
-        `spacy_distill.calibration`); thresholds are then tuned on the calibrated probabilities.
+        `spacy_distill.training.calibration`); thresholds are then tuned on the calibrated probabilities.
     RETURNS (Dict[str, Any]): per label: threshold, precision, recall, f1, met, support; under
         "cascade" the band, if one was asked for; under "decisions" the argmax's and the tuned
         thresholds' decision quality (exclusive labels, objective f1); under "calibration" the

@@ -22,7 +22,7 @@ from thinc.api import Config, Model, Optimizer, set_dropout_rate
 from ..errors import DistillError
 from ..hidden.model import HiddenStateLoss
 from ..hidden.storage import StoredHidden, decode_hidden
-from ..targets import USER_DATA_KEY
+from ..data.targets import USER_DATA_KEY
 
 DEFAULT_HIDDEN_MODEL_STR = """
 [model]

@@ -3,7 +3,7 @@ a teacher's soft labels.
 
 They subclass spaCy's `TextCategorizer` and `MultiLabel_TextCategorizer` and change only
 training: the loss reads the teacher's scores stored on `Example.reference` by a target file
-(see `spacy_distill.targets`), and works on the student's logits so that temperature acts on
+(see `spacy_distill.data.targets`), and works on the student's logits so that temperature acts on
 them. Prediction, `doc.cats`, serialization and every textcat architecture are spaCy's own.
 """
 from itertools import islice
@@ -19,10 +19,10 @@ from thinc.api import Config, Model, Optimizer, set_dropout_rate
 from thinc.types import Floats2d
 
 from ..errors import LabelMismatchError, UnsupportedModelError
-from ..losses import SoftTargetLoss, SoftTargets, make_soft_targets
+from ..training.losses import SoftTargetLoss, SoftTargets, make_soft_targets
 from ..ml.empty_docs import guard_empty_docs
 from ..ml.logits import forward_logits, has_readable_logits
-from ..targets import USER_DATA_KEY, TeacherTarget, get_target
+from ..data.targets import USER_DATA_KEY, TeacherTarget, get_target
 
 DEFAULT_DISTILL_TEXTCAT_MODEL_STR = """
 [model]

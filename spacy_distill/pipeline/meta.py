@@ -79,7 +79,7 @@ def stored_calibration(meta: Meta) -> Dict[str, Any]:
 
 
 def write_calibration(meta: Meta, record: Dict[str, Any]) -> None:
-    """Store a temperature calibration's record (see `spacy_distill.calibration.calibrate`)."""
+    """Store a temperature calibration's record (see `spacy_distill.training.calibration.calibrate`)."""
     _write(meta, calibration=dict(record))
 
 

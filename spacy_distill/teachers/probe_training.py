@@ -5,10 +5,10 @@ from collections import Counter
 from pathlib import Path
 from typing import List, Optional, Sequence, Union
 
-from ..chunked import file_sha256
+from ..annotation.chunked import file_sha256
 from ..errors import DistillError, LabelMismatchError
 from ..hf.extractor import HiddenStateExtractor
-from ..records import Record, read_records, split_errors
+from ..data.records import Record, read_records, split_errors
 from .probe_head import ProbeHead
 
 EXTRACTOR_FIELDS = ("model", "gguf_file", "revision", "layer", "last_k", "pooling", "max_length")

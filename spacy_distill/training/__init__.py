@@ -1,4 +1,5 @@
-"""Student training configs: the sections per architecture part and their composition."""
+"""Training a student: the distillation losses, the target corpus reader, the scorer, temperature
+calibration and the student configs (the sections per architecture part and their composition)."""
 from .student_config import (
     ARCHITECTURES,
     DEFAULT_VECTOR_ARCH,

@@ -9,7 +9,7 @@ from thinc.api import Config
 
 from ..arguments import check_float_argument, check_int_argument
 from ..errors import DistillError
-from ..targets import read_target_summary
+from ..data.targets import read_target_summary
 from .config_templates import (
     ARCHITECTURE_PARTS,
     Section,
@@ -97,7 +97,7 @@ def make_student_config(
         vectors' dims.
     label_trust (Optional[Union[str, Path, Dict[str, float]]]): trust in the teacher per label
         for `spacy-distill.SoftTargetLoss.v2` (alpha scaled by the trust of a doc's gold label):
-        "auto" (the teacher's F1 per label on the dev docs that have gold, `spacy_distill.trust`),
+        "auto" (the teacher's F1 per label on the dev docs that have gold, `spacy_distill.evaluation.trust`),
         the JSON report of `spacy-distill check-teacher --output`, or a dict. None: v1, no trust.
     component (str): the name of the textcat component in the pipeline.
     RETURNS (Config): the filled, validated config.
@@ -174,7 +174,7 @@ def resolve_label_trust(
     if isinstance(label_trust, dict):
         trust, source = dict(label_trust), "label_trust"
     elif str(label_trust) == "auto":
-        from ..trust import label_trust as trust_from_quality, teacher_quality
+        from ..evaluation.trust import label_trust as trust_from_quality, teacher_quality
 
         trust, source = trust_from_quality(teacher_quality(dev)), f"{dev} (the teacher's F1 per label)"
     else:
@@ -303,7 +303,7 @@ def _add_hidden(
 def _stored_hidden_width(train: Union[str, Path], level: str) -> int:
     """The width of the hidden states stored in the first doc of the training file."""
     from ..hidden.storage import decode_hidden
-    from ..targets import USER_DATA_KEY, read_targets
+    from ..data.targets import USER_DATA_KEY, read_targets
 
     for index, doc in enumerate(read_targets(train)):
         hidden = (doc.user_data.get(USER_DATA_KEY) or {}).get("hidden")

@@ -8,7 +8,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 import numpy
 
 from ..arguments import check_float_argument, check_int_argument
-from ..cache import TeacherCache
+from ..annotation.cache import TeacherCache
 from .contextual import average_token_states
 from .encode import TeacherWordEncoder, encode_words
 from .reduce import DEFAULT_SIF_COEFFICIENT, frequency_weights, pca_reduce

@@ -19,7 +19,7 @@ import spacy
 from tqdm import tqdm
 
 from ..errors import DistillError
-from ..targets import get_target, read_targets
+from ..data.targets import get_target, read_targets
 from .vocabulary import WORD_ATTRS, Vocabulary
 
 

@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional, Protocol, Sequence, runtime_checka
 import numpy
 from tqdm import tqdm
 
-from ..cache import TeacherCache
+from ..annotation.cache import TeacherCache
 from ..errors import DistillError
 from ..hidden.extract import gives_hidden_states
 

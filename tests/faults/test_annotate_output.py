@@ -17,14 +17,14 @@ import pytest
 import spacy
 from typer.testing import CliRunner
 
-from spacy_distill.annotate import annotate
-from spacy_distill.cache import TeacherCache
+from spacy_distill.annotation.annotate import annotate
+from spacy_distill.annotation.cache import TeacherCache
 from spacy_distill.cli import app
-from spacy_distill.corpus import TargetCorpus
+from spacy_distill.training.corpus import TargetCorpus
 from spacy_distill.errors import DistillError, TargetFormatError, TeacherError
 from spacy_distill.registry import registry
-from spacy_distill.shards import merge_target_files
-from spacy_distill.targets import read_targets
+from spacy_distill.data.shards import merge_target_files
+from spacy_distill.data.targets import read_targets
 
 from ..conftest import FakeTeacher, write_jsonl
 from ..conftest import invoke_cli as invoke

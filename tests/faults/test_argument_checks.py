@@ -13,15 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from spacy_distill.annotate import convert
+from spacy_distill.annotation.annotate import convert
 from spacy_distill.arguments import check_float_argument, check_int_argument
 from spacy_distill.data.leakage import EvalIndex
 from spacy_distill.errors import DistillError
 from spacy_distill.evaluation.data import load_evaluation_data
 from spacy_distill.evaluation.evaluate import evaluate
-from spacy_distill.packaging import package_pipeline
-from spacy_distill.student_config import make_student_config
-from spacy_distill.trust import weak_labels
+from spacy_distill.packaging.package import package_pipeline
+from spacy_distill.training.student_config import make_student_config
+from spacy_distill.evaluation.trust import weak_labels
 from spacy_distill.vectors.build import build_word_vectors, build_word_vectors_from_token_states
 
 from ..conftest import write_jsonl

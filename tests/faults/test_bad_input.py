@@ -15,15 +15,15 @@ from typing import Dict, List, Optional, Tuple
 import pytest
 from typer.testing import CliRunner
 
-from spacy_distill.annotate import annotate, convert
+from spacy_distill.annotation.annotate import annotate, convert
 from spacy_distill.augment.base import Augmenter
 from spacy_distill.augment.noise import CaseNoise
 from spacy_distill.augment.run import augment_file
 from spacy_distill.cli import app
 from spacy_distill.errors import DistillError, RecordError
-from spacy_distill.export import check_package_name, check_package_version, export_pipeline
-from spacy_distill.records import MAX_TEXT_LENGTH, read_records, split_errors
-from spacy_distill.targets import get_target, read_targets
+from spacy_distill.packaging.export import check_package_name, check_package_version, export_pipeline
+from spacy_distill.data.records import MAX_TEXT_LENGTH, read_records, split_errors
+from spacy_distill.data.targets import get_target, read_targets
 
 from ..conftest import FakeTeacher
 
@@ -203,7 +203,7 @@ def test_read_records_reports_bad_lines_and_goes_on(tmp_path):
 
 
 def test_many_ids_move_to_disk_and_still_repeat(tmp_path, monkeypatch):
-    import spacy_distill.records as records_module
+    import spacy_distill.data.records as records_module
 
     monkeypatch.setattr(records_module, "IDS_IN_MEMORY", 3)
     rows = [{"id": f"r{i}", "text": f"text {i}"} for i in range(8)] + [{"id": "r1", "text": "late"}, {"id": "r7", "text": "x"}]

@@ -10,10 +10,10 @@ import stat
 import numpy
 import pytest
 
-from spacy_distill.annotate import annotate
-from spacy_distill.cache import CachedScorer, TeacherCache, cache_key
+from spacy_distill.annotation.annotate import annotate
+from spacy_distill.annotation.cache import CachedScorer, TeacherCache, cache_key
 from spacy_distill.errors import DistillError, TeacherError
-from spacy_distill.targets import get_target, read_targets
+from spacy_distill.data.targets import get_target, read_targets
 
 from ..conftest import FakeTeacher, write_jsonl
 
@@ -88,7 +88,7 @@ def test_altered_entry_is_detected_recomputed_and_overwritten(tmp_path, caplog):
         db.execute("UPDATE teacher_scores SET scores = ? WHERE key = ?",
                    (b"\x00" * 12, cache_key(teacher.fingerprint, texts[4])))
     again = FakeTeacher()
-    with caplog.at_level(logging.WARNING, logger="spacy_distill.cache"):
+    with caplog.at_level(logging.WARNING, logger="spacy_distill.annotation.cache"):
         summary, got = _annotate_scores(tmp_path, "second", texts, path, again)
     numpy.testing.assert_allclose(got, expected, atol=1e-6)  # not the swapped values
     assert (summary.n_cache_hits, summary.n_teacher, sum(again.calls)) == (4, 2, 2)
@@ -97,7 +97,7 @@ def test_altered_entry_is_detected_recomputed_and_overwritten(tmp_path, caplog):
     # Overwritten with good entries: the next run is served from the cache, silently.
     caplog.clear()
     third = FakeTeacher()
-    with caplog.at_level(logging.WARNING, logger="spacy_distill.cache"):
+    with caplog.at_level(logging.WARNING, logger="spacy_distill.annotation.cache"):
         summary, got = _annotate_scores(tmp_path, "third", texts, path, third)
     assert (summary.n_cache_hits, third.calls) == (6, []) and not caplog.records
     numpy.testing.assert_allclose(got, expected, atol=1e-6)
@@ -113,7 +113,7 @@ def test_entries_from_an_older_cache_without_checksums_are_rescored_once(tmp_pat
         db.execute("INSERT INTO teacher_scores VALUES (?, ?, 2, ?, 0, NULL)",
                    (cache_key(teacher.fingerprint, texts[0]), teacher.fingerprint,
                     numpy.log(numpy.asarray([0.5, 0.5], dtype="float32")).tobytes()))
-    with caplog.at_level(logging.WARNING, logger="spacy_distill.cache"):
+    with caplog.at_level(logging.WARNING, logger="spacy_distill.annotation.cache"):
         summary, got = _annotate_scores(tmp_path, "out", texts, path, teacher)
     assert (summary.n_cache_hits, summary.n_teacher) == (0, 4)
     numpy.testing.assert_allclose(got, FakeTeacher().score(texts), atol=1e-6)

@@ -96,7 +96,7 @@ def main(
     from spacy_distill import load_teacher
     from spacy_distill.errors import DistillError
 
-    from spacy_distill.records import label_set
+    from spacy_distill.data.records import label_set
     from spacy_distill.threads import set_torch_threads
 
     set_torch_threads(torch_threads)

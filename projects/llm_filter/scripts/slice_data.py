@@ -14,7 +14,7 @@ from pathlib import Path
 import typer
 from wasabi import msg
 
-from spacy_distill.records import Record, read_records
+from spacy_distill.data.records import Record, read_records
 
 SPLITS = ("train", "dev", "test")
 

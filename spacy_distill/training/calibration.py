@@ -9,7 +9,7 @@ log-likelihood. It never changes the argmax.
 The temperature is stored *in the weights*: the layer that makes the logits (its `W` and `b`)
 is divided by t, which gives exactly z / t. The calibrated student is still a plain spaCy textcat
 with no extra layer and no runtime cost, exports unchanged, and `meta.json` records what was done
-(`spacy_distill.calibration`: temperature, NLL and ECE before and after, data).
+(`spacy_distill.training.calibration`: temperature, NLL and ECE before and after, data).
 """
 import math
 from typing import Any, Dict
@@ -18,11 +18,11 @@ import numpy
 from spacy.language import Language
 from thinc.api import Model
 
-from .errors import DistillError
-from .ml.logits import logit_layer
-from .probabilities import scores_to_probabilities
+from ..errors import DistillError
+from ..ml.logits import logit_layer
+from ..probabilities import scores_to_probabilities
 
-from .pipeline.meta import stored_calibration, write_calibration  # noqa: E402
+from ..pipeline.meta import stored_calibration, write_calibration  # noqa: E402
 MIN_TEMPERATURE, MAX_TEMPERATURE = 0.05, 20.0
 _EPS = 1e-12
 
@@ -98,7 +98,7 @@ def calibrate(
     RETURNS (Dict[str, Any]): temperature (this fit), total_temperature, nll_before/after,
         ece_before/after, n, data.
     """
-    from .evaluation.metrics import calibration as calibration_metrics
+    from ..evaluation.metrics import calibration as calibration_metrics
 
     temperature = fit_temperature(gold, probs, exclusive)
     apply_temperature(nlp.get_pipe(component).model, temperature)

@@ -32,8 +32,8 @@ from filelock import FileLock, Timeout
 from spacy.tokens import Doc
 from spacy.vocab import Vocab
 
-from .errors import DistillError
-from .targets import TMP_SUFFIX, TargetFileWriter, is_scratch_file
+from ..errors import DistillError
+from ..data.targets import TMP_SUFFIX, TargetFileWriter, is_scratch_file
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "spacy-distill.chunks.v1"

@@ -26,8 +26,8 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy
 
-from .errors import DistillError, TeacherError
-from .teachers.base import Teacher, as_capable
+from ..errors import DistillError, TeacherError
+from ..teachers.base import Teacher, as_capable
 
 logger = logging.getLogger(__name__)
 

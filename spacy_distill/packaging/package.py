@@ -28,10 +28,10 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 import srsly
 
-from .about import __version__
-from .errors import DistillError
+from ..about import __version__
+from ..errors import DistillError
 from .export import check_package_name, check_package_version
-from .pipeline.meta import write_package_runtime
+from ..pipeline.meta import write_package_runtime
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ BUILD_FORMATS = ("sdist", "wheel")
 def write_runtime(package_dir: Union[str, Path]) -> Path:
     """Copy the run-time modules into `package_dir/spacy_distill_runtime` (replacing it).
     RETURNS (Path): the runtime folder."""
-    source = Path(__file__).parent
+    source = Path(__file__).parent.parent  # the spacy_distill package
     target = Path(package_dir) / RUNTIME_PACKAGE
     if target.exists():
         shutil.rmtree(target)

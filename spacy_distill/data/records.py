@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
-from .errors import RecordError
+from ..errors import RecordError
 
 CSV_LABEL_SEPARATOR = "|"
 # A field may hold a long text (a whole document); csv's default limit is 128 KiB.

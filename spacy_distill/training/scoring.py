@@ -5,9 +5,9 @@ import numpy
 from spacy.scorer import Scorer
 from spacy.training import Example
 
-from .evaluation.teacher_metrics import agreement, mean_kl
-from .registry import registry
-from .targets import get_target
+from ..evaluation.teacher_metrics import agreement, mean_kl
+from ..registry import registry
+from ..data.targets import get_target
 
 
 def score_teacher_agreement(

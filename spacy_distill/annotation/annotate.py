@@ -7,31 +7,31 @@ from typing import TYPE_CHECKING, Optional, Sequence, Tuple, Union
 
 import spacy
 
-from .annotation.inputs import (  # noqa: F401 (re-exported)
+from .inputs import (  # noqa: F401 (re-exported)
     ON_ERROR_CHOICES,
     RecordStream,
     check_record_labels,
     gold_cats,
     record_provenance,
 )
-from .annotation.run import (  # noqa: F401 (re-exported)
+from .run import (  # noqa: F401 (re-exported)
     DEFAULT_CHUNK_SIZE,
     LENGTH_BUCKET_BATCHES,
     SINGLE_FILE_WARN_DOCS,
     AnnotationRun,
     AnnotationSummary,
 )
-from .annotation.sinks import SingleFileSink, check_output_path, partial_path  # noqa: F401 (re-exported)
-from .arguments import check_int_argument
+from .sinks import SingleFileSink, check_output_path, partial_path  # noqa: F401 (re-exported)
+from ..arguments import check_int_argument
 from .cache import TeacherCache
-from .errors import DistillError
-from .hidden.storage import HiddenRequest
-from .records import read_records, split_errors
-from .targets import TeacherTarget, set_target
-from .teachers.base import Teacher
+from ..errors import DistillError
+from ..hidden.storage import HiddenRequest
+from ..data.records import read_records, split_errors
+from ..data.targets import TeacherTarget, set_target
+from ..teachers.base import Teacher
 
 if TYPE_CHECKING:
-    from .backends.base import ScoringBackend
+    from ..backends.base import ScoringBackend
 
 
 def annotate(
@@ -60,7 +60,7 @@ def annotate(
     input_path (Union[str, Path]): JSONL or CSV records (`text`, optional `label`/`labels`, `id`).
     output_path (Union[str, Path]): a `.spacy` target file (one DocBin, held in memory until
         written), or a directory to write `.spacy` chunks of `chunk_size` docs into (constant
-        memory; a rerun resumes after the last complete chunk). See `spacy_distill.chunked`.
+        memory; a rerun resumes after the last complete chunk). See `spacy_distill.annotation.chunked`.
     teacher (Teacher): the teacher. A `teachers.loading.LazyTeacher` is built only if some
         text is not in the cache (or hidden states are asked for).
     lang (str): the language whose tokenizer makes the docs.

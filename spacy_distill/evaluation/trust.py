@@ -13,9 +13,9 @@ from typing import Any, Dict, List, Union
 
 import numpy
 
-from .arguments import check_float_argument
-from .errors import DistillError
-from .targets import read_target_summary
+from ..arguments import check_float_argument
+from ..errors import DistillError
+from ..data.targets import read_target_summary
 
 # Below this dev F1 a label's teacher is reported as weak.
 WEAK_F1 = 0.5
@@ -28,7 +28,7 @@ def teacher_quality(path: Union[str, Path]) -> Dict[str, Any]:
     RETURNS (Dict[str, Any]): labels, exclusive, n (docs with both), accuracy (exclusive), and
         per_label {label: precision, recall, f1, support, predicted}.
     """
-    from .evaluation.data import load_evaluation_data
+    from .data import load_evaluation_data
 
     summary = read_target_summary(path)
     labels, exclusive = summary["labels"], bool(summary["exclusive"])

@@ -27,8 +27,8 @@ import numpy
 from spacy.tokens import Doc, DocBin
 from spacy.vocab import Vocab
 
-from .errors import TargetFormatError
-from .probabilities import scores_to_probabilities
+from ..errors import TargetFormatError
+from ..probabilities import scores_to_probabilities
 
 FORMAT_VERSION = 1
 USER_DATA_KEY = "spacy_distill"
@@ -111,7 +111,7 @@ class TeacherTarget:
         """
         if self.hidden is None:
             return None
-        from .hidden.storage import decode_hidden
+        from ..hidden.storage import decode_hidden
 
         return decode_hidden(self.hidden, where, n_tokens=n_tokens)
 
@@ -184,7 +184,7 @@ class TeacherTarget:
         if hidden is not None:
             # Validate on reading, so a bad file fails here with its doc named rather than in
             # the middle of training.
-            from .hidden.storage import decode_hidden
+            from ..hidden.storage import decode_hidden
 
             decode_hidden(hidden, where, n_tokens=n_tokens)
         raw_provenance = data.get("provenance") or {}

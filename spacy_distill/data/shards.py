@@ -2,9 +2,9 @@
 from pathlib import Path
 from typing import Optional, Sequence, Tuple, Union
 
-from .arguments import check_int_argument
-from .chunked import write_atomically
-from .errors import DistillError, TargetFormatError
+from ..arguments import check_int_argument
+from ..annotation.chunked import write_atomically
+from ..errors import DistillError, TargetFormatError
 from .msgpack_codecs import cached_msgpack_codecs
 from .targets import TargetFileWriter, get_target, read_targets
 

@@ -34,13 +34,13 @@ from spacy.language import Language
 from spacy.util import load_model_from_config
 from thinc.api import Config, Model
 
-from .errors import DistillError
-from .filter.settings import stored_settings
-from .ml.empty_docs import GUARD_CALLBACK, needs_guard
-from .ml.static_embeddings import store_in_half_precision
-from .pipeline.meta import write_card
-from .pipeline.textcat_lookup import find_textcat
-from .targets import read_target_summary
+from ..errors import DistillError
+from ..filter.settings import stored_settings
+from ..ml.empty_docs import GUARD_CALLBACK, needs_guard
+from ..ml.static_embeddings import store_in_half_precision
+from ..pipeline.meta import write_card
+from ..pipeline.textcat_lookup import find_textcat
+from ..data.targets import read_target_summary
 
 # distilling factory -> (spaCy factory, spaCy scorer)
 PLAIN_TEXTCAT = {

@@ -14,7 +14,7 @@ loss is averaged over the docs of the batch and its gradient is exact.
 
 `spacy-distill.SoftTargetLoss.v2` adds per-label trust in the teacher: where a doc has gold
 and a teacher target, alpha is scaled by the trust of the doc's gold label (exclusive) or of each
-label (multi-label), e.g. the teacher's dev F1 per label (`spacy_distill.trust`). A teacher that
+label (multi-label), e.g. the teacher's dev F1 per label (`spacy_distill.evaluation.trust`). A teacher that
 never predicts a rare class then stops overruling the gold of that class, so distillation with
 gold does not end below gold alone where the teacher is blind.
 """
@@ -25,7 +25,7 @@ from thinc.loss import Loss
 from thinc.types import Floats1d, Floats2d
 from thinc.util import get_array_module
 
-from .registry import registry
+from ..registry import registry
 
 
 class SoftTargets(NamedTuple):

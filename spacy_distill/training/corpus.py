@@ -5,14 +5,14 @@ from typing import Callable, Iterator, List, Optional, Sequence, Union
 from spacy.language import Language
 from spacy.training import Example
 
-from .msgpack_codecs import cached_msgpack_codecs
-from .registry import registry
-from .targets import USER_DATA_KEY, read_targets
+from ..data.msgpack_codecs import cached_msgpack_codecs
+from ..registry import registry
+from ..data.targets import USER_DATA_KEY, read_targets
 
 
 class TargetCorpus:
     """Yields training examples from a target file or a directory of them (without the scratch
-    files of annotate runs that stopped: see `spacy_distill.targets.is_scratch_file`).
+    files of annotate runs that stopped: see `spacy_distill.data.targets.is_scratch_file`).
 
     Every doc is validated as it is read, so a bad file fails with its path, doc index and
     field before training uses it. The reference doc keeps the teacher's target in its user
@@ -46,8 +46,8 @@ class TargetCorpus:
         """Refuse augmented docs whose parent or text is in the evaluation sets (once)."""
         if self._checked or not self.eval_paths:
             return
-        from .data.leakage import EvalIndex, find_leaks, raise_on_leaks
-        from .targets import get_target
+        from ..data.leakage import EvalIndex, find_leaks, raise_on_leaks
+        from ..data.targets import get_target
 
         index = EvalIndex.from_paths(self.eval_paths)
         items = []
