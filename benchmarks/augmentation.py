@@ -36,6 +36,7 @@ guard on (--eval-data dev/test), `make_student_config` (what init-config writes)
 the LLM augmenters out. Writes results/augmentation.{json,md}; work files go to
 benchmarks/.work/augmentation/ (git-ignored); every step's output there is reused when it exists.
 """
+
 import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -65,12 +66,16 @@ def log(message: str) -> None:
 
 
 def read_jsonl(path: Path) -> List[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf8").splitlines() if line.strip()]
+    return [
+        json.loads(line) for line in path.read_text(encoding="utf8").splitlines() if line.strip()
+    ]
 
 
 def write_jsonl(path: Path, rows: List[dict]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf8")
+    path.write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf8"
+    )
     return path
 
 
@@ -121,32 +126,52 @@ def obfuscator():
     from spacy_distill.augment import noise, obfuscation
     from spacy_distill.augment.compose import Chain
 
-    return Chain({
-        "leet": obfuscation.Leetspeak(rate=0.3),
-        "split": obfuscation.SplitLetters(rate=0.1, separators=[" ", "."]),
-        "repeats": obfuscation.RepeatedLetters(rate=0.03),
-        "typos": noise.KeyboardTypos(rate=0.03),
-    })
+    return Chain(
+        {
+            "leet": obfuscation.Leetspeak(rate=0.3),
+            "split": obfuscation.SplitLetters(rate=0.1, separators=[" ", "."]),
+            "repeats": obfuscation.RepeatedLetters(rate=0.03),
+            "typos": noise.KeyboardTypos(rate=0.03),
+        }
+    )
 
 
 def run(cmd: List[str], log_file: Path) -> None:
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("w", encoding="utf8") as fh:
-        proc = subprocess.run([str(c) for c in cmd], stdout=fh, stderr=subprocess.STDOUT, env=dict(os.environ))
+        proc = subprocess.run(
+            [str(c) for c in cmd], stdout=fh, stderr=subprocess.STDOUT, env=dict(os.environ)
+        )
     if proc.returncode:
         raise SystemExit(f"failed ({proc.returncode}): {' '.join(map(str, cmd))}; see {log_file}")
 
 
-def annotate(inp: Path, out: Path, teacher: Path, eval_files: List[Path], cache: Path, logs: Path) -> None:
+def annotate(
+    inp: Path, out: Path, teacher: Path, eval_files: List[Path], cache: Path, logs: Path
+) -> None:
     if out.exists():
         return
-    cmd = [sys.executable, "-m", "spacy_distill", "annotate", inp, out, "--teacher", teacher, "--cache", cache, "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "spacy_distill",
+        "annotate",
+        inp,
+        out,
+        "--teacher",
+        teacher,
+        "--cache",
+        cache,
+        "--no-progress",
+    ]
     for path in eval_files:
         cmd += ["--eval-data", path]
     run(cmd, logs / f"annotate_{out.parent.name}_{out.stem}.log")
 
 
-def train(name: str, train_file: Path, dev_file: Path, factory: str, seed: int, wd: Path, max_steps: int) -> Path:
+def train(
+    name: str, train_file: Path, dev_file: Path, factory: str, seed: int, wd: Path, max_steps: int
+) -> Path:
     from spacy.cli.train import train as spacy_train
 
     from spacy_distill.training.student_config import make_student_config
@@ -154,12 +179,18 @@ def train(name: str, train_file: Path, dev_file: Path, factory: str, seed: int, 
     out = wd / "models" / name
     if (out / "model-best").exists():
         return out / "model-best"
-    config = make_student_config(train_file, dev_file, arch="bow", factory=factory, max_steps=max_steps)
+    config = make_student_config(
+        train_file, dev_file, arch="bow", factory=factory, max_steps=max_steps
+    )
     cfg = wd / "configs" / f"{name}.cfg"
     cfg.parent.mkdir(parents=True, exist_ok=True)
     config.to_disk(cfg)
-    overrides = {"system.seed": seed, "training.seed": seed, "training.eval_frequency": 100,
-                 "training.patience": max_steps // 2}
+    overrides = {
+        "system.seed": seed,
+        "training.seed": seed,
+        "training.eval_frequency": 100,
+        "training.patience": max_steps // 2,
+    }
     start = time.time()
     spacy_train(cfg, out, overrides=overrides, use_gpu=-1)
     log(f"trained {name} in {time.time() - start:.0f}s")
@@ -199,7 +230,11 @@ def split_by_step(combined: Path, step_names: List[str], out_dir: Path) -> Dict[
             write_targets(seeds + docs, out_dir / f"{name}.spacy")
     kept: Dict[str, dict] = {}
     for step, provenance, top in variants:
-        expected = argmax.get(provenance.parent) if provenance.parent else (provenance.params or {}).get("label")
+        expected = (
+            argmax.get(provenance.parent)
+            if provenance.parent
+            else (provenance.params or {}).get("label")
+        )
         entry = kept.setdefault(step, {"n": 0, "same": 0})
         entry["n"] += 1
         entry["same"] += int(top == expected)
@@ -265,32 +300,62 @@ def answer_report(step: str, calls: List[dict], written: List[dict]) -> dict:
 
     n_written = len(written)
     if step == "paraphrase":
-        answers = [(clean_answer(a), _between(c["prompt"], "\nText: ", "\nRewritten text:"))
-                   for c in calls for a in c["answers"]]
+        answers = [
+            (clean_answer(a), _between(c["prompt"], "\nText: ", "\nRewritten text:"))
+            for c in calls
+            for a in c["answers"]
+        ]
         empty = sum(not a for a, _ in answers)
         echo = sum(bool(a) and is_echo(a, seed) for a, seed in answers)
-        return {"requests": len(answers), "answers": len(answers), "empty": empty, "echo": echo,
-                "other_dropped": len(answers) - empty - echo - n_written, "written": n_written}
+        return {
+            "requests": len(answers),
+            "answers": len(answers),
+            "empty": empty,
+            "echo": echo,
+            "other_dropped": len(answers) - empty - echo - n_written,
+            "written": n_written,
+        }
     if step == "labels":
         answers = [clean_answer(a) for c in calls for a in c["answers"]]
         empty = sum(not a for a in answers)
-        return {"requests": len(answers), "answers": len(answers), "empty": empty, "echo": 0,
-                "other_dropped": len(answers) - empty - n_written, "written": n_written}
+        return {
+            "requests": len(answers),
+            "answers": len(answers),
+            "empty": empty,
+            "echo": 0,
+            "other_dropped": len(answers) - empty - n_written,
+            "written": n_written,
+        }
     there = [c for c in calls if c["temperature"] is None]
     back = [c for c in calls if c["temperature"] is not None]
-    pivots = [(clean_answer(a, labels=(PIVOT,)), _between(c["prompt"], "\nText: ", "\nTranslation:"))
-              for c in there for a in c["answers"]]
+    pivots = [
+        (clean_answer(a, labels=(PIVOT,)), _between(c["prompt"], "\nText: ", "\nTranslation:"))
+        for c in there
+        for a in c["answers"]
+    ]
     backs = [clean_answer(c["answers"][0], labels=("English",)) for c in back]
     return {
-        "requests": len(pivots) + len(backs), "answers": len(backs),
-        "pivot_empty": sum(not p for p, _ in pivots), "pivot_untranslated": sum(bool(p) and is_echo(p, s) for p, s in pivots),
-        "empty": sum(not b for b in backs), "echo": len(backs) - sum(not b for b in backs) - n_written,
-        "other_dropped": 0, "written": n_written,
+        "requests": len(pivots) + len(backs),
+        "answers": len(backs),
+        "pivot_empty": sum(not p for p, _ in pivots),
+        "pivot_untranslated": sum(bool(p) and is_echo(p, s) for p, s in pivots),
+        "empty": sum(not b for b in backs),
+        "echo": len(backs) - sum(not b for b in backs) - n_written,
+        "other_dropped": 0,
+        "written": n_written,
     }
 
 
-def generate_llm(seeds_path: Path, eval_files: List[Path], wd: Path, llm_steps: List[str], llm_limit: int,
-                 labels_n: int, bt_limit: int, threads: int) -> Dict[str, Path]:
+def generate_llm(
+    seeds_path: Path,
+    eval_files: List[Path],
+    wd: Path,
+    llm_steps: List[str],
+    llm_limit: int,
+    labels_n: int,
+    bt_limit: int,
+    threads: int,
+) -> Dict[str, Path]:
     """The LLM variants (augmentation seed 0), one file per step, with a report of each run."""
     sys.path.insert(0, str(HERE))
     from teachers import LlamaServer  # the same server start/stop as the teachers benchmark
@@ -311,32 +376,55 @@ def generate_llm(seeds_path: Path, eval_files: List[Path], wd: Path, llm_steps: 
     server = LlamaServer(gguf, threads, out_dir / "llama_server.log", 180)
     try:
         for step in todo:
-            generator = CountingGenerator(registry.misc.get("spacy-distill.OpenAIGenerator.v1")(
-                base_url=server.url, model="smollm2", endpoint="chat", max_new_tokens=64,
-                temperature=0.9, top_p=0.95, max_concurrency=1,
-            ))
+            generator = CountingGenerator(
+                registry.misc.get("spacy-distill.OpenAIGenerator.v1")(
+                    base_url=server.url,
+                    model="smollm2",
+                    endpoint="chat",
+                    max_new_tokens=64,
+                    temperature=0.9,
+                    top_p=0.95,
+                    max_concurrency=1,
+                )
+            )
             limit = llm_limit
             if step == "paraphrase":
                 augmenter = Paraphrase(generator, n=1, attempts=2)
             elif step == "labels":
                 # labels_n texts, half per label; each call is shown 3 seeds for style.
-                augmenter = LabelExamples(generator, DESCRIPTIONS, n=labels_n // len(DESCRIPTIONS), shots=3, attempts=2)
+                augmenter = LabelExamples(
+                    generator, DESCRIPTIONS, n=labels_n // len(DESCRIPTIONS), shots=3, attempts=2
+                )
                 limit = 0
             else:
                 augmenter = LLMBackTranslation(generator, PIVOT, "English", n=1)
                 limit = bt_limit
             log(f"generating {step}" + (f" (first {limit} seeds)" if limit else ""))
-            summary = augment_file(seeds_path, paths[step].with_suffix(".tmp.jsonl"), {step: augmenter}, seed=0,
-                                   keep_seeds=False, eval_data=eval_files, show_progress=False, limit=limit)
+            summary = augment_file(
+                seeds_path,
+                paths[step].with_suffix(".tmp.jsonl"),
+                {step: augmenter},
+                seed=0,
+                keep_seeds=False,
+                eval_data=eval_files,
+                show_progress=False,
+                limit=limit,
+            )
             written = read_jsonl(paths[step].with_suffix(".tmp.jsonl"))
             report = answer_report(step, generator.calls, written)
-            report.update({
-                "seeds_used": summary.n_seeds, "seconds": round(generator.seconds, 1),
-                "requests_per_s": round(report["requests"] / generator.seconds, 2),
-                "variants_per_s": round(len(written) / generator.seconds, 3),
-                "runner_dropped": summary.n_dropped, "params": augmenter.params,
-            })
-            (out_dir / f"{step}.report.json").write_text(json.dumps(report, indent=2), encoding="utf8")
+            report.update(
+                {
+                    "seeds_used": summary.n_seeds,
+                    "seconds": round(generator.seconds, 1),
+                    "requests_per_s": round(report["requests"] / generator.seconds, 2),
+                    "variants_per_s": round(len(written) / generator.seconds, 3),
+                    "runner_dropped": summary.n_dropped,
+                    "params": augmenter.params,
+                }
+            )
+            (out_dir / f"{step}.report.json").write_text(
+                json.dumps(report, indent=2), encoding="utf8"
+            )
             with (out_dir / f"{step}.calls.jsonl").open("w", encoding="utf8") as fh:
                 for call in generator.calls:
                     fh.write(json.dumps(call, ensure_ascii=False) + "\n")
@@ -347,7 +435,9 @@ def generate_llm(seeds_path: Path, eval_files: List[Path], wd: Path, llm_steps: 
     return paths
 
 
-def text_stats(llm_paths: Dict[str, Path], seeds_by_id: Dict[str, str], data: Path) -> Dict[str, dict]:
+def text_stats(
+    llm_paths: Dict[str, Path], seeds_by_id: Dict[str, str], data: Path
+) -> Dict[str, dict]:
     """How English and how close to its seed each LLM step's output is: the share of its words
     (letters, accents included) found in the SST-2 train vocabulary (lowercased), the variants
     with at least 90% of such words, and the share of the seed's words a variant keeps."""
@@ -364,11 +454,21 @@ def text_stats(llm_paths: Dict[str, Path], seeds_by_id: Dict[str, str], data: Pa
         for row in rows:
             words = letters.findall(row["text"].lower())
             shares.append(sum(w in vocab for w in words) / max(len(words), 1))
-        kept = [len(set(re.findall(r"\w+", r["text"].lower())) & set(re.findall(r"\w+", seeds_by_id[r["parent"]].lower())))
-                / max(len(set(re.findall(r"\w+", seeds_by_id[r["parent"]].lower()))), 1) for r in rows if r.get("parent")]
-        stats[step] = {"n": len(rows), "mean_vocab_share": statistics.mean(shares) if shares else None,
-                       "english_like": sum(x >= 0.9 for x in shares),
-                       "seed_words_kept": statistics.mean(kept) if kept else None}
+        kept = [
+            len(
+                set(re.findall(r"\w+", r["text"].lower()))
+                & set(re.findall(r"\w+", seeds_by_id[r["parent"]].lower()))
+            )
+            / max(len(set(re.findall(r"\w+", seeds_by_id[r["parent"]].lower()))), 1)
+            for r in rows
+            if r.get("parent")
+        ]
+        stats[step] = {
+            "n": len(rows),
+            "mean_vocab_share": statistics.mean(shares) if shares else None,
+            "english_like": sum(x >= 0.9 for x in shares),
+            "seed_words_kept": statistics.mean(kept) if kept else None,
+        }
     return stats
 
 
@@ -387,19 +487,35 @@ def examples_of(path: Path, seeds_by_id: Dict[str, str], k: int = 3) -> List[dic
 
 def main(
     data: Path = typer.Option(ROOT.parent / "shared" / "data" / "sst2", help="SST-2 folder"),
-    teacher: Path = typer.Option(HERE / ".work" / "sst2" / "teacher" / "model-best", help="The teacher pipeline"),
+    teacher: Path = typer.Option(
+        HERE / ".work" / "sst2" / "teacher" / "model-best", help="The teacher pipeline"
+    ),
     n_seeds: int = typer.Option(500, help="Gold seed texts"),
     runs: int = typer.Option(3, help="Seeds per condition"),
     max_steps: int = typer.Option(800, help="Student training steps"),
     work_dir: Path = typer.Option(HERE / ".work" / "augmentation"),
-    mlm: Optional[Path] = typer.Option(None, help="A masked LM folder for the maskedlm step (none: the step is skipped)"),
-    mlm_report: Path = typer.Option(HERE / ".work" / "mlm_head" / "report.json", help="mlm_head.py's report, shown in the Markdown"),
-    llm_steps: str = typer.Option(",".join(LLM_STEPS), help="LLM augmenters to run (comma-separated; '' for none)"),
+    mlm: Optional[Path] = typer.Option(
+        None, help="A masked LM folder for the maskedlm step (none: the step is skipped)"
+    ),
+    mlm_report: Path = typer.Option(
+        HERE / ".work" / "mlm_head" / "report.json",
+        help="mlm_head.py's report, shown in the Markdown",
+    ),
+    llm_steps: str = typer.Option(
+        ",".join(LLM_STEPS), help="LLM augmenters to run (comma-separated; '' for none)"
+    ),
     llm_limit: int = typer.Option(200, help="Paraphrase the first N seeds only (0 = all)"),
     labels_n: int = typer.Option(200, help="Label examples to write, half per label"),
-    bt_limit: int = typer.Option(100, help="Back-translate the first N seeds only (2 LLM calls each; 0 = all)"),
-    server_threads: int = typer.Option(1, help="llama.cpp threads (more than the idle cores slows it down)"),
-    stage: str = typer.Option("all", help="'generate': only the LLM variants; 'report': rewrite the Markdown from the JSON; 'all'"),
+    bt_limit: int = typer.Option(
+        100, help="Back-translate the first N seeds only (2 LLM calls each; 0 = all)"
+    ),
+    server_threads: int = typer.Option(
+        1, help="llama.cpp threads (more than the idle cores slows it down)"
+    ),
+    stage: str = typer.Option(
+        "all",
+        help="'generate': only the LLM variants; 'report': rewrite the Markdown from the JSON; 'all'",
+    ),
     name: str = typer.Option("augmentation"),
 ):
     import spacy
@@ -418,42 +534,62 @@ def main(
         label_kept: Dict[str, dict] = {}
         for run_seed in range(report["runs"]):
             aug_dir = work_dir / f"run{run_seed}"
-            names = [p.stem for p in aug_dir.glob("*.jsonl") if p.stem not in ("combined", "all")] + list(llm_paths)
+            names = [
+                p.stem for p in aug_dir.glob("*.jsonl") if p.stem not in ("combined", "all")
+            ] + list(llm_paths)
             for step, counts in split_by_step(aug_dir / "all.spacy", names, aug_dir).items():
                 entry = label_kept.setdefault(step, {"n": 0, "same": 0})
                 entry["n"] += counts["n"]
                 entry["same"] += counts["same"]
         report["teacher_kept_label"] = label_kept
         if report.get("masked_lm") is not None and mlm_report.exists():
-            report["masked_lm"] = {**json.loads(mlm_report.read_text(encoding="utf8")), "used": report["masked_lm"].get("used", False)}
+            report["masked_lm"] = {
+                **json.loads(mlm_report.read_text(encoding="utf8")),
+                "used": report["masked_lm"].get("used", False),
+            }
         path.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf8")
         write_markdown(report, name)
         return
     if not teacher.exists():
-        raise SystemExit(f"{teacher}: train it first (python benchmarks/core_distillation.py {data})")
-    command = "OMP_NUM_THREADS=1 python benchmarks/augmentation.py" + (f" --stage {stage}" if stage != "all" else "")
+        raise SystemExit(
+            f"{teacher}: train it first (python benchmarks/core_distillation.py {data})"
+        )
+    command = "OMP_NUM_THREADS=1 python benchmarks/augmentation.py" + (
+        f" --stage {stage}" if stage != "all" else ""
+    )
     wd, logs = work_dir, work_dir / "logs"
     wd.mkdir(parents=True, exist_ok=True)
     cache = wd / "teacher_cache.sqlite"
     train_rows = read_jsonl(data / "train.jsonl")
     sample = random.Random(0).sample(range(len(train_rows)), n_seeds)
-    seeds = [{"id": f"train-{i}", "text": train_rows[i]["text"], "label": train_rows[i]["label"]} for i in sorted(sample)]
+    seeds = [
+        {"id": f"train-{i}", "text": train_rows[i]["text"], "label": train_rows[i]["label"]}
+        for i in sorted(sample)
+    ]
     seeds_path = write_jsonl(wd / "seeds.jsonl", seeds)
     eval_files = [data / "dev.jsonl", data / "test.jsonl"]
     llm = [s for s in llm_steps.split(",") if s.strip()]
     unknown = sorted(set(llm) - set(LLM_STEPS))
     if unknown:
         raise SystemExit(f"--llm-steps: unknown {unknown}; choose from {list(LLM_STEPS)}")
-    llm_paths = generate_llm(seeds_path, eval_files, wd, llm, llm_limit, labels_n, bt_limit, server_threads) if llm else {}
+    llm_paths = (
+        generate_llm(seeds_path, eval_files, wd, llm, llm_limit, labels_n, bt_limit, server_threads)
+        if llm
+        else {}
+    )
     if stage == "generate":
         return
     test_rows = read_jsonl(data / "test.jsonl")
     test_texts, test_gold = [r["text"] for r in test_rows], [r["label"] for r in test_rows]
     rng_obf = obfuscator()
     obf_texts = [
-        (rng_obf.augment(t, derive_rng(123, "obfuscate", i), 1) or [t])[0] for i, t in enumerate(test_texts)
+        (rng_obf.augment(t, derive_rng(123, "obfuscate", i), 1) or [t])[0]
+        for i, t in enumerate(test_texts)
     ]
-    write_jsonl(wd / "test_obfuscated.jsonl", [{"text": t, "label": g} for t, g in zip(obf_texts, test_gold)])
+    write_jsonl(
+        wd / "test_obfuscated.jsonl",
+        [{"text": t, "label": g} for t, g in zip(obf_texts, test_gold)],
+    )
     dev_gold = wd / "dev_gold.spacy"
     if not dev_gold.exists():
         convert(data / "dev.jsonl", dev_gold, labels=LABELS, exclusive=True)
@@ -479,8 +615,15 @@ def main(
             out = aug_dir / f"{step_name}.jsonl"
             if not out.exists():
                 start = time.time()
-                augment_file(seeds_path, out, {step_name: augmenter}, seed=run_seed, keep_seeds=True,
-                             eval_data=eval_files, show_progress=False)
+                augment_file(
+                    seeds_path,
+                    out,
+                    {step_name: augmenter},
+                    seed=run_seed,
+                    keep_seeds=True,
+                    eval_data=eval_files,
+                    show_progress=False,
+                )
                 timings[f"augment_{step_name}_{run_seed}"] = time.time() - start
             per_step[step_name] = out
         cheap = [step for step in steps if step in CHEAP_STEPS]
@@ -490,7 +633,9 @@ def main(
             for step in cheap:
                 rows.extend(r for r in read_jsonl(per_step[step]) if "parent" in r)
             write_jsonl(combined, rows)
-        everything = aug_dir / "all.jsonl"  # combined + masked LM + the LLM variants (shared by every run)
+        everything = (
+            aug_dir / "all.jsonl"
+        )  # combined + masked LM + the LLM variants (shared by every run)
         if not everything.exists():
             rows = read_jsonl(combined)
             for step in steps:
@@ -506,7 +651,9 @@ def main(
             start = time.time()
             annotate(path, path.with_suffix(".spacy"), teacher, eval_files, cache, logs)
             timings.setdefault(f"annotate_{path.stem}_{run_seed}", time.time() - start)
-        for step, counts in split_by_step(everything.with_suffix(".spacy"), step_names, aug_dir).items():
+        for step, counts in split_by_step(
+            everything.with_suffix(".spacy"), step_names, aug_dir
+        ).items():
             label_kept.setdefault(step, []).append(counts)
         for step_name in step_names + ["combined", "all"]:
             conditions.setdefault(f"+{step_name}", []).append(aug_dir / f"{step_name}.spacy")
@@ -517,11 +664,19 @@ def main(
     teacher_clean = predict(teacher_nlp, test_texts)
     teacher_obf = predict(teacher_nlp, obf_texts)
     del teacher_nlp
-    results: Dict[str, dict] = {"teacher model (MiniLM-L6)": {
-        "n_train": None, "accuracy": [accuracy(test_gold, teacher_clean)], "macro_f1": [macro_f1(test_gold, teacher_clean)],
-        "agreement": [1.0], "accuracy_obfuscated": [accuracy(test_gold, teacher_obf)],
-    }}
-    plan = [("gold", [gold_seeds] * runs, "textcat", dev_gold), ("seeds+teacher", [seeds_targets] * runs, "distill", dev_targets)]
+    results: Dict[str, dict] = {
+        "teacher model (MiniLM-L6)": {
+            "n_train": None,
+            "accuracy": [accuracy(test_gold, teacher_clean)],
+            "macro_f1": [macro_f1(test_gold, teacher_clean)],
+            "agreement": [1.0],
+            "accuracy_obfuscated": [accuracy(test_gold, teacher_obf)],
+        }
+    }
+    plan = [
+        ("gold", [gold_seeds] * runs, "textcat", dev_gold),
+        ("seeds+teacher", [seeds_targets] * runs, "distill", dev_targets),
+    ]
     plan += [(cond, files, "distill", dev_targets) for cond, files in conditions.items()]
     seeds_by_id = {r["id"]: r["text"] for r in seeds}
     llm_info = {}
@@ -534,26 +689,55 @@ def main(
         mlm_info["used"] = mlm is not None
     for step, stats in text_stats(llm_paths, seeds_by_id, data).items():
         llm_info[step]["text"] = stats
-    extra = {"label_kept": label_kept, "llm": llm_info, "masked_lm": mlm_info, "command": command,
-             "limits": {"paraphrase_seeds": llm_limit, "label_examples": labels_n, "backtranslation_seeds": bt_limit}}
-    extra["examples"] = {step: [
-        {"seed": seeds_by_id[r["parent"]], "variant": r["text"]}
-        for r in read_jsonl(wd / "run0" / f"{step}.jsonl") if r.get("parent")][:3] for step in steps}
+    extra = {
+        "label_kept": label_kept,
+        "llm": llm_info,
+        "masked_lm": mlm_info,
+        "command": command,
+        "limits": {
+            "paraphrase_seeds": llm_limit,
+            "label_examples": labels_n,
+            "backtranslation_seeds": bt_limit,
+        },
+    }
+    extra["examples"] = {
+        step: [
+            {"seed": seeds_by_id[r["parent"]], "variant": r["text"]}
+            for r in read_jsonl(wd / "run0" / f"{step}.jsonl")
+            if r.get("parent")
+        ][:3]
+        for step in steps
+    }
     for cond, files, factory, dev in plan:
-        entry = results.setdefault("seeds" + cond if cond.startswith("+") else cond, {"accuracy": [], "macro_f1": [], "agreement": [], "accuracy_obfuscated": []})
+        entry = results.setdefault(
+            "seeds" + cond if cond.startswith("+") else cond,
+            {"accuracy": [], "macro_f1": [], "agreement": [], "accuracy_obfuscated": []},
+        )
         stamps: List[str] = []
         for run_seed, train_file in enumerate(files):
-            best = train(f"{cond.strip('+').replace('+', '-')}-{run_seed}", train_file, dev, factory, run_seed, wd, max_steps)
+            best = train(
+                f"{cond.strip('+').replace('+', '-')}-{run_seed}",
+                train_file,
+                dev,
+                factory,
+                run_seed,
+                wd,
+                max_steps,
+            )
             nlp = spacy.load(best)
             clean, obf = predict(nlp, test_texts), predict(nlp, obf_texts)
             entry["accuracy"].append(accuracy(test_gold, clean))
             entry["macro_f1"].append(macro_f1(test_gold, clean))
             entry["agreement"].append(accuracy(teacher_clean, clean))
             entry["accuracy_obfuscated"].append(accuracy(test_gold, obf))
-            entry["n_train"] = sum(1 for _ in spacy.tokens.DocBin().from_disk(train_file).get_docs(nlp.vocab))
+            entry["n_train"] = sum(
+                1 for _ in spacy.tokens.DocBin().from_disk(train_file).get_docs(nlp.vocab)
+            )
             stamps.append(time.strftime("%H:%M", time.gmtime(best.stat().st_mtime)))
         entry["trained"] = min(stamps) + ("" if min(stamps) == max(stamps) else f"–{max(stamps)}")
-        log(f"{cond}: acc {statistics.mean(entry['accuracy']):.4f}, obf {statistics.mean(entry['accuracy_obfuscated']):.4f}")
+        log(
+            f"{cond}: acc {statistics.mean(entry['accuracy']):.4f}, obf {statistics.mean(entry['accuracy_obfuscated']):.4f}"
+        )
         save(results, timings, extra, n_seeds, runs, max_steps, data, teacher, name)
     save(results, timings, extra, n_seeds, runs, max_steps, data, teacher, name)
 
@@ -572,16 +756,26 @@ def save(results, timings, extra, n_seeds, runs, max_steps, data, teacher, name)
         "command": extra["command"],
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{platform.platform()}, {os.cpu_count()} CPUs (shared), no GPU",
-        "data": str(data), "teacher": str(teacher), "n_seeds": n_seeds, "runs": runs, "student": "bow",
-        "max_steps": max_steps, "results": results, "timings_s": timings,
+        "data": str(data),
+        "teacher": str(teacher),
+        "n_seeds": n_seeds,
+        "runs": runs,
+        "student": "bow",
+        "max_steps": max_steps,
+        "results": results,
+        "timings_s": timings,
         "teacher_kept_label": {
             step: {"n": sum(c["n"] for c in counts), "same": sum(c["same"] for c in counts)}
             for step, counts in extra["label_kept"].items()
         },
-        "llm_generation": extra["llm"], "masked_lm": extra["masked_lm"], "llm_limits": extra["limits"],
+        "llm_generation": extra["llm"],
+        "masked_lm": extra["masked_lm"],
+        "llm_limits": extra["limits"],
         "examples": extra["examples"],
     }
-    (out_dir / f"{name}.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf8")
+    (out_dir / f"{name}.json").write_text(
+        json.dumps(report, indent=2, ensure_ascii=False), encoding="utf8"
+    )
     write_markdown(report, name)
 
 
@@ -598,8 +792,10 @@ def write_markdown(report: dict, name: str) -> None:
 def to_markdown(report: dict) -> str:
     limits = report["llm_limits"]
     lines = [
-        "# Augmentation benchmark (SST-2, 500 gold seeds, bow students)", "",
-        f"`{report['command']}` — {report['date']}, {report['machine']}.", "",
+        "# Augmentation benchmark (SST-2, 500 gold seeds, bow students)",
+        "",
+        f"`{report['command']}` — {report['date']}, {report['machine']}.",
+        "",
         f"Teacher: the sst2 MiniLM-L6 of `core_distillation.py` ({report['teacher']}). Seeds: {report['n_seeds']} "
         "texts sampled from train (fixed). Students: `init-config --arch bow`, "
         f"{report['max_steps']} steps, model selection on dev (teacher targets + gold; gold only for `gold`). "
@@ -610,11 +806,13 @@ def to_markdown(report: dict) -> str:
         "letters 0.03 → typos 0.03 (seed 123). `all` = `combined` (the 8 cheap augmenters) + masked LM + "
         f"the LLM variants (paraphrases of the first {limits['paraphrase_seeds']} seeds, "
         f"{limits['label_examples']} label examples, back-translations of the first "
-        f"{limits['backtranslation_seeds']} seeds).", "",
+        f"{limits['backtranslation_seeds']} seeds).",
+        "",
         "Every row is scored in the run above on the same test and obfuscated test, against the same "
         "teacher's test predictions. Work files are reused when they exist: the column *trained* gives "
         "the time (UTC, 2026-11-28) the row's 3 students were trained, so rows trained in an earlier "
-        "run of this script on the same seeds, teacher, target files and settings show that run's time.", "",
+        "run of this script on the same seeds, teacher, target files and settings show that run's time.",
+        "",
         "| train set | train docs | test acc | macro-F1 | agreement w/ teacher | obfuscated acc | drop | trained |",
         "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
@@ -629,37 +827,55 @@ def to_markdown(report: dict) -> str:
         )
     kept = report["teacher_kept_label"]
     if kept:
-        lines += ["", "How often the teacher gives a variant its parent seed's label (label examples: the "
-                  "label they were written for), over the 3 runs:", "",
-                  "| augmenter | variants | same label |", "|---|---:|---:|"]
+        lines += [
+            "",
+            "How often the teacher gives a variant its parent seed's label (label examples: the "
+            "label they were written for), over the 3 runs:",
+            "",
+            "| augmenter | variants | same label |",
+            "|---|---:|---:|",
+        ]
         for step, c in kept.items():
             lines.append(f"| {step} | {c['n']} | {c['same'] / max(c['n'], 1):.1%} |")
     llm = report["llm_generation"]
     if llm:
-        lines += ["", "## LLM generation (SmolLM2-135M-Instruct Q4_1, llama-cpp-python server, chat endpoint)", "",
-                  "One request at a time, temperature 0.9, top-p 0.95, at most 64 new tokens "
-                  "(back-translation: sampled there, greedy back). Answers are cleaned (first line, prefixes "
-                  "and quotes removed); *echo* = the seed's words back (case, spacing and punctuation aside); "
-                  "*other* = duplicates and answers beyond the n asked for; a dropped paraphrase gets a second "
-                  "request.", "",
-                  "| augmenter | seeds / texts asked | requests | seconds | requests/s | variants | variants/s | "
-                  "empty | echo | other dropped | English-like | seed words kept |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += [
+            "",
+            "## LLM generation (SmolLM2-135M-Instruct Q4_1, llama-cpp-python server, chat endpoint)",
+            "",
+            "One request at a time, temperature 0.9, top-p 0.95, at most 64 new tokens "
+            "(back-translation: sampled there, greedy back). Answers are cleaned (first line, prefixes "
+            "and quotes removed); *echo* = the seed's words back (case, spacing and punctuation aside); "
+            "*other* = duplicates and answers beyond the n asked for; a dropped paraphrase gets a second "
+            "request.",
+            "",
+            "| augmenter | seeds / texts asked | requests | seconds | requests/s | variants | variants/s | "
+            "empty | echo | other dropped | English-like | seed words kept |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
         for step, r in llm.items():
             asked = r["seeds_used"] if step != "labels" else limits["label_examples"]
             t = r.get("text") or {}
             english = f"{t['english_like']}/{t['n']}" if t else "–"
             kept = f"{t['seed_words_kept']:.0%}" if t.get("seed_words_kept") is not None else "–"
-            lines.append(f"| {step} | {asked} | {r['requests']} | {r['seconds']:.0f} | {r['requests_per_s']:.2f} | "
-                         f"{r['written']} | {r['variants_per_s']:.3f} | {r['empty']} | {r['echo']} | {r['other_dropped']} | "
-                         f"{english} | {kept} |")
-        lines += ["", "*English-like*: variants with at least 90% of their words in the SST-2 train vocabulary; "
-                  "*seed words kept*: the mean share of a seed's distinct words that its variant still has."]
+            lines.append(
+                f"| {step} | {asked} | {r['requests']} | {r['seconds']:.0f} | {r['requests_per_s']:.2f} | "
+                f"{r['written']} | {r['variants_per_s']:.3f} | {r['empty']} | {r['echo']} | {r['other_dropped']} | "
+                f"{english} | {kept} |"
+            )
+        lines += [
+            "",
+            "*English-like*: variants with at least 90% of their words in the SST-2 train vocabulary; "
+            "*seed words kept*: the mean share of a seed's distinct words that its variant still has.",
+        ]
         bt = llm.get("backtranslation")
         if bt:
-            lines += ["", f"Back-translation: of {bt['seeds_used']} pivots (French), {bt['pivot_empty']} were empty "
-                      f"and {bt['pivot_untranslated']} were the seed untranslated (both skipped); the way back "
-                      "(empty, or the seed or the pivot unchanged: echo) is counted in the table."]
+            lines += [
+                "",
+                f"Back-translation: of {bt['seeds_used']} pivots (French), {bt['pivot_empty']} were empty "
+                f"and {bt['pivot_untranslated']} were the seed untranslated (both skipped); the way back "
+                "(empty, or the seed or the pivot unchanged: echo) is counted in the table.",
+            ]
     examples = dict(report.get("examples") or {})
     for step, r in (llm or {}).items():
         examples[step] = r.get("examples", [])
@@ -675,14 +891,19 @@ def to_markdown(report: dict) -> str:
                     lines.append(f"  - asked for *{ex['asked_label']}*: `{ex['variant']}`")
     mlm = report.get("masked_lm")
     if mlm:
-        lines += ["", "## The masked LM", "",
-                  f"`{mlm['command']}` ({mlm['date']}): {mlm['encoder']}; trained: {mlm['trained']}, on "
-                  f"{mlm['fit_masked_pieces']} masked word pieces of {mlm['fit_texts']} SST-2 train texts "
-                  f"({mlm['epochs']} epochs, {mlm['encode_s']:.0f} s encoding + {mlm['fit_s']:.0f} s fitting). "
-                  f"On {mlm['held_out_masked_pieces']} masked pieces of {mlm['held_out_texts']} held-out train "
-                  f"texts: top-1 {mlm['held_out_top1']:.3f}, top-10 {mlm['held_out_top10']:.3f} (the unigram "
-                  f"baseline, always `{mlm['unigram_piece']}`: top-1 {mlm['unigram_top1']:.3f}; the head before "
-                  f"fitting: top-1 {mlm['bias_only_top1']:.3f}). Top-5 guesses:", ""]
+        lines += [
+            "",
+            "## The masked LM",
+            "",
+            f"`{mlm['command']}` ({mlm['date']}): {mlm['encoder']}; trained: {mlm['trained']}, on "
+            f"{mlm['fit_masked_pieces']} masked word pieces of {mlm['fit_texts']} SST-2 train texts "
+            f"({mlm['epochs']} epochs, {mlm['encode_s']:.0f} s encoding + {mlm['fit_s']:.0f} s fitting). "
+            f"On {mlm['held_out_masked_pieces']} masked pieces of {mlm['held_out_texts']} held-out train "
+            f"texts: top-1 {mlm['held_out_top1']:.3f}, top-10 {mlm['held_out_top10']:.3f} (the unigram "
+            f"baseline, always `{mlm['unigram_piece']}`: top-1 {mlm['unigram_top1']:.3f}; the head before "
+            f"fitting: top-1 {mlm['bias_only_top1']:.3f}). Top-5 guesses:",
+            "",
+        ]
         for ex in mlm["examples"]:
             lines.append(f"- `{ex['text']}` → {', '.join(ex['top5'])}")
         if not mlm.get("used"):

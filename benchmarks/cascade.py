@@ -15,6 +15,7 @@ Example (after `spacy project run all projects/llm_filter`):
 
 Writes results/cascade_<name>.json and .md and a PNG plot of accuracy vs escalation rate.
 """
+
 from __future__ import annotations
 
 import os
@@ -36,9 +37,9 @@ import typer
 
 from spacy_distill.evaluation import metrics
 from spacy_distill.evaluation.data import load_evaluation_data
+from spacy_distill.evaluation.tune import get_thresholds
 from spacy_distill.filter.cascade import margin_for_rate
 from spacy_distill.filter.decision import DecisionRule
-from spacy_distill.evaluation.tune import get_thresholds
 from spacy_distill.pipeline.textcat_lookup import find_textcat, is_exclusive
 from spacy_distill.teachers.loading import load_teacher
 
@@ -59,25 +60,35 @@ def run_pipeline(nlp, texts: List[str], batch_size: int, label: str) -> Dict[str
         details.append(doc._.verdict_details)
         if i % every == 0 or i == len(texts):
             elapsed = time.perf_counter() - started
-            log(f"  {label}: {i}/{len(texts)} docs, {i / elapsed:.1f} docs/s, ETA {(len(texts) - i) * elapsed / i:.0f}s")
+            log(
+                f"  {label}: {i}/{len(texts)} docs, {i / elapsed:.1f} docs/s, ETA {(len(texts) - i) * elapsed / i:.0f}s"
+            )
     seconds = time.perf_counter() - started
     return {"details": details, "seconds": seconds, "docs_per_s": len(texts) / seconds}
 
 
-def score(details: List[Dict[str, Any]], gold: numpy.ndarray, labels: List[str], exclusive: bool) -> Dict[str, float]:
+def score(
+    details: List[Dict[str, Any]], gold: numpy.ndarray, labels: List[str], exclusive: bool
+) -> Dict[str, float]:
     """Accuracy and macro-F1 of the filter's decided labels (one-hot) against gold."""
     decided = numpy.asarray([[float(label in d["labels"]) for label in labels] for d in details])
     known = ~numpy.isnan(gold).any(axis=1)
-    result = metrics.classification_metrics(gold[known], decided[known], labels, exclusive=exclusive, threshold=0.5)
+    result = metrics.classification_metrics(
+        gold[known], decided[known], labels, exclusive=exclusive, threshold=0.5
+    )
     return {"accuracy": result["accuracy"], "macro_f1": result["macro_f1"]}
 
 
 def main(
     student: Path = typer.Argument(..., help="The tuned student pipeline"),
     teacher: str = typer.Argument(..., help="The teacher (.cfg or pipeline)"),
-    dev: Path = typer.Option(..., "--dev", help="Dev data (JSONL/CSV/target file): chooses the bands"),
+    dev: Path = typer.Option(
+        ..., "--dev", help="Dev data (JSONL/CSV/target file): chooses the bands"
+    ),
     test: Path = typer.Option(..., "--test", help="Test data with gold"),
-    rates: str = typer.Option("0.05,0.1,0.2,0.3,0.5", "--rates", help="Escalation rates to choose bands for (on dev)"),
+    rates: str = typer.Option(
+        "0.05,0.1,0.2,0.3,0.5", "--rates", help="Escalation rates to choose bands for (on dev)"
+    ),
     limit: int = typer.Option(0, "--limit", help="First N test texts (0: all)"),
     batch_size: int = typer.Option(64, "--batch-size"),
     name: str = typer.Option("sst2", "--name", help="Results are written as cascade_<name>.*"),
@@ -93,9 +104,13 @@ def main(
     rule = DecisionRule(labels, exclusive, thresholds)
     dev_data = load_evaluation_data(dev, labels, exclusive=exclusive)
     test_data = load_evaluation_data(test, labels, exclusive=exclusive, limit=limit)
-    log(f"student {student} ({labels}, thresholds {thresholds}); dev {len(dev_data.texts)}, test {len(test_data.texts)}")
+    log(
+        f"student {student} ({labels}, thresholds {thresholds}); dev {len(dev_data.texts)}, test {len(test_data.texts)}"
+    )
     with nlp.select_pipes(enable=[textcat]):
-        dev_probs = rule.probabilities([doc.cats for doc in nlp.pipe(dev_data.texts, batch_size=256)])
+        dev_probs = rule.probabilities(
+            [doc.cats for doc in nlp.pipe(dev_data.texts, batch_size=256)]
+        )
     dev_margins = rule.margins(dev_probs)
     bands = [(float(r), margin_for_rate(dev_margins, float(r))) for r in rates.split(",")]
 
@@ -107,13 +122,31 @@ def main(
     filt.set_teacher(teacher_model)
     rows: List[Dict[str, Any]] = []
 
-    def record(setting: str, margin: Optional[float], dev_rate: Optional[float], run: Dict[str, Any], teacher_calls: int):
+    def record(
+        setting: str,
+        margin: Optional[float],
+        dev_rate: Optional[float],
+        run: Dict[str, Any],
+        teacher_calls: int,
+    ):
         quality = score(run["details"], test_data.gold, labels, exclusive)
         escalated = float(numpy.mean([d["escalated"] for d in run["details"]]))
-        rows.append({"setting": setting, "dev_rate": dev_rate, "margin": margin, "escalation_rate": escalated,
-                     "teacher_calls": teacher_calls, **quality, "docs_per_s": run["docs_per_s"], "seconds": run["seconds"]})
-        log(f"{setting}: accuracy {quality['accuracy']:.4f}, macro-F1 {quality['macro_f1']:.4f}, "
-            f"escalated {escalated:.1%}, {run['docs_per_s']:.1f} docs/s")
+        rows.append(
+            {
+                "setting": setting,
+                "dev_rate": dev_rate,
+                "margin": margin,
+                "escalation_rate": escalated,
+                "teacher_calls": teacher_calls,
+                **quality,
+                "docs_per_s": run["docs_per_s"],
+                "seconds": run["seconds"],
+            }
+        )
+        log(
+            f"{setting}: accuracy {quality['accuracy']:.4f}, macro-F1 {quality['macro_f1']:.4f}, "
+            f"escalated {escalated:.1%}, {run['docs_per_s']:.1f} docs/s"
+        )
 
     # The student alone (band 0) and the teacher alone (everything escalates) run through the same
     # component, so every setting pays the same overheads.
@@ -134,12 +167,23 @@ def main(
     result = {
         "command": command,
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "load_avg": os.getloadavg(),
-                    "omp_num_threads": os.environ.get("OMP_NUM_THREADS")},
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "load_avg": os.getloadavg(),
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        },
         "versions": {"spacy": spacy.__version__, "python": platform.python_version()},
-        "student": str(student), "teacher": str(teacher), "teacher_id": teacher_model.teacher_id,
-        "teacher_load_seconds": load_seconds, "labels": labels, "thresholds": thresholds,
-        "dev": str(dev), "test": str(test), "n_test": len(test_data.texts), "rows": rows,
+        "student": str(student),
+        "teacher": str(teacher),
+        "teacher_id": teacher_model.teacher_id,
+        "teacher_load_seconds": load_seconds,
+        "labels": labels,
+        "thresholds": thresholds,
+        "dev": str(dev),
+        "test": str(test),
+        "n_test": len(test_data.texts),
+        "rows": rows,
     }
     results_dir.mkdir(parents=True, exist_ok=True)
     (results_dir / f"cascade_{name}.json").write_text(json.dumps(result, indent=2), encoding="utf8")
@@ -156,7 +200,9 @@ def _plot(rows: List[Dict[str, Any]], path: Path) -> Optional[str]:
     student = rows[0]
     teacher = rows[-1]
     cascade = {
-        "points": [{"escalation_rate": r["escalation_rate"], "accuracy": r["accuracy"]} for r in rows],
+        "points": [
+            {"escalation_rate": r["escalation_rate"], "accuracy": r["accuracy"]} for r in rows
+        ],
         "student_accuracy": student["accuracy"],
         "teacher_accuracy": teacher["accuracy"],
     }

@@ -16,6 +16,7 @@ Results are written to results/core_distillation.json and .md.
 Example:
     python benchmarks/core_distillation.py /work/shared/data/sms_spam /work/shared/data/sst2
 """
+
 from __future__ import annotations
 
 import os
@@ -248,7 +249,11 @@ def run_dataset(
     t = 0.0
     for s in ("train", "dev", "test"):
         out = wd / f"{s}_gold.spacy"
-        t += run([py, "-m", "spacy_distill", "convert", data_dir / f"{s}.jsonl", out], logs / f"convert_{s}.log", echo)
+        t += run(
+            [py, "-m", "spacy_distill", "convert", data_dir / f"{s}.jsonl", out],
+            logs / f"convert_{s}.log",
+            echo,
+        )
         check_docbin(out, labels, counts[s])
     times["convert_gold"] = t
 
@@ -259,21 +264,37 @@ def run_dataset(
         if teacher_dir.exists():
             shutil.rmtree(teacher_dir)
         cmd = [
-            py, "-m", "spacy", "train", teacher_cfg, "--output", teacher_dir, "--gpu-id", "-1",
-            "--paths.train", wd / "train_gold.spacy", "--paths.dev", wd / "dev_gold.spacy",
-            "--components.transformer.model.name", minilm_path(),
+            py,
+            "-m",
+            "spacy",
+            "train",
+            teacher_cfg,
+            "--output",
+            teacher_dir,
+            "--gpu-id",
+            "-1",
+            "--paths.train",
+            wd / "train_gold.spacy",
+            "--paths.dev",
+            wd / "dev_gold.spacy",
+            "--components.transformer.model.name",
+            minilm_path(),
         ]
         if teacher_steps is not None:
             cmd += ["--training.max_steps", str(teacher_steps)]
         times["teacher_train"] = run(cmd, logs / "teacher_train.log", echo)
         (teacher_dir / "train_seconds.json").write_text(
-            json.dumps({"seconds": times["teacher_train"], "date": time.strftime("%Y-%m-%d %H:%M:%S")})
+            json.dumps(
+                {"seconds": times["teacher_train"], "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+            )
         )
         teacher_reused = False
     else:
         log(f"teacher exists, reusing {teacher_best} (use --force to retrain)")
         saved = teacher_dir / "train_seconds.json"
-        times["teacher_train"] = json.loads(saved.read_text())["seconds"] if saved.exists() else None  # type: ignore[assignment]
+        times["teacher_train"] = (
+            json.loads(saved.read_text())["seconds"] if saved.exists() else None
+        )  # type: ignore[assignment]
         teacher_reused = True
 
     # 3. teacher targets
@@ -281,9 +302,20 @@ def run_dataset(
     for s in ("train", "dev"):
         out = wd / f"{s}_targets.spacy"
         t += run(
-            [py, "-m", "spacy_distill", "annotate", data_dir / f"{s}.jsonl", out, "--teacher", teacher_best,
-             "--no-progress", "--no-cache"],
-            logs / f"annotate_{s}.log", echo,
+            [
+                py,
+                "-m",
+                "spacy_distill",
+                "annotate",
+                data_dir / f"{s}.jsonl",
+                out,
+                "--teacher",
+                teacher_best,
+                "--no-progress",
+                "--no-cache",
+            ],
+            logs / f"annotate_{s}.log",
+            echo,
         )
         check_docbin(out, labels, counts[s])
     times["annotate"] = t
@@ -300,23 +332,47 @@ def run_dataset(
             if cfg.exists():
                 cfg.unlink()
             if kind == "distilled":
-                cmd = [py, "-m", "spacy_distill", "init-config", cfg,
-                       "--train", wd / "train_targets.spacy", "--dev", wd / "dev_targets.spacy", "--arch", arch]
+                cmd = [
+                    py,
+                    "-m",
+                    "spacy_distill",
+                    "init-config",
+                    cfg,
+                    "--train",
+                    wd / "train_targets.spacy",
+                    "--dev",
+                    wd / "dev_targets.spacy",
+                    "--arch",
+                    arch,
+                ]
                 if temperature is not None:
                     cmd += ["--temperature", str(temperature)]
                 if alpha is not None:
                     cmd += ["--alpha", str(alpha)]
             else:
-                cmd = [py, "-m", "spacy_distill", "init-config", cfg,
-                       "--train", wd / "train_gold.spacy", "--dev", wd / "dev_gold.spacy",
-                       "--arch", arch, "--factory", "textcat"]
+                cmd = [
+                    py,
+                    "-m",
+                    "spacy_distill",
+                    "init-config",
+                    cfg,
+                    "--train",
+                    wd / "train_gold.spacy",
+                    "--dev",
+                    wd / "dev_gold.spacy",
+                    "--arch",
+                    arch,
+                    "--factory",
+                    "textcat",
+                ]
             run(cmd, logs / f"init_config_{mname}.log", echo)
             out_dir = model_root / mname
             if out_dir.exists():
                 shutil.rmtree(out_dir)
             times[f"train_{mname}"] = run(
                 [py, "-m", "spacy", "train", cfg, "--output", out_dir, "--gpu-id", "-1"],
-                logs / f"train_{mname}.log", echo,
+                logs / f"train_{mname}.log",
+                echo,
             )
             models[mname] = out_dir / "model-best"
 
@@ -332,7 +388,9 @@ def run_dataset(
     torch_threads = res.pop("_torch_threads")
     for mname, path in models.items():
         res[mname]["dev_cats_score"] = meta_dev_score(path)
-        res[mname]["train_seconds"] = times.get("teacher_train" if mname == "teacher" else f"train_{mname}")
+        res[mname]["train_seconds"] = times.get(
+            "teacher_train" if mname == "teacher" else f"train_{mname}"
+        )
     return {
         "dataset": name,
         "data_dir": str(data_dir),
@@ -367,7 +425,7 @@ def to_markdown(report: dict) -> str:
         f"- Date: {report['date']}",
         f"- Machine: {env['cpu_count']} CPU cores ({env['cpu_model']}), no GPU; "
         f"torch threads = {env['torch_threads']}; Python {env['python']}",
-        f"- Versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()),
+        "- Versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()),
         f"- Distillation settings: temperature = {report['settings']['temperature']}, "
         f"alpha = {report['settings']['alpha']}",
         f"- Speed: `nlp.pipe(test_texts, batch_size={report['settings']['speed_batch_size']})` "
@@ -396,14 +454,24 @@ def to_markdown(report: dict) -> str:
                 f"| {r['size_mb']:.1f} | {fmt(r.get('dev_cats_score'), '.4f')} | {fmt(r.get('train_seconds'), '.0f', 'reused')} |"
             )
         if ds.get("teacher_reused"):
-            lines += ["", "The teacher was trained by an earlier run of the same command and reused; "
-                      "its train time is the one recorded by that run."]
-        lines += ["", "Step wall-clock times (s): " + ", ".join(
-            f"{k} {fmt(v, '.0f', 'reused')}" for k, v in ds["step_seconds"].items()), ""]
+            lines += [
+                "",
+                "The teacher was trained by an earlier run of the same command and reused; "
+                "its train time is the one recorded by that run.",
+            ]
+        lines += [
+            "",
+            "Step wall-clock times (s): "
+            + ", ".join(f"{k} {fmt(v, '.0f', 'reused')}" for k, v in ds["step_seconds"].items()),
+            "",
+        ]
         if "loadavg_before_eval" in ds:
-            lines += [f"1-min load average before/after the evaluation: "
-                      f"{ds['loadavg_before_eval'][0]:.2f} / {ds['loadavg_after_eval'][0]:.2f} "
-                      f"(2 cores; above ~1 means other processes shared the CPU).", ""]
+            lines += [
+                f"1-min load average before/after the evaluation: "
+                f"{ds['loadavg_before_eval'][0]:.2f} / {ds['loadavg_after_eval'][0]:.2f} "
+                f"(2 cores; above ~1 means other processes shared the CPU).",
+                "",
+            ]
     if report.get("notes"):
         lines += ["## Notes", ""] + [f"- {n}" for n in report["notes"]] + [""]
     return "\n".join(lines)
@@ -434,16 +502,30 @@ def versions() -> Dict[str, str]:
 def main(
     data_dirs: List[Path] = typer.Argument(..., help="Dataset dirs with train/dev/test.jsonl"),
     work_dir: Path = typer.Option(DEFAULT_WORK, "--work-dir", help="Scratch dir (git-ignored)"),
-    results_dir: Path = typer.Option(DEFAULT_RESULTS, "--results-dir", help="Where the .json/.md go"),
+    results_dir: Path = typer.Option(
+        DEFAULT_RESULTS, "--results-dir", help="Where the .json/.md go"
+    ),
     name: str = typer.Option("core_distillation", "--name", help="Base name of the result files"),
     teacher_config: Path = typer.Option(DEFAULT_TEACHER_CFG, "--teacher-config"),
-    teacher_steps: Optional[int] = typer.Option(None, "--teacher-steps", help="Override training.max_steps of the teacher"),
+    teacher_steps: Optional[int] = typer.Option(
+        None, "--teacher-steps", help="Override training.max_steps of the teacher"
+    ),
     archs: str = typer.Option("bow,cnn", "--archs", help="Comma-separated student architectures"),
-    temperature: Optional[float] = typer.Option(None, "--temperature", help="Passed to init-config (default: plugin default)"),
-    alpha: Optional[float] = typer.Option(None, "--alpha", help="Passed to init-config (default: plugin default)"),
-    speed_batch_size: int = typer.Option(64, "--speed-batch-size", help="nlp.pipe batch size for docs/s"),
-    repeats: int = typer.Option(3, "--repeats", help="Minimum timed passes over the test set (the fastest is reported)"),
-    force: bool = typer.Option(False, "--force", help="Retrain the teacher even if model-best exists"),
+    temperature: Optional[float] = typer.Option(
+        None, "--temperature", help="Passed to init-config (default: plugin default)"
+    ),
+    alpha: Optional[float] = typer.Option(
+        None, "--alpha", help="Passed to init-config (default: plugin default)"
+    ),
+    speed_batch_size: int = typer.Option(
+        64, "--speed-batch-size", help="nlp.pipe batch size for docs/s"
+    ),
+    repeats: int = typer.Option(
+        3, "--repeats", help="Minimum timed passes over the test set (the fastest is reported)"
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Retrain the teacher even if model-best exists"
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="Do not echo subprocess output"),
 ):
     """Distil a MiniLM teacher into bow/cnn spaCy students and compare with gold-only baselines."""
@@ -456,10 +538,22 @@ def main(
     started = datetime.datetime.now().astimezone()
     datasets = []
     for d in data_dirs:
-        datasets.append(run_dataset(
-            d.resolve(), work_dir.resolve(), py, teacher_config.resolve(), arch_list, force,
-            teacher_steps, temperature, alpha, speed_batch_size, repeats, not quiet,
-        ))
+        datasets.append(
+            run_dataset(
+                d.resolve(),
+                work_dir.resolve(),
+                py,
+                teacher_config.resolve(),
+                arch_list,
+                force,
+                teacher_steps,
+                temperature,
+                alpha,
+                speed_batch_size,
+                repeats,
+                not quiet,
+            )
+        )
     import torch
 
     argv = [Path(sys.argv[0]).as_posix()] + sys.argv[1:]

@@ -23,6 +23,7 @@ richer signal per text should matter most); dev and test stay whole.
 without it to collect the rows). Writes results/hidden_states[_TAG].{json,md} (a hand-written
 "## Reading" section in the .md is kept); work files go to benchmarks/.work/hidden_states/.
 """
+
 import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -56,7 +57,12 @@ def run(cmd: List, log_file: Path) -> float:
     log("$ " + " ".join(shlex.quote(str(c)) for c in cmd))
     start = time.time()
     with log_file.open("w", encoding="utf8") as out:
-        rc = subprocess.call([str(c) for c in cmd], stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        rc = subprocess.call(
+            [str(c) for c in cmd],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        )
     took = time.time() - start
     if rc != 0:
         print(log_file.read_text(encoding="utf8")[-4000:], file=sys.stderr)
@@ -66,7 +72,9 @@ def run(cmd: List, log_file: Path) -> float:
 
 
 def read_jsonl(path: Path) -> List[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf8").splitlines() if line.strip()]
+    return [
+        json.loads(line) for line in path.read_text(encoding="utf8").splitlines() if line.strip()
+    ]
 
 
 def predict(model: Path, texts: List[str]) -> List[str]:
@@ -87,10 +95,15 @@ def scores(gold: List[str], pred: List[str], teacher: List[str]) -> Dict[str, fl
 
 
 def mean_std(values: List[float]) -> Dict[str, float]:
-    return {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+    return {
+        "mean": statistics.mean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+    }
 
 
-def run_dataset(data: Path, work: Path, teacher: Path, seeds: List[int], train_limit: int, max_steps: int) -> dict:
+def run_dataset(
+    data: Path, work: Path, teacher: Path, seeds: List[int], train_limit: int, max_steps: int
+) -> dict:
     py = sys.executable
     name = data.name
     wd = work / name
@@ -101,14 +114,28 @@ def run_dataset(data: Path, work: Path, teacher: Path, seeds: List[int], train_l
     if train_limit:
         rows = read_jsonl(train_in)[:train_limit]
         train_in = wd / "train.jsonl"
-        train_in.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf8")
+        train_in.write_text(
+            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf8"
+        )
     timings: Dict[str, float] = {}
     for split, source in (("train", train_in), ("dev", data / "dev.jsonl")):
         out = wd / f"{split}.spacy"
         if not out.exists():
             timings[f"annotate_{split}"] = run(
-                [py, "-m", "spacy_distill", "annotate", source, out, "--teacher", teacher, "--hidden", "both",
-                 "--no-cache", "--no-progress"],
+                [
+                    py,
+                    "-m",
+                    "spacy_distill",
+                    "annotate",
+                    source,
+                    out,
+                    "--teacher",
+                    teacher,
+                    "--hidden",
+                    "both",
+                    "--no-cache",
+                    "--no-progress",
+                ],
                 logs / f"annotate_{split}.log",
             )
     test = read_jsonl(data / "test.jsonl")
@@ -133,8 +160,25 @@ def run_dataset(data: Path, work: Path, teacher: Path, seeds: List[int], train_l
         cfg = wd / "configs" / f"{setting}.cfg"
         if not cfg.exists():
             cfg.parent.mkdir(exist_ok=True)
-            run([py, "-m", "spacy_distill", "init-config", cfg, "--train", wd / "train.spacy", "--dev", wd / "dev.spacy",
-                 "--arch", "cnn", "--max-steps", str(max_steps), *extra], logs / f"init_{setting}.log")
+            run(
+                [
+                    py,
+                    "-m",
+                    "spacy_distill",
+                    "init-config",
+                    cfg,
+                    "--train",
+                    wd / "train.spacy",
+                    "--dev",
+                    wd / "dev.spacy",
+                    "--arch",
+                    "cnn",
+                    "--max-steps",
+                    str(max_steps),
+                    *extra,
+                ],
+                logs / f"init_{setting}.log",
+            )
     # Seeds outermost, so that the machine's load (shared, noisy) falls on every setting alike.
     # Each finished run leaves its row in rows/: a rerun (or a process per seed) trains only
     # what is missing.
@@ -146,18 +190,30 @@ def run_dataset(data: Path, work: Path, teacher: Path, seeds: List[int], train_l
                 out = wd / "models" / tag
                 shutil.rmtree(out, ignore_errors=True)
                 cfg = wd / "configs" / f"{setting}.cfg"
-                seconds = run([py, "-m", "spacy", "train", cfg, "--output", out, "--system.seed", str(seed)], logs / f"train_{tag}.log")
+                seconds = run(
+                    [py, "-m", "spacy", "train", cfg, "--output", out, "--system.seed", str(seed)],
+                    logs / f"train_{tag}.log",
+                )
                 meta = json.loads((out / "model-best" / "meta.json").read_text(encoding="utf8"))
-                row = {"setting": setting, "seed": seed, "train_seconds": seconds, "dev_score": meta["performance"].get("cats_score"),
-                       **scores(gold, predict(out / "model-best", texts), teacher_pred)}
+                row = {
+                    "setting": setting,
+                    "seed": seed,
+                    "train_seconds": seconds,
+                    "dev_score": meta["performance"].get("cats_score"),
+                    **scores(gold, predict(out / "model-best", texts), teacher_pred),
+                }
                 row_file.parent.mkdir(exist_ok=True)
                 row_file.write_text(json.dumps(row), encoding="utf8")
             row = json.loads(row_file.read_text(encoding="utf8"))
-            log(f"  {tag}: acc {row['accuracy']:.4f} macro-F1 {row['macro_f1']:.4f} agreement {row['agreement']:.4f}")
+            log(
+                f"  {tag}: acc {row['accuracy']:.4f} macro-F1 {row['macro_f1']:.4f} agreement {row['agreement']:.4f}"
+            )
             result["runs"].append(row)
     result["summary"] = {
-        setting: {key: mean_std([r[key] for r in result["runs"] if r["setting"] == setting])
-                  for key in ("macro_f1", "accuracy", "agreement", "train_seconds")}
+        setting: {
+            key: mean_std([r[key] for r in result["runs"] if r["setting"] == setting])
+            for key in ("macro_f1", "accuracy", "agreement", "train_seconds")
+        }
         for setting in SETTINGS
     }
     return result
@@ -189,20 +245,32 @@ def markdown(results: List[dict], command: str, tag: str) -> str:
         ]
         for setting, s in res["summary"].items():
             cell = lambda key, fmt: f"{s[key]['mean']:{fmt}} ± {s[key]['std']:{fmt}}"  # noqa: E731
-            lines.append(f"| {setting} | {cell('macro_f1', '.4f')} | {cell('accuracy', '.4f')} | {cell('agreement', '.4f')} | {cell('train_seconds', '.0f')} |")
+            lines.append(
+                f"| {setting} | {cell('macro_f1', '.4f')} | {cell('accuracy', '.4f')} | {cell('agreement', '.4f')} | {cell('train_seconds', '.0f')} |"
+            )
         lines.append("")
-        lines.append("Per seed: " + "; ".join(f"{r['setting']} s{r['seed']} {r['macro_f1']:.4f}" for r in res["runs"]) + ".")
+        lines.append(
+            "Per seed: "
+            + "; ".join(f"{r['setting']} s{r['seed']} {r['macro_f1']:.4f}" for r in res["runs"])
+            + "."
+        )
         lines.append("")
     return "\n".join(lines)
 
 
 def main(
     datasets: List[Path] = typer.Argument(..., help="Dataset folders with train/dev/test.jsonl"),
-    teacher: Optional[Path] = typer.Option(None, help="Teacher pipeline (default: .work/<dataset>/teacher/model-best of core_distillation.py)"),
+    teacher: Optional[Path] = typer.Option(
+        None,
+        help="Teacher pipeline (default: .work/<dataset>/teacher/model-best of core_distillation.py)",
+    ),
     seeds: int = typer.Option(3, help="Training seeds per setting"),
     train_limit: int = typer.Option(0, help="Train on the first N training texts only (0: all)"),
     max_steps: int = typer.Option(20000, help="Step budget per student (init-config --max-steps)"),
-    only_seed: Optional[int] = typer.Option(None, help="Train this seed's runs only and write no results (run one process per seed, then once without it)"),
+    only_seed: Optional[int] = typer.Option(
+        None,
+        help="Train this seed's runs only and write no results (run one process per seed, then once without it)",
+    ),
     tag: str = typer.Option("", help="Suffix of the work folder and result files"),
     work: Path = typer.Option(HERE / ".work" / "hidden_states", help="Work folder"),
     results_dir: Path = typer.Option(HERE / "results", help="Where the json and md go"),
@@ -213,19 +281,25 @@ def main(
     for data in datasets:
         model = teacher or HERE / ".work" / data.name / "teacher" / "model-best"
         if not (model / "meta.json").exists():
-            raise SystemExit(f"no teacher at {model}: run benchmarks/core_distillation.py {data} first, or pass --teacher")
+            raise SystemExit(
+                f"no teacher at {model}: run benchmarks/core_distillation.py {data} first, or pass --teacher"
+            )
         seed_list = [only_seed] if only_seed is not None else list(range(seeds))
         results.append(run_dataset(data.resolve(), work, model, seed_list, train_limit, max_steps))
         if only_seed is not None:
             continue
         stem = "hidden_states" + (f"_{tag}" if tag else "")
         results_dir.mkdir(parents=True, exist_ok=True)
-        (results_dir / f"{stem}.json").write_text(json.dumps({"command": command, "results": results}, indent=2), encoding="utf8")
+        (results_dir / f"{stem}.json").write_text(
+            json.dumps({"command": command, "results": results}, indent=2), encoding="utf8"
+        )
         md_path = results_dir / f"{stem}.md"
         # A hand-written "## Reading" section already in the report survives a rerun.
         old = md_path.read_text(encoding="utf8") if md_path.exists() else ""
         reading = old[old.index("\n## Reading") + 1 :] if "\n## Reading" in old else ""
-        md_path.write_text(markdown(results, command, tag) + ("\n" + reading if reading else ""), encoding="utf8")
+        md_path.write_text(
+            markdown(results, command, tag) + ("\n" + reading if reading else ""), encoding="utf8"
+        )
         log(f"wrote {results_dir / stem}.{{json,md}}")
 
 

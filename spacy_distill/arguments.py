@@ -4,6 +4,7 @@ The CLI bounds its options too, but the library is called from Python as well, w
 `limit` would otherwise slice records from the end, and a float count would fail deep inside a
 run, after work was done. Each check raises a DistillError that names the argument.
 """
+
 import math
 from numbers import Integral, Real
 from typing import Any, Optional
@@ -11,7 +12,9 @@ from typing import Any, Optional
 from .errors import DistillError
 
 
-def check_int_argument(name: str, value: Any, minimum: Optional[int] = None, maximum: Optional[int] = None) -> None:
+def check_int_argument(
+    name: str, value: Any, minimum: Optional[int] = None, maximum: Optional[int] = None
+) -> None:
     """Raise a DistillError naming the argument unless `value` is an integer in the bounds.
 
     name (str): the argument, as the caller knows it (e.g. "limit").

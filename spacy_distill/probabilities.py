@@ -2,6 +2,7 @@
 that teachers, target files, evaluation and the filter's cascade share. Part of the run time a
 packaged student carries, so numpy only (scipy.special would add a dependency the torch-free
 runtime does not otherwise need)."""
+
 import numpy
 
 

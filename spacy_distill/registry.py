@@ -13,6 +13,7 @@ functions, and a function registered under either name is found under both. Wher
 plugin already took a bare name, the alias is left to it (a warning says so) and configs must
 use the prefixed name.
 """
+
 import logging
 from typing import Tuple
 
@@ -55,4 +56,12 @@ def block_keys(name: str) -> Tuple[str, str]:
 
 teachers, text_augmenters = (_create(name, alias) for name, alias in ALIASES.items())
 
-__all__ = ["ALIASES", "TEACHERS", "TEXT_AUGMENTERS", "block_keys", "registry", "teachers", "text_augmenters"]
+__all__ = [
+    "ALIASES",
+    "TEACHERS",
+    "TEXT_AUGMENTERS",
+    "block_keys",
+    "registry",
+    "teachers",
+    "text_augmenters",
+]

@@ -5,6 +5,7 @@ oversubscribes the cores, and a teacher slows down several-fold: on our shared 2
 thread was 4-7x faster per training step than torch's default. Thread pools read their
 environment variables once, so set them before the first torch operation.
 """
+
 import importlib.util
 import logging
 import os

@@ -1,5 +1,6 @@
 """Shared fixtures: toy data, a fake teacher registered in the `teachers` registry, and a small
 spaCy teacher pipeline trained in a temp dir. Nothing here touches the network."""
+
 import hashlib
 import json
 from pathlib import Path
@@ -31,7 +32,9 @@ class FakeTeacher:
     With `nan_on` set, texts containing that word get NaN scores (to test bad teacher output).
     """
 
-    def __init__(self, labels: Sequence[str] = ("ham", "spam"), exclusive: bool = True, nan_on: str = ""):
+    def __init__(
+        self, labels: Sequence[str] = ("ham", "spam"), exclusive: bool = True, nan_on: str = ""
+    ):
         self.labels = tuple(labels)
         self.exclusive = exclusive
         self.teacher_id = "fake-teacher"
@@ -74,7 +77,10 @@ def write_jsonl(path: Path, rows: List[Dict]) -> Path:
 def spam_jsonl(tmp_path) -> Path:
     return write_jsonl(
         tmp_path / "spam.jsonl",
-        [{"text": text, "label": label, "id": f"r{i}"} for i, (text, label) in enumerate(SPAM_TEXTS)],
+        [
+            {"text": text, "label": label, "id": f"r{i}"}
+            for i, (text, label) in enumerate(SPAM_TEXTS)
+        ],
     )
 
 
@@ -161,7 +167,6 @@ def _private_teacher_cache(tmp_path_factory):
         os.environ["SPACY_DISTILL_CACHE"] = previous
 
 
-
 @pytest.fixture
 def hf_offline(monkeypatch):
     """Hugging Face code, here and in the subprocesses a test starts, stays off the network."""
@@ -209,7 +214,11 @@ def tiny_classifier_dirs(tmp_path_factory) -> Dict[str, Path]:
         "binary": build_tiny_classifier(root / "binary", tokenizer, ["ham", "spam"]),
         "three": build_tiny_classifier(root / "three", tokenizer, ["neg", "neu", "pos"], seed=1),
         "multi": build_tiny_classifier(
-            root / "multi", tokenizer, ["spam", "urgent", "work"], "multi_label_classification", seed=2
+            root / "multi",
+            tokenizer,
+            ["spam", "urgent", "work"],
+            "multi_label_classification",
+            seed=2,
         ),
     }
 
@@ -220,11 +229,22 @@ def spam_target_rows(exclusive: bool = True, repeat: int = 3):
     for text, label in SPAM_TEXTS * repeat:
         spam = label == "spam"
         if exclusive:
-            rows.append((text, [0.2, 0.8] if spam else [0.9, 0.1], {"ham": float(not spam), "spam": float(spam)}))
+            rows.append(
+                (
+                    text,
+                    [0.2, 0.8] if spam else [0.9, 0.1],
+                    {"ham": float(not spam), "spam": float(spam)},
+                )
+            )
         else:
             urgent = "urgent" in text or "today" in text
-            rows.append((text, [0.1 if spam else 0.9, 0.8 if spam else 0.1, 0.7 if urgent else 0.2],
-                         {"ham": float(not spam), "spam": float(spam), "urgent": float(urgent)}))
+            rows.append(
+                (
+                    text,
+                    [0.1 if spam else 0.9, 0.8 if spam else 0.1, 0.7 if urgent else 0.2],
+                    {"ham": float(not spam), "spam": float(spam), "urgent": float(urgent)},
+                )
+            )
     return rows
 
 
@@ -235,12 +255,14 @@ def train_distilled_student(
     `directory / "student"` next to its target file `directory / "train.spacy"`."""
     from spacy import util
 
+    from spacy_distill.data.targets import write_targets
     from spacy_distill.training.corpus import TargetCorpus
     from spacy_distill.training.student_config import make_student_config
-    from spacy_distill.data.targets import write_targets
 
     labels = ("ham", "spam") if exclusive else ("ham", "spam", "urgent")
-    train = write_targets(make_target_docs(spam_target_rows(exclusive), labels, exclusive), directory / "train.spacy")
+    train = write_targets(
+        make_target_docs(spam_target_rows(exclusive), labels, exclusive), directory / "train.spacy"
+    )
     config = make_student_config(train, arch=arch, max_steps=steps)
     nlp = util.load_model_from_config(config, auto_fill=True)
     examples = list(TargetCorpus(train)(nlp))
@@ -352,10 +374,15 @@ def majority_baseline(report: Dict, gold_labels: Sequence[str]) -> Dict:
     return {"label": majority, "macro_f1": quality["macro_f1"], "agreement": agreement}
 
 
-def check_student_beats_majority(report: Dict, gold_labels: Sequence[str], f1_margin: float, agreement_margin: float):
+def check_student_beats_majority(
+    report: Dict, gold_labels: Sequence[str], f1_margin: float, agreement_margin: float
+):
     """Assert that the report's student is no always-majority student: its macro-F1 beats the
     majority class's by `f1_margin`, its agreement with the teacher by `agreement_margin`."""
     baseline = majority_baseline(report, gold_labels)
     student_f1 = report["quality"]["student"]["macro_f1"]
     assert student_f1 > baseline["macro_f1"] + f1_margin, (student_f1, baseline)
-    assert report["agreement"]["argmax"] > baseline["agreement"] + agreement_margin, (report["agreement"], baseline)
+    assert report["agreement"]["argmax"] > baseline["agreement"] + agreement_margin, (
+        report["agreement"],
+        baseline,
+    )

@@ -1,4 +1,5 @@
 """Registers a slow, call-counting teacher for subprocess tests (`annotate --code`)."""
+
 import hashlib
 import os
 import time

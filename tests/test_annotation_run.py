@@ -1,21 +1,22 @@
 """The annotation run: one read of the input, one sink protocol for both outputs, warnings in the
 summary, and a lazily built teacher (a rerun on a warm cache loads no model)."""
+
 import logging
 
 import numpy
 import pytest
 
 import spacy_distill.annotation.inputs as inputs_module
-from spacy_distill.annotation.annotate import annotate
-from spacy_distill.annotation.inputs import RecordStream
-from spacy_distill.annotation.sinks import SingleFileSink
 from spacy_distill.annotation import run as run_module
+from spacy_distill.annotation.annotate import annotate
 from spacy_distill.annotation.cache import TeacherCache, score_with_details
 from spacy_distill.annotation.chunked import ChunkedTargetWriter
+from spacy_distill.annotation.inputs import RecordStream
+from spacy_distill.annotation.sinks import SingleFileSink
 from spacy_distill.cli.annotate import annotate_message
+from spacy_distill.data.targets import get_target, read_targets
 from spacy_distill.errors import DistillError, RecordError
 from spacy_distill.registry import registry
-from spacy_distill.data.targets import get_target, read_targets
 from spacy_distill.teachers.loading import LazyTeacher, lazy_teacher, teacher_key
 
 from .conftest import FakeTeacher, invoke_cli, write_jsonl
@@ -49,15 +50,23 @@ def test_a_fully_cached_rerun_does_not_build_the_teacher(tmp_path):
     data = write_jsonl(tmp_path / "in.jsonl", _rows(10))
     cache = tmp_path / "cache.sqlite"
     builder = CountingBuilder()
-    first = annotate(data, tmp_path / "a.spacy", LazyTeacher(builder, key="k1"), cache=cache, show_progress=False)
+    first = annotate(
+        data, tmp_path / "a.spacy", LazyTeacher(builder, key="k1"), cache=cache, show_progress=False
+    )
     assert builder.n_built == 1 and first.n_teacher == 10 and first.teacher_id == "fake-teacher"
     # the rerun answers labels and fingerprint from the cache's record, scores from the cache
     again = LazyTeacher(builder, key="k1")
     second = annotate(data, tmp_path / "b.spacy", again, cache=cache, show_progress=False)
     assert builder.n_built == 1 and not again.is_built and second.n_cache_hits == 10
     assert again.stats() == {} and second.teacher_id == "fake-teacher"
-    a = [(d.text, get_target(d).scores.tolist(), get_target(d).fingerprint) for d in read_targets(tmp_path / "a.spacy")]
-    b = [(d.text, get_target(d).scores.tolist(), get_target(d).fingerprint) for d in read_targets(tmp_path / "b.spacy")]
+    a = [
+        (d.text, get_target(d).scores.tolist(), get_target(d).fingerprint)
+        for d in read_targets(tmp_path / "a.spacy")
+    ]
+    b = [
+        (d.text, get_target(d).scores.tolist(), get_target(d).fingerprint)
+        for d in read_targets(tmp_path / "b.spacy")
+    ]
     assert a == b
     # one text the cache lacks: the teacher is built, once, and scores only that text
     more = write_jsonl(tmp_path / "more.jsonl", _rows(10) + [{"text": "a new text"}])
@@ -74,15 +83,29 @@ def test_a_teacher_that_changed_behind_its_key_is_refused_and_its_record_replace
     data = write_jsonl(tmp_path / "in.jsonl", _rows(4))
     more = write_jsonl(tmp_path / "more.jsonl", _rows(4) + [{"text": "not cached"}])
     cache = tmp_path / "cache.sqlite"
-    annotate(data, tmp_path / "a.spacy", LazyTeacher(CountingBuilder(), key="k"), cache=cache, show_progress=False)
+    annotate(
+        data,
+        tmp_path / "a.spacy",
+        LazyTeacher(CountingBuilder(), key="k"),
+        cache=cache,
+        show_progress=False,
+    )
     # same key, but the model now answers with another fingerprint (a package was updated)
     changed = CountingBuilder(nan_on="zzz")
     with pytest.raises(DistillError, match="fingerprint changed"):
-        annotate(more, tmp_path / "b.spacy", LazyTeacher(changed, key="k"), cache=cache, show_progress=False)
+        annotate(
+            more,
+            tmp_path / "b.spacy",
+            LazyTeacher(changed, key="k"),
+            cache=cache,
+            show_progress=False,
+        )
     with TeacherCache(cache) as opened:
         assert opened.teacher_record("k")["fingerprint"] == FakeTeacher(nan_on="zzz").fingerprint
     # the next run goes by the new record: everything is scored again by the new teacher
-    summary = annotate(more, tmp_path / "b.spacy", LazyTeacher(changed, key="k"), cache=cache, show_progress=False)
+    summary = annotate(
+        more, tmp_path / "b.spacy", LazyTeacher(changed, key="k"), cache=cache, show_progress=False
+    )
     assert summary.n_teacher == 5 and changed.n_built == 2
 
 
@@ -102,8 +125,19 @@ def test_cli_reruns_on_a_warm_cache_load_no_model_and_a_changed_model_rebuilds(t
     model, cache = tmp_path / "model.bin", tmp_path / "cache.sqlite"
     model.write_bytes(b"weights")
     cfg = tmp_path / "teacher.cfg"
-    cfg.write_text('[teacher]\n@teachers = "spacy-distill-test.LazyCountingTeacher.v1"\nmodel = "model.bin"\n')
-    args = ["annotate", data, tmp_path / "out.spacy", "--teacher", cfg, "--cache", cache, "--no-progress"]
+    cfg.write_text(
+        '[teacher]\n@teachers = "spacy-distill-test.LazyCountingTeacher.v1"\nmodel = "model.bin"\n'
+    )
+    args = [
+        "annotate",
+        data,
+        tmp_path / "out.spacy",
+        "--teacher",
+        cfg,
+        "--cache",
+        cache,
+        "--no-progress",
+    ]
     BUILT.clear()
     for expected_builds in (1, 1):  # the rerun is served from the cache: no build
         result, output = invoke_cli(*args)
@@ -132,9 +166,19 @@ def test_the_input_is_read_once_and_sharded_and_limited_in_that_pass(tmp_path, m
 
     monkeypatch.setattr(inputs_module, "read_records", counting_read_records)
     data = write_jsonl(tmp_path / "in.jsonl", _rows(12))
-    summary = annotate(data, tmp_path / "chunks", FakeTeacher(), chunk_size=2, shard=(2, 3), limit=10, show_progress=False)
+    summary = annotate(
+        data,
+        tmp_path / "chunks",
+        FakeTeacher(),
+        chunk_size=2,
+        shard=(2, 3),
+        limit=10,
+        show_progress=False,
+    )
     assert len(reads) == 1 and summary.n_written == 3  # valid records 2, 5, 8 of the first 10
-    assert [d.text for d in read_targets(tmp_path / "chunks")] == [_rows(12)[i]["text"] for i in (1, 4, 7)]
+    assert [d.text for d in read_targets(tmp_path / "chunks")] == [
+        _rows(12)[i]["text"] for i in (1, 4, 7)
+    ]
     with RecordStream(data, ("ham", "spam"), True, limit=5) as stream:
         stream.check()
         assert stream.n_records == 5 and list(stream) == list(stream)  # the spool reads again
@@ -147,11 +191,20 @@ def test_the_input_is_read_once_and_sharded_and_limited_in_that_pass(tmp_path, m
 def test_problems_come_back_in_the_summary_and_nothing_is_printed(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(run_module, "SINGLE_FILE_WARN_DOCS", 3)
     data = write_jsonl(tmp_path / "in.jsonl", _rows(5) + [{"text": ""}])
-    summary = annotate(data, tmp_path / "out.spacy", FakeTeacher(), on_error="skip", show_progress=False)
+    summary = annotate(
+        data, tmp_path / "out.spacy", FakeTeacher(), on_error="skip", show_progress=False
+    )
     assert summary.n_written == 5 and len(summary.errors) == 1 and "in.jsonl:6" in summary.errors[0]
     assert len(summary.warnings) == 1 and "holds all 5 docs in memory" in summary.warnings[0]
-    assert "`output_path`" in summary.warnings[0] and "OUTPUT" in annotate_message(summary.warnings[0])
-    assert annotate(data, tmp_path / "chunks", FakeTeacher(), on_error="skip", show_progress=False).warnings == []
+    assert "`output_path`" in summary.warnings[0] and "OUTPUT" in annotate_message(
+        summary.warnings[0]
+    )
+    assert (
+        annotate(
+            data, tmp_path / "chunks", FakeTeacher(), on_error="skip", show_progress=False
+        ).warnings
+        == []
+    )
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
     with pytest.raises(RecordError) as info:
@@ -164,13 +217,19 @@ def test_the_cli_maps_argument_names_to_flags():
     assert annotate_message("use a different cache path (`cache`) or none (`cache=None`)") == (
         "use a different cache path (--cache) or none (--no-cache)"
     )
-    assert annotate_message("`hidden` needs the plain backend (`backend=None`)") == "--hidden needs the plain backend (--backend plain)"
+    assert (
+        annotate_message("`hidden` needs the plain backend (`backend=None`)")
+        == "--hidden needs the plain backend (--backend plain)"
+    )
     assert annotate_message("`unknown` and `limit=3`") == "`unknown` and --limit 3"
 
 
 def test_both_outputs_are_one_sink_protocol(tmp_path):
     run = {"input": "x", "chunk_size": 2}
-    for sink in (SingleFileSink(tmp_path / "one.spacy"), ChunkedTargetWriter(tmp_path / "chunks", run)):
+    for sink in (
+        SingleFileSink(tmp_path / "one.spacy"),
+        ChunkedTargetWriter(tmp_path / "chunks", run),
+    ):
         try:
             assert not sink.is_done(0) and sink.n_docs == 0
             for name in ("start", "add", "finish", "complete", "abort", "close"):
@@ -188,7 +247,9 @@ def test_a_single_teacher_keeps_no_details_and_an_ensemble_its_members():
 
     scores, extras = score_with_details(FakeTeacher(), ["free cash", "hi"])
     assert scores.dtype == numpy.float32 and extras == [None, None]
-    ensemble = EnsembleTeacher({"a": FakeTeacher(), "b": FakeTeacher()}, weights={"a": 0.5, "b": 0.5})
+    ensemble = EnsembleTeacher(
+        {"a": FakeTeacher(), "b": FakeTeacher()}, weights={"a": 0.5, "b": 0.5}
+    )
     _, extras = score_with_details(ensemble, ["free cash"])
     assert set(extras[0]["members"]) == {"a", "b"}
 
@@ -207,12 +268,21 @@ def test_a_stopped_run_logs_what_it_kept(tmp_path, caplog):
 
 
 def test_the_leakage_check_sees_every_record_in_the_same_read(tmp_path):
-    dev = write_jsonl(tmp_path / "dev.jsonl", [{"text": "held out text", "id": "d1", "label": "ham"}])
+    dev = write_jsonl(
+        tmp_path / "dev.jsonl", [{"text": "held out text", "id": "d1", "label": "ham"}]
+    )
     rows = _rows(4) + [{"text": "held out text!", "parent": "d1", "method": "x", "id": "v1"}]
     data = write_jsonl(tmp_path / "in.jsonl", rows)
     teacher = FakeTeacher()
     # the leaking record is in the other shard: it is refused all the same, before any teacher work
     with pytest.raises(DistillError, match="overlap the evaluation set"):
-        annotate(data, tmp_path / "o.spacy", teacher, shard=(1, 2), eval_data=[dev], show_progress=False)
+        annotate(
+            data, tmp_path / "o.spacy", teacher, shard=(1, 2), eval_data=[dev], show_progress=False
+        )
     assert teacher.calls == [] and not (tmp_path / "o.spacy").exists()
-    assert annotate(data, tmp_path / "o.spacy", teacher, limit=4, eval_data=[dev], show_progress=False).n_written == 4
+    assert (
+        annotate(
+            data, tmp_path / "o.spacy", teacher, limit=4, eval_data=[dev], show_progress=False
+        ).n_written
+        == 4
+    )

@@ -1,4 +1,5 @@
 """The public Python API: one function per command, and the runnable example of docs/api.md."""
+
 import os
 import re
 import subprocess
@@ -37,7 +38,12 @@ def test_the_api_example_runs_and_the_student_follows_its_teacher(tmp_path):
     script.write_text(code, encoding="utf8")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp_path)}
     result = subprocess.run(
-        [sys.executable, str(script)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
+        [sys.executable, str(script)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "train 600 docs, 600 with gold" in result.stdout
@@ -46,4 +52,6 @@ def test_the_api_example_runs_and_the_student_follows_its_teacher(tmp_path):
     # (all "ham") agrees on about 0.87 of the dev texts.
     assert agreement > 0.9
     assert (tmp_path / "example.py").exists()
-    assert list(tmp_path.glob("*/filter/meta.json")), "the example's export did not write a pipeline"
+    assert list(tmp_path.glob("*/filter/meta.json")), (
+        "the example's export did not write a pipeline"
+    )

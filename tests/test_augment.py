@@ -1,5 +1,6 @@
 """Augmenters without models: noise, obfuscation, synonyms (table and spaCy vectors), chains,
 the `[augment]` config, the CLI, the leakage guard and provenance from augment to training."""
+
 import json
 import random
 from pathlib import Path
@@ -12,12 +13,12 @@ from typer.testing import CliRunner
 from spacy_distill.augment import base, noise, obfuscation, synonyms
 from spacy_distill.augment.compose import Chain
 from spacy_distill.augment.config import load_augment_config
-from spacy_distill.data.leakage import LeakageError
 from spacy_distill.augment.run import AugmentSummary, augment_file, augment_records
 from spacy_distill.cli import app
 from spacy_distill.cli.augment import augment_cli  # noqa: F401  (registers the command)
-from spacy_distill.errors import DistillError
+from spacy_distill.data.leakage import LeakageError
 from spacy_distill.data.records import read_records
+from spacy_distill.errors import DistillError
 from spacy_distill.registry import registry
 
 from .conftest import FakeTeacher, write_jsonl
@@ -36,7 +37,9 @@ def make_noise_augmenters():
         "homoglyphs": obfuscation.Homoglyphs(rate=0.5),
         "split": obfuscation.SplitLetters(rate=0.5),
         "repeats": obfuscation.RepeatedLetters(rate=0.2),
-        "table": synonyms.SynonymTable({"free": ["gratis", "complimentary"], "win": ["earn"]}, rate=0.5),
+        "table": synonyms.SynonymTable(
+            {"free": ["gratis", "complimentary"], "win": ["earn"]}, rate=0.5
+        ),
     }
 
 
@@ -99,13 +102,17 @@ def test_leetspeak_maps_as_documented():
             assert new == " "
         else:
             assert new in obfuscation.LEET[original.lower()]
-    assert obfuscation.Leetspeak(rate=1.0).transform("xyz Привет", random.Random(0)) == "xyz Привет".replace("z", "2")
+    assert obfuscation.Leetspeak(rate=1.0).transform(
+        "xyz Привет", random.Random(0)
+    ) == "xyz Привет".replace("z", "2")
 
 
 def test_homoglyphs_split_letters_and_typos_do_what_they_say():
     out = obfuscation.Homoglyphs(rate=1.0).transform("ape", random.Random(0))
     assert out == "\u0430\u0440\u0435" and out != "ape"
-    split = obfuscation.SplitLetters(rate=1.0, separators=[" "]).transform("free cash!", random.Random(0))
+    split = obfuscation.SplitLetters(rate=1.0, separators=[" "]).transform(
+        "free cash!", random.Random(0)
+    )
     assert split == "f r e e c a s h!"
     typo = noise.KeyboardTypos(rate=1.0).transform("Qa", random.Random(0))
     assert typo[0] in "WA12" and typo[0].isupper() or typo[0] in "12"
@@ -125,7 +132,9 @@ def test_synonym_table_replaces_from_the_table(tmp_path):
     table = {"free": ["gratis", "complimentary"], "prize": ["award"]}
     path = tmp_path / "synonyms.json"
     path.write_text(json.dumps(table), encoding="utf8")
-    augmenter = registry.text_augmenters.get("spacy-distill.SynonymTable.v1")(path=path, n=3, rate=1.0)
+    augmenter = registry.text_augmenters.get("spacy-distill.SynonymTable.v1")(
+        path=path, n=3, rate=1.0
+    )
     variants = augmenter.augment("Win a Free prize", random.Random(0), 3)
     assert variants
     for variant in variants:
@@ -144,14 +153,25 @@ def build_vector_pipeline(path: Path, with_pos: bool) -> Path:
     'film' near 'movie'. With `with_pos`, an attribute ruler tags them."""
     nlp = spacy.blank("en")
     vectors = {
-        "good": [1.0, 0.05], "great": [0.98, 0.1], "goods": [0.99, 0.0],
-        "film": [0.0, 1.0], "movie": [0.1, 0.99], "bad": [-1.0, 0.0],
+        "good": [1.0, 0.05],
+        "great": [0.98, 0.1],
+        "goods": [0.99, 0.0],
+        "film": [0.0, 1.0],
+        "movie": [0.1, 0.99],
+        "bad": [-1.0, 0.0],
     }
     for word, vector in vectors.items():
         nlp.vocab.set_vector(word, numpy.asarray(vector, dtype="float32"))
     if with_pos:
         ruler = nlp.add_pipe("attribute_ruler")
-        tags = {"good": "ADJ", "great": "ADJ", "goods": "NOUN", "film": "NOUN", "movie": "NOUN", "a": "DET"}
+        tags = {
+            "good": "ADJ",
+            "great": "ADJ",
+            "goods": "NOUN",
+            "film": "NOUN",
+            "movie": "NOUN",
+            "a": "DET",
+        }
         for word, pos in tags.items():
             ruler.add([[{"LOWER": word}]], {"POS": pos})
     nlp.to_disk(path)
@@ -194,7 +214,10 @@ def test_chain_and_config_order(tmp_path):
     chain = plan.steps["alpha"]
     assert isinstance(chain, Chain) and chain.n == 1
     assert chain.augment("free cash", random.Random(0), 1) == ["F.R.E.E C.A.S.H"]
-    assert [s["method"] for s in chain.params["steps"]] == ["spacy-distill.CaseNoise.v1", "spacy-distill.SplitLetters.v1"]
+    assert [s["method"] for s in chain.params["steps"]] == [
+        "spacy-distill.CaseNoise.v1",
+        "spacy-distill.SplitLetters.v1",
+    ]
     bad = tmp_path / "bad.cfg"
     bad.write_text("[augment]\nseeds = 1\n", encoding="utf8")
     with pytest.raises(DistillError, match="seeds"):
@@ -207,8 +230,12 @@ def _records(tmp_path, rows):
 
 
 def test_runner_dedups_drops_echoes_and_records_provenance(tmp_path):
-    rows = [{"text": "free cash", "label": "spam", "id": "s1"}, {"text": "FREE CASH", "label": "spam"},
-            {"text": "😀", "label": "ham"}, {"text": "see you", "label": "ham"}]
+    rows = [
+        {"text": "free cash", "label": "spam", "id": "s1"},
+        {"text": "FREE CASH", "label": "spam"},
+        {"text": "😀", "label": "ham"},
+        {"text": "see you", "label": "ham"},
+    ]
     records = _records(tmp_path, rows)
     steps = {"case": noise.CaseNoise(n=3, rate=1.0, modes=["upper"])}
     summary = AugmentSummary(output=tmp_path / "out.jsonl")
@@ -228,7 +255,10 @@ def test_runner_dedups_drops_echoes_and_records_provenance(tmp_path):
 
 
 def test_augment_file_is_byte_identical_for_a_seed(tmp_path):
-    seeds = write_jsonl(tmp_path / "seeds.jsonl", [{"text": t} for t in ["win free cash now", "see you at lunch", "Привет"]])
+    seeds = write_jsonl(
+        tmp_path / "seeds.jsonl",
+        [{"text": t} for t in ["win free cash now", "see you at lunch", "Привет"]],
+    )
     steps = make_noise_augmenters()
     augment_file(seeds, tmp_path / "a.jsonl", steps, seed=7, show_progress=False)
     augment_file(seeds, tmp_path / "b.jsonl", make_noise_augmenters(), seed=7, show_progress=False)
@@ -236,8 +266,14 @@ def test_augment_file_is_byte_identical_for_a_seed(tmp_path):
     a = (tmp_path / "a.jsonl").read_bytes()
     assert a == (tmp_path / "b.jsonl").read_bytes() != (tmp_path / "c.jsonl").read_bytes()
     # A seed's variants do not depend on the other seeds in the file.
-    augment_file(seeds, tmp_path / "d.jsonl", make_noise_augmenters(), seed=7, limit=1, show_progress=False)
-    first = [json.loads(line) for line in a.decode().splitlines() if json.loads(line)["parent"] == "seeds:1"]
+    augment_file(
+        seeds, tmp_path / "d.jsonl", make_noise_augmenters(), seed=7, limit=1, show_progress=False
+    )
+    first = [
+        json.loads(line)
+        for line in a.decode().splitlines()
+        if json.loads(line)["parent"] == "seeds:1"
+    ]
     assert first == [json.loads(line) for line in (tmp_path / "d.jsonl").read_text().splitlines()]
 
 
@@ -245,8 +281,19 @@ def test_cli_writes_variants(tmp_path, spam_jsonl):
     cfg = Path(__file__).parent.parent / "examples" / "augment" / "noise_and_obfuscation.cfg"
     out = tmp_path / "aug.jsonl"
     result = CliRunner().invoke(
-        app, ["augment", str(spam_jsonl), str(out), "--config", str(cfg), "--seed", "1", "--no-progress",
-              "--augment.steps.leet.rate", "1.0"],
+        app,
+        [
+            "augment",
+            str(spam_jsonl),
+            str(out),
+            "--config",
+            str(cfg),
+            "--seed",
+            "1",
+            "--no-progress",
+            "--augment.steps.leet.rate",
+            "1.0",
+        ],
     )
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in out.read_text(encoding="utf8").splitlines()]
@@ -260,8 +307,13 @@ def test_leakage_guard_at_augment_annotate_and_training(tmp_path):
     from spacy_distill.annotation.annotate import annotate
     from spacy_distill.training.corpus import TargetCorpus
 
-    train = write_jsonl(tmp_path / "train.jsonl", [{"text": "win free cash"}, {"text": "see you at lunch"}])
-    dev = write_jsonl(tmp_path / "dev.jsonl", [{"text": "claim your prize", "label": "spam"}, {"text": "See you  at LUNCH"}])
+    train = write_jsonl(
+        tmp_path / "train.jsonl", [{"text": "win free cash"}, {"text": "see you at lunch"}]
+    )
+    dev = write_jsonl(
+        tmp_path / "dev.jsonl",
+        [{"text": "claim your prize", "label": "spam"}, {"text": "See you  at LUNCH"}],
+    )
     steps = {"leet": obfuscation.Leetspeak(rate=1.0)}
     # augment: a seed that is an evaluation text is refused, named by file and line.
     with pytest.raises(LeakageError, match=r"train.jsonl:2 .*dev.jsonl:2"):
@@ -269,7 +321,13 @@ def test_leakage_guard_at_augment_annotate_and_training(tmp_path):
     # A train set made (wrongly) from dev: annotate and training refuse it.
     augment_file(dev, tmp_path / "leaky.jsonl", steps, keep_seeds=True, show_progress=False)
     with pytest.raises(LeakageError) as err:
-        annotate(tmp_path / "leaky.jsonl", tmp_path / "leaky.spacy", FakeTeacher(), eval_data=[dev], show_progress=False)
+        annotate(
+            tmp_path / "leaky.jsonl",
+            tmp_path / "leaky.spacy",
+            FakeTeacher(),
+            eval_data=[dev],
+            show_progress=False,
+        )
     message = str(err.value)
     assert "2 augmented text(s)" in message and "'dev:1'" in message and "dev.jsonl:1" in message
     assert "leaky.jsonl:3 (id 'dev:1~leet.1')" in message
@@ -285,27 +343,61 @@ def test_leakage_guard_at_augment_annotate_and_training(tmp_path):
         next(iter(corpus(nlp)))
     # Variants of train records pass.
     augment_file(train, tmp_path / "clean.jsonl", steps, show_progress=False)
-    annotate(tmp_path / "clean.jsonl", tmp_path / "clean.spacy", FakeTeacher(), eval_data=[dev], show_progress=False)
-    assert len(list(TargetCorpus(tmp_path / "clean.spacy", eval_paths=[tmp_path / "dev.spacy"])(nlp))) == 2
+    annotate(
+        tmp_path / "clean.jsonl",
+        tmp_path / "clean.spacy",
+        FakeTeacher(),
+        eval_data=[dev],
+        show_progress=False,
+    )
+    assert (
+        len(list(TargetCorpus(tmp_path / "clean.spacy", eval_paths=[tmp_path / "dev.spacy"])(nlp)))
+        == 2
+    )
 
 
 def test_provenance_survives_augment_annotate_docbin_training(tmp_path, spam_jsonl):
-    from spacy_distill.annotation.annotate import annotate
     from spacy_distill.data.targets import get_target
 
-    steps = {"leet": obfuscation.Leetspeak(n=2, rate=0.6), "split": obfuscation.SplitLetters(rate=0.5, separators=[" ", "."])}
-    augment_file(spam_jsonl, tmp_path / "aug.jsonl", steps, seed=5, keep_seeds=True, show_progress=False)
-    rows = [json.loads(line) for line in (tmp_path / "aug.jsonl").read_text(encoding="utf8").splitlines()]
+    steps = {
+        "leet": obfuscation.Leetspeak(n=2, rate=0.6),
+        "split": obfuscation.SplitLetters(rate=0.5, separators=[" ", "."]),
+    }
+    augment_file(
+        spam_jsonl, tmp_path / "aug.jsonl", steps, seed=5, keep_seeds=True, show_progress=False
+    )
+    rows = [
+        json.loads(line)
+        for line in (tmp_path / "aug.jsonl").read_text(encoding="utf8").splitlines()
+    ]
     result = CliRunner().invoke(
-        app, ["annotate", str(tmp_path / "aug.jsonl"), str(tmp_path / "aug.spacy"), "--teacher",
-              str(_fake_teacher_cfg(tmp_path)), "--no-cache", "--no-progress", "--eval-data", str(spam_jsonl)],
+        app,
+        [
+            "annotate",
+            str(tmp_path / "aug.jsonl"),
+            str(tmp_path / "aug.spacy"),
+            "--teacher",
+            str(_fake_teacher_cfg(tmp_path)),
+            "--no-cache",
+            "--no-progress",
+            "--eval-data",
+            str(spam_jsonl),
+        ],
     )
     # The seeds are in the "evaluation" set, but only variants are checked, and their parents
     # are train ids: r0.. are in spam.jsonl, so this must fail.
     assert result.exit_code == 1 and "overlap the evaluation set" in result.output
     result = CliRunner().invoke(
-        app, ["annotate", str(tmp_path / "aug.jsonl"), str(tmp_path / "aug.spacy"), "--teacher",
-              str(_fake_teacher_cfg(tmp_path)), "--no-cache", "--no-progress"],
+        app,
+        [
+            "annotate",
+            str(tmp_path / "aug.jsonl"),
+            str(tmp_path / "aug.spacy"),
+            "--teacher",
+            str(_fake_teacher_cfg(tmp_path)),
+            "--no-cache",
+            "--no-progress",
+        ],
     )
     assert result.exit_code == 0, result.output
     nlp = spacy.blank("en")
@@ -336,10 +428,13 @@ def _fake_teacher_cfg(tmp_path):
 
 
 def test_records_read_augmentation_fields(tmp_path):
-    path = write_jsonl(tmp_path / "x.jsonl", [
-        {"text": "a", "parent": "p", "method": "m", "params": {"rate": 0.1}},
-        {"text": "b", "params": [1]},
-    ])
+    path = write_jsonl(
+        tmp_path / "x.jsonl",
+        [
+            {"text": "a", "parent": "p", "method": "m", "params": {"rate": 0.1}},
+            {"text": "b", "params": [1]},
+        ],
+    )
     good, bad = list(read_records(path))
     assert (good.parent, good.method, good.params, good.key) == ("p", "m", {"rate": 0.1}, "x:1")
     assert "x.jsonl:2: field 'params'" in str(bad)
@@ -372,16 +467,37 @@ def test_augment_drops_variants_that_are_evaluation_texts(tmp_path):
 
     # "see you soon" without its last word is "See  you", a dev text (case and spacing aside):
     # dropped, not written.
-    train = write_jsonl(tmp_path / "train.jsonl", [{"text": "see you soon"}, {"text": "free cash now"}])
-    dev = write_jsonl(tmp_path / "dev.jsonl", [{"text": "See  you", "label": "ham"}, {"text": "other"}])
+    train = write_jsonl(
+        tmp_path / "train.jsonl", [{"text": "see you soon"}, {"text": "free cash now"}]
+    )
+    dev = write_jsonl(
+        tmp_path / "dev.jsonl", [{"text": "See  you", "label": "ham"}, {"text": "other"}]
+    )
     steps = {"drop": DropLastWord()}
-    summary = augment_file(train, tmp_path / "aug.jsonl", steps, eval_data=[dev], show_progress=False)
-    rows = [json.loads(line) for line in (tmp_path / "aug.jsonl").read_text(encoding="utf8").splitlines()]
+    summary = augment_file(
+        train, tmp_path / "aug.jsonl", steps, eval_data=[dev], show_progress=False
+    )
+    rows = [
+        json.loads(line)
+        for line in (tmp_path / "aug.jsonl").read_text(encoding="utf8").splitlines()
+    ]
     assert [r["text"] for r in rows] == ["free cash"]
     assert summary.n_dropped["evaluation"] == 1
     # So annotate's leakage check passes on the output.
-    annotate(tmp_path / "aug.jsonl", tmp_path / "aug.spacy", FakeTeacher(), eval_data=[dev], show_progress=False)
+    annotate(
+        tmp_path / "aug.jsonl",
+        tmp_path / "aug.spacy",
+        FakeTeacher(),
+        eval_data=[dev],
+        show_progress=False,
+    )
     # Without --eval-data the variant is written, and annotate refuses it.
     augment_file(train, tmp_path / "leaky.jsonl", steps, show_progress=False)
     with pytest.raises(LeakageError, match="dev.jsonl:1"):
-        annotate(tmp_path / "leaky.jsonl", tmp_path / "leaky.spacy", FakeTeacher(), eval_data=[dev], show_progress=False)
+        annotate(
+            tmp_path / "leaky.jsonl",
+            tmp_path / "leaky.spacy",
+            FakeTeacher(),
+            eval_data=[dev],
+            show_progress=False,
+        )

@@ -1,4 +1,5 @@
 """The batched n-gram features: exactly spaCy's `extract_ngrams` output, empty docs included."""
+
 import numpy
 import pytest
 import spacy
@@ -9,7 +10,13 @@ from spacy_distill.ml.batched_ngrams import extract_ngrams_batched
 
 from .conftest import SPAM_TEXTS
 
-TEXTS = [text for text, _ in SPAM_TEXTS] + ["a", "a a a", "b a b a b", "win win win free free", "ok"]
+TEXTS = [text for text, _ in SPAM_TEXTS] + [
+    "a",
+    "a a a",
+    "b a b a b",
+    "win win win free free",
+    "ok",
+]
 
 
 @pytest.mark.parametrize("ngram_size", [1, 2, 3, 4])
@@ -19,7 +26,11 @@ def test_batched_features_equal_spacys_key_for_key(ngram_size):
     layer = extract_ngrams(ngram_size)
     (keys, vals, lengths), _ = spacy_forward(layer, docs, False)
     (b_keys, b_vals, b_lengths), _ = extract_ngrams_batched(layer, docs, False)
-    assert b_keys.dtype == keys.dtype and b_vals.dtype == vals.dtype and b_lengths.dtype == lengths.dtype
+    assert (
+        b_keys.dtype == keys.dtype
+        and b_vals.dtype == vals.dtype
+        and b_lengths.dtype == lengths.dtype
+    )
     numpy.testing.assert_array_equal(b_keys, keys)
     numpy.testing.assert_array_equal(b_vals, vals)
     numpy.testing.assert_array_equal(b_lengths, lengths)

@@ -3,9 +3,9 @@ import pytest
 
 from spacy_distill.annotation.annotate import annotate
 from spacy_distill.annotation.cache import TeacherCache
-from spacy_distill.errors import DistillError, TargetFormatError
 from spacy_distill.data.shards import merge_target_files, parse_shard
 from spacy_distill.data.targets import get_target, read_targets
+from spacy_distill.errors import DistillError, TargetFormatError
 
 from .conftest import FakeTeacher, write_jsonl
 
@@ -50,15 +50,24 @@ def test_shards_merge_to_the_same_output_as_one_run(tmp_path):
     data = write_jsonl(tmp_path / "in.jsonl", [{"text": t, "label": "ham"} for t in _texts(11)])
     annotate(data, tmp_path / "full.spacy", FakeTeacher(), show_progress=False)
     for k in (1, 2, 3):
-        annotate(data, tmp_path / f"shard{k}.spacy", FakeTeacher(), shard=(k, 3), show_progress=False)
-    assert merge_target_files([tmp_path / f"shard{k}.spacy" for k in (3, 1, 2)], tmp_path / "merged.spacy") == 11
+        annotate(
+            data, tmp_path / f"shard{k}.spacy", FakeTeacher(), shard=(k, 3), show_progress=False
+        )
+    assert (
+        merge_target_files(
+            [tmp_path / f"shard{k}.spacy" for k in (3, 1, 2)], tmp_path / "merged.spacy"
+        )
+        == 11
+    )
     full = list(read_targets(tmp_path / "full.spacy"))
     merged = list(read_targets(tmp_path / "merged.spacy"))
     assert [d.text for d in merged] == [d.text for d in full]
     assert [d.user_data for d in merged] == [d.user_data for d in full]
     assert (tmp_path / "merged.spacy").read_bytes() == (tmp_path / "full.spacy").read_bytes()
     with pytest.raises(TargetFormatError, match="is also in"):
-        merge_target_files([tmp_path / "shard1.spacy", tmp_path / "shard1.spacy"], tmp_path / "x.spacy")
+        merge_target_files(
+            [tmp_path / "shard1.spacy", tmp_path / "shard1.spacy"], tmp_path / "x.spacy"
+        )
     assert parse_shard("2/8") == (2, 8)
     for bad in ("0/3", "4/3", "x"):
         with pytest.raises(DistillError, match="K/N"):
@@ -69,12 +78,18 @@ def test_ensemble_member_distributions_reach_targets_and_cache(tmp_path):
     from spacy_distill.teachers.ensemble import EnsembleTeacher
 
     data = write_jsonl(tmp_path / "in.jsonl", [{"text": "free cash"}, {"text": "hello"}])
-    teacher = EnsembleTeacher({"a": FakeTeacher(), "b": FakeTeacher(nan_on="zzz")}, weights={"a": 0.5, "b": 0.5})
+    teacher = EnsembleTeacher(
+        {"a": FakeTeacher(), "b": FakeTeacher(nan_on="zzz")}, weights={"a": 0.5, "b": 0.5}
+    )
     cache = tmp_path / "cache.sqlite"
     for name in ("first", "second"):  # the second run is served from the cache
-        summary = annotate(data, tmp_path / f"{name}.spacy", teacher, cache=cache, show_progress=False)
+        summary = annotate(
+            data, tmp_path / f"{name}.spacy", teacher, cache=cache, show_progress=False
+        )
         target = get_target(next(iter(read_targets(tmp_path / f"{name}.spacy"))))
         members = target.teacher_info["members"]
         assert set(members) == {"a", "b"} and sum(members["a"]) == pytest.approx(1.0, abs=1e-5)
-        numpy.testing.assert_allclose(numpy.exp(FakeTeacher().score(["free cash"]))[0], members["a"], atol=1e-5)
+        numpy.testing.assert_allclose(
+            numpy.exp(FakeTeacher().score(["free cash"]))[0], members["a"], atol=1e-5
+        )
     assert summary.n_cache_hits == 2

@@ -4,10 +4,7 @@ import spacy
 from spacy.training import Example
 
 from spacy_distill.errors import LabelMismatchError, UnsupportedModelError
-from spacy_distill.training.losses import SoftTargetLoss
-from spacy_distill.ml.logits import forward_logits
 from spacy_distill.pipeline.distill_textcat import (
-    DistillMultiLabelTextCategorizer,
     DistillTextCategorizer,
 )
 
@@ -41,13 +38,27 @@ def _train(nlp, examples, steps):
 @pytest.mark.parametrize("arch", ["bow", "cnn"])
 def test_student_reproduces_teacher_distribution(arch):
     nlp = spacy.blank("en")
-    config = {"loss": {"@losses": "spacy-distill.SoftTargetLoss.v1", "temperature": 2.0, "alpha": 1.0}}
+    config = {
+        "loss": {"@losses": "spacy-distill.SoftTargetLoss.v1", "temperature": 2.0, "alpha": 1.0}
+    }
     if arch == "cnn":
         config["model"] = {
-            "@architectures": "spacy.TextCatReduce.v1", "exclusive_classes": True,
-            "use_reduce_first": False, "use_reduce_last": False, "use_reduce_max": False, "use_reduce_mean": True,
-            "tok2vec": {"@architectures": "spacy.HashEmbedCNN.v2", "pretrained_vectors": None, "width": 16, "depth": 1,
-                        "embed_size": 200, "window_size": 1, "maxout_pieces": 2, "subword_features": False},
+            "@architectures": "spacy.TextCatReduce.v1",
+            "exclusive_classes": True,
+            "use_reduce_first": False,
+            "use_reduce_last": False,
+            "use_reduce_max": False,
+            "use_reduce_mean": True,
+            "tok2vec": {
+                "@architectures": "spacy.HashEmbedCNN.v2",
+                "pretrained_vectors": None,
+                "width": 16,
+                "depth": 1,
+                "embed_size": 200,
+                "window_size": 1,
+                "maxout_pieces": 2,
+                "subword_features": False,
+            },
         }
     textcat = nlp.add_pipe("distill_textcat", name="textcat", config=config)
     assert isinstance(textcat, DistillTextCategorizer)
@@ -62,19 +73,42 @@ def test_student_reproduces_teacher_distribution(arch):
 
 def test_multilabel_student_reproduces_teacher():
     nlp = spacy.blank("en")
-    nlp.add_pipe("distill_textcat_multilabel", name="textcat", config={"loss": {"@losses": "spacy-distill.SoftTargetLoss.v1", "temperature": 1.0, "alpha": 1.0}})
-    rows = [("free cash", [0.9, 0.2, 0.7]), ("hello friend", [0.1, 0.8, 0.3]), ("cash friend", [0.6, 0.5, 0.5])]
-    docs = make_target_docs([(t, p, {}) for t, p in rows], labels=("spam", "social", "money"), exclusive=False)
+    nlp.add_pipe(
+        "distill_textcat_multilabel",
+        name="textcat",
+        config={
+            "loss": {"@losses": "spacy-distill.SoftTargetLoss.v1", "temperature": 1.0, "alpha": 1.0}
+        },
+    )
+    rows = [
+        ("free cash", [0.9, 0.2, 0.7]),
+        ("hello friend", [0.1, 0.8, 0.3]),
+        ("cash friend", [0.6, 0.5, 0.5]),
+    ]
+    docs = make_target_docs(
+        [(t, p, {}) for t, p in rows], labels=("spam", "social", "money"), exclusive=False
+    )
     _train(nlp, _examples(nlp, docs), 400)
     for (text, probs), doc in zip(rows, nlp.pipe(t for t, _ in rows)):
-        numpy.testing.assert_allclose([doc.cats[l] for l in ("spam", "social", "money")], probs, atol=0.05)
+        numpy.testing.assert_allclose(
+            [doc.cats[l] for l in ("spam", "social", "money")], probs, atol=0.05
+        )
 
 
 def test_alpha_zero_learns_gold_and_ignores_teacher():
     nlp = spacy.blank("en")
-    nlp.add_pipe("distill_textcat", name="textcat", config={"loss": {"@losses": "spacy-distill.SoftTargetLoss.v1", "alpha": 0.0}})
+    nlp.add_pipe(
+        "distill_textcat",
+        name="textcat",
+        config={"loss": {"@losses": "spacy-distill.SoftTargetLoss.v1", "alpha": 0.0}},
+    )
     # the teacher says the opposite of gold
-    docs = make_target_docs([("free cash", [0.9, 0.1], {"ham": 0.0, "spam": 1.0}), ("see you", [0.1, 0.9], {"ham": 1.0, "spam": 0.0})])
+    docs = make_target_docs(
+        [
+            ("free cash", [0.9, 0.1], {"ham": 0.0, "spam": 1.0}),
+            ("see you", [0.1, 0.9], {"ham": 1.0, "spam": 0.0}),
+        ]
+    )
     _train(nlp, _examples(nlp, docs), 100)
     assert nlp("free cash").cats["spam"] > 0.9
     assert nlp("see you").cats["ham"] > 0.9
@@ -88,7 +122,9 @@ def test_inference_is_textcat_and_survives_serialization(tmp_path):
     before = [doc.cats for doc in nlp.pipe(texts)]
     # The same weights in spaCy's own textcat predict the same cats.
     plain = spacy.blank("en")
-    plain_textcat = plain.add_pipe("textcat", config={"model": nlp.config["components"]["textcat"]["model"]})
+    plain_textcat = plain.add_pipe(
+        "textcat", config={"model": nlp.config["components"]["textcat"]["model"]}
+    )
     plain_textcat.from_bytes(nlp.get_pipe("textcat").to_bytes(exclude=["vocab"]))
     for a, b in zip(before, (doc.cats for doc in plain.pipe(texts))):
         for label in a:
@@ -104,7 +140,12 @@ def test_inference_is_textcat_and_survives_serialization(tmp_path):
 def test_scores_report_teacher_agreement_next_to_gold_metrics():
     nlp = spacy.blank("en")
     nlp.add_pipe("distill_textcat", name="textcat")
-    docs = make_target_docs([(t, p, {"ham": float(p[0] > 0.5), "spam": float(p[0] <= 0.5)} if i % 2 else {}) for i, (t, p) in enumerate(TEACHER)])
+    docs = make_target_docs(
+        [
+            (t, p, {"ham": float(p[0] > 0.5), "spam": float(p[0] <= 0.5)} if i % 2 else {})
+            for i, (t, p) in enumerate(TEACHER)
+        ]
+    )
     examples = _examples(nlp, docs)
     _train(nlp, examples, 50)
     scores = nlp.evaluate(examples)
@@ -123,7 +164,11 @@ def test_scores_report_teacher_agreement_next_to_gold_metrics():
 def test_teacher_agreement_and_kl_match_hand_computed_values(exclusive):
     from spacy_distill.training.scoring import score_teacher_agreement
 
-    rows = [("a b", [0.8, 0.2], {}), ("c d", [0.3, 0.7], {})] if exclusive else [("a b", [0.9, 0.5], {})]
+    rows = (
+        [("a b", [0.8, 0.2], {}), ("c d", [0.3, 0.7], {})]
+        if exclusive
+        else [("a b", [0.9, 0.5], {})]
+    )
     docs = make_target_docs(rows, exclusive=exclusive)
     examples = []
     for doc in docs:
@@ -159,7 +204,13 @@ def test_label_mismatch_and_kind_mismatch_fail_clearly():
 
 def test_label_order_of_targets_may_differ_from_component():
     nlp = spacy.blank("en")
-    textcat = nlp.add_pipe("distill_textcat", name="textcat", config={"loss": {"@losses": "spacy-distill.SoftTargetLoss.v1", "temperature": 1.0, "alpha": 1.0}})
+    textcat = nlp.add_pipe(
+        "distill_textcat",
+        name="textcat",
+        config={
+            "loss": {"@losses": "spacy-distill.SoftTargetLoss.v1", "temperature": 1.0, "alpha": 1.0}
+        },
+    )
     docs = make_target_docs([("free cash", [0.3, 0.7], {})], labels=("ham", "spam"))
     examples = _examples(nlp, docs)
     textcat.initialize(lambda: examples, labels=["spam", "ham"])
@@ -180,7 +231,18 @@ def test_teacher_student_loss_signature():
 
 def test_model_without_output_layer_fails_at_initialize():
     nlp = spacy.blank("en")
-    nlp.add_pipe("distill_textcat", name="textcat", config={"model": {"@architectures": "spacy.TextCatBOW.v3", "exclusive_classes": True, "ngram_size": 1, "no_output_layer": True}})
+    nlp.add_pipe(
+        "distill_textcat",
+        name="textcat",
+        config={
+            "model": {
+                "@architectures": "spacy.TextCatBOW.v3",
+                "exclusive_classes": True,
+                "ngram_size": 1,
+                "no_output_layer": True,
+            }
+        },
+    )
     examples = _examples(nlp, make_target_docs([(t, p, {}) for t, p in TEACHER]))
     with pytest.raises(UnsupportedModelError, match="no_output_layer"):
         nlp.initialize(lambda: examples)

@@ -4,6 +4,7 @@ process on a small and a large pipeline.
 The machine running the tests is shared and noisy: the timing logic is checked on an injected
 clock that only the fake predictors move, and the worker process only on plausibility bounds.
 """
+
 import importlib.util
 import json
 import sys
@@ -26,11 +27,11 @@ from spacy_distill.evaluation.cost import (
 )
 
 TEXTS = [f"text number {i} with some words" for i in range(40)]
-SMALL_LENGTH = 2 ** 12
-LARGE_LENGTH = 2 ** 22
+SMALL_LENGTH = 2**12
+LARGE_LENGTH = 2**22
 N_LABELS = 2
 # The BOW weight table: `length` rows of one float32 per label.
-LARGE_TABLE_MB = LARGE_LENGTH * N_LABELS * 4 / 2 ** 20
+LARGE_TABLE_MB = LARGE_LENGTH * N_LABELS * 4 / 2**20
 
 
 class FakeClock:
@@ -78,7 +79,9 @@ def test_measure_throughput_keeps_the_fastest_pass():
             clock.now += next(per_pass)
         return batch
 
-    result = measure_throughput(predict, TEXTS, batch_size=len(TEXTS), warmup=0, repeats=3, clock=clock)
+    result = measure_throughput(
+        predict, TEXTS, batch_size=len(TEXTS), warmup=0, repeats=3, clock=clock
+    )
     assert result["seconds"] == pytest.approx(0.1)
     assert result["docs_per_s"] == pytest.approx(len(TEXTS) / 0.1)
 
@@ -137,12 +140,18 @@ def test_size_on_disk(tmp_path):
 
 def test_cost_summary():
     student = {
-        "throughput": {"docs_per_s": 1000.0}, "latency": {"p50_ms": 0.5},
-        "peak_rss_mb": 300.0, "python_baseline_rss_mb": 280.0, "size_on_disk_bytes": 1_000_000,
+        "throughput": {"docs_per_s": 1000.0},
+        "latency": {"p50_ms": 0.5},
+        "peak_rss_mb": 300.0,
+        "python_baseline_rss_mb": 280.0,
+        "size_on_disk_bytes": 1_000_000,
     }
     teacher = {
-        "throughput": {"docs_per_s": 10.0}, "latency": {"p50_ms": 50.0},
-        "peak_rss_mb": 1500.0, "python_baseline_rss_mb": 300.0, "size_on_disk_bytes": 500_000_000,
+        "throughput": {"docs_per_s": 10.0},
+        "latency": {"p50_ms": 50.0},
+        "peak_rss_mb": 1500.0,
+        "python_baseline_rss_mb": 300.0,
+        "size_on_disk_bytes": 500_000_000,
     }
     summary = cost_summary(student, teacher)
     assert summary["speedup"] == pytest.approx(100.0)
@@ -151,16 +160,26 @@ def test_cost_summary():
     assert summary["model_memory_ratio"] == pytest.approx(60.0)
     assert summary["size_ratio"] == pytest.approx(500.0)
     missing = cost_summary({"throughput": {"docs_per_s": 5.0}, "latency": None}, {})
-    assert all(missing[key] is None for key in
-               ("speedup", "latency_ratio", "memory_ratio", "model_memory_ratio", "size_ratio"))
+    assert all(
+        missing[key] is None
+        for key in ("speedup", "latency_ratio", "memory_ratio", "model_memory_ratio", "size_ratio")
+    )
 
 
 def build_bow_pipeline(path, length):
     nlp = spacy.blank("en")
-    nlp.add_pipe("textcat", config={"model": {
-        "@architectures": "spacy.TextCatBOW.v3", "exclusive_classes": True, "ngram_size": 1,
-        "no_output_layer": False, "length": length,
-    }})
+    nlp.add_pipe(
+        "textcat",
+        config={
+            "model": {
+                "@architectures": "spacy.TextCatBOW.v3",
+                "exclusive_classes": True,
+                "ngram_size": 1,
+                "no_output_layer": False,
+                "length": length,
+            }
+        },
+    )
     examples = [
         Example.from_dict(nlp.make_doc("free cash now"), {"cats": {"spam": 1.0, "ham": 0.0}}),
         Example.from_dict(nlp.make_doc("see you soon"), {"cats": {"spam": 0.0, "ham": 1.0}}),
@@ -180,12 +199,13 @@ def measured(tmp_path_factory):
     root = tmp_path_factory.mktemp("cost")
     small = build_bow_pipeline(root / "small", SMALL_LENGTH)
     large = build_bow_pipeline(root / "large", LARGE_LENGTH)
-    texts = [f"win free cash now number {i}" if i % 2 else f"see you at lunch {i}"
-             for i in range(120)]
+    texts = [
+        f"win free cash now number {i}" if i % 2 else f"see you at lunch {i}" for i in range(120)
+    ]
     options = dict(batch_size=32, warmup=10, latency_n=20, timeout=300, verbose=False)
     # Raise this process's peak RSS well above a worker's: getrusage's ru_maxrss would carry it
     # into every worker started from here, and the workers must report their own peak.
-    ballast = numpy.ones(512 * 2 ** 20, dtype="uint8")
+    ballast = numpy.ones(512 * 2**20, dtype="uint8")
     del ballast
     jobs = {
         "small": ("pipeline", small, False),
@@ -197,7 +217,9 @@ def measured(tmp_path_factory):
     }
     with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
         futures = {
-            name: pool.submit(measure_in_subprocess, kind, spec, texts, without_frameworks=bare, **options)
+            name: pool.submit(
+                measure_in_subprocess, kind, spec, texts, without_frameworks=bare, **options
+            )
             for name, (kind, spec, bare) in jobs.items()
         }
         results = {name: future.result() for name, future in futures.items()}
@@ -241,21 +263,36 @@ def test_a_pipeline_that_needs_torch_is_measured_with_it_and_says_so(tmp_path):
     from spacy.util import load_model_from_config
     from thinc.api import Config
 
-    from .tiny_models import TRF_TEXTCAT_CONFIG as TRF_TEACHER_CONFIG, build_tiny_bert
+    from .tiny_models import TRF_TEXTCAT_CONFIG as TRF_TEACHER_CONFIG
+    from .tiny_models import build_tiny_bert
 
-    config = Config().from_str(TRF_TEACHER_CONFIG.format(model_dir=build_tiny_bert(tmp_path / "bert")))
+    config = Config().from_str(
+        TRF_TEACHER_CONFIG.format(model_dir=build_tiny_bert(tmp_path / "bert"))
+    )
     nlp = load_model_from_config(config, auto_fill=True)
-    nlp.initialize(lambda: [Example.from_dict(nlp.make_doc("free cash"), {"cats": {"spam": 1.0, "ham": 0.0}})])
+    nlp.initialize(
+        lambda: [Example.from_dict(nlp.make_doc("free cash"), {"cats": {"spam": 1.0, "ham": 0.0}})]
+    )
     nlp.to_disk(tmp_path / "trf")
-    result = measure_in_subprocess("pipeline", tmp_path / "trf", ["free cash now", "see you"] * 5, batch_size=4,
-                                   warmup=1, latency_n=2, verbose=False, without_frameworks=True)
-    assert result["environment"].startswith("with every installed package (it does not load without torch")
+    result = measure_in_subprocess(
+        "pipeline",
+        tmp_path / "trf",
+        ["free cash now", "see you"] * 5,
+        batch_size=4,
+        warmup=1,
+        latency_n=2,
+        verbose=False,
+        without_frameworks=True,
+    )
+    assert result["environment"].startswith(
+        "with every installed package (it does not load without torch"
+    )
     assert "transformer" in result["environment"] and result["throughput"]["n_docs"] == 10
 
 
 def test_large_pipeline_costs_its_table(measured):
     small, large = measured["small"], measured["large"]
-    size_diff_mb = (large["size_on_disk_bytes"] - small["size_on_disk_bytes"]) / 2 ** 20
+    size_diff_mb = (large["size_on_disk_bytes"] - small["size_on_disk_bytes"]) / 2**20
     assert LARGE_TABLE_MB * 0.9 < size_diff_mb < LARGE_TABLE_MB * 1.2
     # Loading holds the serialized bytes and the array at once (and may copy), so the peak
     # grows by one to a few table sizes; the worker's baseline does not depend on the model.
@@ -288,11 +325,15 @@ def fake_worker(tmp_path, monkeypatch, source):
 
 
 def test_measure_in_subprocess_reports_worker_failure(tmp_path, monkeypatch):
-    fake_worker(tmp_path, monkeypatch, (
-        "import sys\n"
-        "print('measuring x: loading ...', file=sys.stderr)\n"
-        "raise OSError('[E050] Can\\'t find model no-such-pipeline')\n"
-    ))
+    fake_worker(
+        tmp_path,
+        monkeypatch,
+        (
+            "import sys\n"
+            "print('measuring x: loading ...', file=sys.stderr)\n"
+            "raise OSError('[E050] Can\\'t find model no-such-pipeline')\n"
+        ),
+    )
     with pytest.raises(RuntimeError, match="cost worker failed") as excinfo:
         measure_in_subprocess("pipeline", "no-such-pipeline", ["a text"], verbose=False)
     # The output tail says why.
@@ -306,7 +347,9 @@ def test_measure_in_subprocess_without_result(tmp_path, monkeypatch):
 
 
 def test_measure_in_subprocess_timeout(tmp_path, monkeypatch):
-    fake_worker(tmp_path, monkeypatch, "import time\nprint('started', flush=True)\ntime.sleep(60)\n")
+    fake_worker(
+        tmp_path, monkeypatch, "import time\nprint('started', flush=True)\ntime.sleep(60)\n"
+    )
     start = time.perf_counter()
     with pytest.raises(RuntimeError, match="timeout=1") as excinfo:
         measure_in_subprocess("teacher", "x.cfg", ["a text"], timeout=1, verbose=False)
@@ -315,18 +358,28 @@ def test_measure_in_subprocess_timeout(tmp_path, monkeypatch):
 
 
 def test_measure_in_subprocess_passes_arguments(tmp_path, monkeypatch):
-    fake_worker(tmp_path, monkeypatch, (
-        "import json, sys\n"
-        "args = sys.argv[1:]\n"
-        "opts = dict(zip(args[::2], args[1::2]))\n"
-        "texts = [json.loads(line)['text'] for line in open(opts['--texts'], encoding='utf8')]\n"
-        "opts['texts'] = texts\n"
-        "open(opts['--output'], 'w', encoding='utf8').write(json.dumps(opts))\n"
-    ))
+    fake_worker(
+        tmp_path,
+        monkeypatch,
+        (
+            "import json, sys\n"
+            "args = sys.argv[1:]\n"
+            "opts = dict(zip(args[::2], args[1::2]))\n"
+            "texts = [json.loads(line)['text'] for line in open(opts['--texts'], encoding='utf8')]\n"
+            "opts['texts'] = texts\n"
+            "open(opts['--output'], 'w', encoding='utf8').write(json.dumps(opts))\n"
+        ),
+    )
     texts = ["one", "two with\nnewline", "drei über"]
     result = measure_in_subprocess(
-        "teacher", "teacher.cfg", texts, batch_size=8, warmup=3, latency_n=0,
-        overrides={"teacher.batch_size": 4}, verbose=False,
+        "teacher",
+        "teacher.cfg",
+        texts,
+        batch_size=8,
+        warmup=3,
+        latency_n=0,
+        overrides={"teacher.batch_size": 4},
+        verbose=False,
     )
     assert result["texts"] == texts
     assert result["--kind"] == "teacher" and result["--spec"] == "teacher.cfg"

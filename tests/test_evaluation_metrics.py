@@ -1,9 +1,12 @@
 """Each metric against an independent reference: scikit-learn where it has one, else numbers
 worked out by hand (the working is in the comments)."""
+
 import math
 
 import numpy
 import pytest
+import sklearn.calibration as sk_calibration  # noqa: E402
+import sklearn.metrics as sk  # noqa: E402
 
 from spacy_distill.evaluation.metrics import (
     agreement,
@@ -16,18 +19,13 @@ from spacy_distill.evaluation.metrics import (
     teacher_bias_audit,
 )
 
-import sklearn.metrics as sk  # noqa: E402
-import sklearn.calibration as sk_calibration  # noqa: E402
-
 NAN = numpy.nan
 
 # Exclusive binary. Doc 2 is a tie (argmax -> "neg", the lowest index); docs 1 and 3 tie on
 # the "pos" score (0.7), one gold pos and one gold neg; doc 4 has no gold.
 BIN_LABELS = ["neg", "pos"]
 BIN_GOLD = numpy.asarray([[1, 0], [0, 1], [0, 1], [1, 0], [NAN, NAN], [0, 1]], dtype="f")
-BIN_PROBS = numpy.asarray(
-    [[0.8, 0.2], [0.3, 0.7], [0.5, 0.5], [0.3, 0.7], [0.1, 0.9], [0.6, 0.4]]
-)
+BIN_PROBS = numpy.asarray([[0.8, 0.2], [0.3, 0.7], [0.5, 0.5], [0.3, 0.7], [0.1, 0.9], [0.6, 0.4]])
 BIN_Y = numpy.asarray([0, 1, 1, 0, 1])  # gold of the docs with gold
 BIN_PRED = numpy.asarray([0, 1, 0, 1, 0])  # argmax by hand, tie -> 0
 BIN_SCORE = numpy.asarray([0.2, 0.7, 0.5, 0.7, 0.4])  # P(pos) of the docs with gold
@@ -55,9 +53,7 @@ TRI_PRED = numpy.asarray([0, 0, 0, 2, 2])
 # Multi-label. "y" is never predicted on a known cell (row 2 predicts it, but its gold is
 # unknown), "z" is never gold; row 3 has no gold; 0.5 sits exactly on the threshold (>=).
 ML_LABELS = ["x", "y", "z"]
-ML_GOLD = numpy.asarray(
-    [[1, 0, 0], [0, 1, 0], [1, NAN, 0], [NAN, NAN, NAN], [1, 1, 0], [0, 0, 0]]
-)
+ML_GOLD = numpy.asarray([[1, 0, 0], [0, 1, 0], [1, NAN, 0], [NAN, NAN, NAN], [1, 1, 0], [0, 0, 0]])
 ML_PROBS = numpy.asarray(
     [
         [0.9, 0.2, 0.6],
@@ -550,9 +546,7 @@ def test_retention():
             r"gold row 0 has 2 labels set to 1.0",
         ),
         (
-            lambda: classification_metrics(
-                [[0.3, 0.7]], [[0.5, 0.5]], ["a", "b"], exclusive=False
-            ),
+            lambda: classification_metrics([[0.3, 0.7]], [[0.5, 0.5]], ["a", "b"], exclusive=False),
             r"gold must hold 0.0, 1.0 or NaN .* row 0, column 0 is 0.3",
         ),
         (

@@ -1,10 +1,10 @@
 """Each plot writes a PNG that matplotlib can read back, also for awkward inputs."""
+
 import subprocess
 import sys
 
-import pytest
-
 import matplotlib  # noqa: E402,F401  (a required test dependency: the [test] extra)
+import pytest
 
 from spacy_distill.evaluation.plots import (  # noqa: E402
     plot_confusion,
@@ -30,23 +30,31 @@ def make_bins(confidences, counts):
     bins = []
     for i, (confidence, count) in enumerate(zip(confidences, counts)):
         empty = count == 0
-        bins.append({
-            "lo": i / len(counts),
-            "hi": (i + 1) / len(counts),
-            "count": count,
-            "confidence": None if empty else confidence,
-            "accuracy": None if empty else max(0.0, confidence - 0.05),
-        })
+        bins.append(
+            {
+                "lo": i / len(counts),
+                "hi": (i + 1) / len(counts),
+                "count": count,
+                "confidence": None if empty else confidence,
+                "accuracy": None if empty else max(0.0, confidence - 0.05),
+            }
+        )
     return bins
 
 
 def test_plot_reliability(tmp_path):
     curves = {
-        "student": make_bins([0.05, 0.15, 0.25, 0.35, 0.45, 0.55, 0.65, 0.75, 0.85, 0.95],
-                             [0, 0, 0, 0, 0, 3, 8, 12, 40, 120]),
+        "student": make_bins(
+            [0.05, 0.15, 0.25, 0.35, 0.45, 0.55, 0.65, 0.75, 0.85, 0.95],
+            [0, 0, 0, 0, 0, 3, 8, 12, 40, 120],
+        ),
         # The dict form, with an ECE for the legend.
-        "teacher": {"ece": 0.021, "bins": make_bins([0.55, 0.65, 0.75, 0.85, 0.95] * 2,
-                                                    [0, 0, 0, 0, 0, 1, 2, 5, 30, 150])},
+        "teacher": {
+            "ece": 0.021,
+            "bins": make_bins(
+                [0.55, 0.65, 0.75, 0.85, 0.95] * 2, [0, 0, 0, 0, 0, 1, 2, 5, 30, 150]
+            ),
+        },
     }
     path = plot_reliability(curves, tmp_path / "figs" / "reliability.png", "Calibration")
     assert path == tmp_path / "figs" / "reliability.png"

@@ -1,4 +1,5 @@
 """Every example config names registered functions with valid arguments."""
+
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,9 @@ PLACEHOLDERS = {"paths.model": "some/model", "paths.smollm2": "some/folder"}
 
 def _load(path: Path):
     paths = load_config(path).get("paths", {})
-    return load_config(path, overrides={k: v for k, v in PLACEHOLDERS.items() if k.split(".")[1] in paths})
+    return load_config(
+        path, overrides={k: v for k, v in PLACEHOLDERS.items() if k.split(".")[1] in paths}
+    )
 
 
 def test_every_example_is_checked():

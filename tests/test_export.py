@@ -1,6 +1,6 @@
 """`spacy-distill export`: plain spaCy components with the same predictions, the filter, the card."""
+
 import json
-from pathlib import Path
 
 import numpy
 import pytest
@@ -9,10 +9,10 @@ from spacy.cli.package import get_third_party_dependencies
 from spacy.language import Language
 from typer.testing import CliRunner
 
-from spacy_distill.packaging import export as export_module
 from spacy_distill.cli import app
 from spacy_distill.errors import DistillError
 from spacy_distill.evaluation.evaluate import evaluate
+from spacy_distill.packaging import export as export_module
 from spacy_distill.packaging.export import export_pipeline
 
 from .conftest import train_distilled_student
@@ -35,10 +35,15 @@ def make_training_only(nlp, name):
 
 def _cats(nlp, texts):
     labels = sorted({label for doc in nlp.pipe(texts[:1]) for label in doc.cats})
-    return numpy.asarray([[doc.cats[label] for label in labels] for doc in nlp.pipe(texts, batch_size=5)])
+    return numpy.asarray(
+        [[doc.cats[label] for label in labels] for doc in nlp.pipe(texts, batch_size=5)]
+    )
 
 
-@pytest.mark.parametrize("arch,exclusive", [("bow", True), ("cnn", True), ("ensemble", True), ("bow", False), ("cnn", False)])
+@pytest.mark.parametrize(
+    "arch,exclusive",
+    [("bow", True), ("cnn", True), ("ensemble", True), ("bow", False), ("cnn", False)],
+)
 def test_export_gives_spacy_textcat_with_the_same_predictions(tmp_path, arch, exclusive):
     student = train_distilled_student(tmp_path, arch=arch, exclusive=exclusive)
     result = export_pipeline(student, tmp_path / "exported", check_texts=TEXTS)
@@ -53,7 +58,9 @@ def test_export_gives_spacy_textcat_with_the_same_predictions(tmp_path, arch, ex
     assert config["corpora"]["train"]["@readers"] == "spacy.Corpus.v1"
     # only the empty-doc guard ties the exported pipeline to the plugin, and only as a light dependency
     assert [r.split(">")[0] for r in get_third_party_dependencies(config)] == ["spacy-distill"]
-    assert config["nlp"]["after_pipeline_creation"] == {"@callbacks": "spacy-distill.guard_empty_docs.v1"}
+    assert config["nlp"]["after_pipeline_creation"] == {
+        "@callbacks": "spacy-distill.guard_empty_docs.v1"
+    }
 
 
 def test_training_only_components_are_removed(tmp_path):
@@ -78,7 +85,9 @@ def test_filter_carries_tuned_thresholds_and_band(tmp_path):
     verdicts = {doc._.verdict for doc in nlp.pipe(TEXTS)}
     assert verdicts <= {"allow", "block", "review"} and len(verdicts) >= 2
     # exporting the export again keeps one filter
-    export_pipeline(tmp_path / "exported", tmp_path / "again", add_filter=True, actions={"spam": "review"})
+    export_pipeline(
+        tmp_path / "exported", tmp_path / "again", add_filter=True, actions={"spam": "review"}
+    )
     again = spacy.load(tmp_path / "again")
     assert again.pipe_names == ["textcat", "semantic_filter"]
     assert again.config["components"]["semantic_filter"]["actions"] == {"spam": "review"}
@@ -86,10 +95,23 @@ def test_filter_carries_tuned_thresholds_and_band(tmp_path):
 
 def test_card_records_teacher_loss_data_and_evaluation(tmp_path):
     student = train_distilled_student(tmp_path)
-    report = evaluate(student, tmp_path / "train.spacy", tmp_path / "metrics", measure_cost=False, plots=False, show_progress=False)
-    result = export_pipeline(student, tmp_path / "exported", report=tmp_path / "metrics" / "report.json",
-                             train_data=tmp_path / "train.spacy", name="toy_filter", version="1.2.3",
-                             license="CC BY 4.0 (toy data)")
+    report = evaluate(
+        student,
+        tmp_path / "train.spacy",
+        tmp_path / "metrics",
+        measure_cost=False,
+        plots=False,
+        show_progress=False,
+    )
+    result = export_pipeline(
+        student,
+        tmp_path / "exported",
+        report=tmp_path / "metrics" / "report.json",
+        train_data=tmp_path / "train.spacy",
+        name="toy_filter",
+        version="1.2.3",
+        license="CC BY 4.0 (toy data)",
+    )
     assert result["warnings"] == []
     meta = json.loads((tmp_path / "exported" / "meta.json").read_text())
     assert meta["license"] == "CC BY 4.0 (toy data)"
@@ -97,9 +119,13 @@ def test_card_records_teacher_loss_data_and_evaluation(tmp_path):
     assert meta["name"] == "toy_filter" and meta["version"] == "1.2.3"
     assert card["teacher"] == [{"id": "toy", "fingerprint": "0" * 8}]
     assert card["loss"]["temperature"] == 2.0 and card["loss"]["alpha"] == 0.5
-    assert card["data"]["train"]["n_docs"] == 24 and card["student"]["trained_as"] == "distill_textcat"
+    assert (
+        card["data"]["train"]["n_docs"] == 24 and card["student"]["trained_as"] == "distill_textcat"
+    )
     assert card["evaluation"]["retention"] == pytest.approx(report["retention"])
-    assert card["evaluation"]["student"]["accuracy"] == pytest.approx(report["quality"]["student"]["accuracy"])
+    assert card["evaluation"]["student"]["accuracy"] == pytest.approx(
+        report["quality"]["student"]["accuracy"]
+    )
     assert "distilled from toy" in meta["description"]
 
 
@@ -116,7 +142,9 @@ def test_bad_inputs_are_named(tmp_path):
     with pytest.raises(DistillError, match="missing.json"):
         export_pipeline(student, tmp_path / "out", report=tmp_path / "missing.json")
     with pytest.raises(DistillError, match="eggs"):
-        export_pipeline(student, tmp_path / "out", add_filter=True, actions={"eggs": "block"}, check_texts=["x"])
+        export_pipeline(
+            student, tmp_path / "out", add_filter=True, actions={"eggs": "block"}, check_texts=["x"]
+        )
     with pytest.raises(DistillError, match="nowhere"):
         export_pipeline(tmp_path / "nowhere", tmp_path / "out")
 
@@ -126,38 +154,72 @@ def test_cli_exports_with_filter_and_rejects_bad_actions(tmp_path):
     data = tmp_path / "check.jsonl"
     data.write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS if t), encoding="utf8")
     runner = CliRunner()
-    result = runner.invoke(app, ["export", str(student), str(tmp_path / "exported"), "--filter",
-                                 "--action", "spam=block", "--check-data", str(data)])
+    result = runner.invoke(
+        app,
+        [
+            "export",
+            str(student),
+            str(tmp_path / "exported"),
+            "--filter",
+            "--action",
+            "spam=block",
+            "--check-data",
+            str(data),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "Predictions of 17 texts" in result.output
     assert "states no licence" in result.output  # none given, none in the trained meta
     assert spacy.load(tmp_path / "exported").pipe_names == ["textcat", "semantic_filter"]
-    bad = runner.invoke(app, ["export", str(student), str(tmp_path / "bad"), "--filter", "--action", "spam"])
+    bad = runner.invoke(
+        app, ["export", str(student), str(tmp_path / "bad"), "--filter", "--action", "spam"]
+    )
     assert bad.exit_code == 1 and "LABEL=ACTION" in bad.output
     assert not (tmp_path / "bad").exists()
 
 
 def test_exported_filter_works_with_several_processes(tmp_path):
-    student = train_distilled_student(tmp_path, meta={"spacy_distill": {"thresholds": {"spam": 0.45}}})
+    student = train_distilled_student(
+        tmp_path, meta={"spacy_distill": {"thresholds": {"spam": 0.45}}}
+    )
     export_pipeline(student, tmp_path / "exported", add_filter=True, actions={"spam": "block"})
     nlp = spacy.load(tmp_path / "exported")
     texts = TEXTS * 4
-    one = [(doc.cats, doc._.verdict, doc._.verdict_details) for doc in nlp.pipe(texts, batch_size=8)]
-    two = [(doc.cats, doc._.verdict, doc._.verdict_details) for doc in nlp.pipe(texts, batch_size=8, n_process=2)]
+    one = [
+        (doc.cats, doc._.verdict, doc._.verdict_details) for doc in nlp.pipe(texts, batch_size=8)
+    ]
+    two = [
+        (doc.cats, doc._.verdict, doc._.verdict_details)
+        for doc in nlp.pipe(texts, batch_size=8, n_process=2)
+    ]
     assert [v for _, v, _ in two] == [v for _, v, _ in one]
-    assert all(a[0] == pytest.approx(b[0]) and a[2]["margin"] == pytest.approx(b[2]["margin"]) for a, b in zip(one, two))
+    assert all(
+        a[0] == pytest.approx(b[0]) and a[2]["margin"] == pytest.approx(b[2]["margin"])
+        for a, b in zip(one, two)
+    )
 
 
 def test_tok2vec_shared_with_a_non_classifier_is_kept():
     listener = {"@architectures": "spacy.Tok2VecListener.v1", "width": 96, "upstream": "tok2vec"}
     nlp = spacy.blank("en")
     nlp.add_pipe("tok2vec")
-    nlp.add_pipe("tagger", config={"model": {"@architectures": "spacy.Tagger.v2", "tok2vec": listener}})
-    nlp.add_pipe("textcat", config={"model": {
-        "@architectures": "spacy.TextCatReduce.v1", "tok2vec": listener,
-        "exclusive_classes": True, "use_reduce_first": False, "use_reduce_last": False,
-        "use_reduce_max": False, "use_reduce_mean": True,
-    }})
+    nlp.add_pipe(
+        "tagger", config={"model": {"@architectures": "spacy.Tagger.v2", "tok2vec": listener}}
+    )
+    nlp.add_pipe(
+        "textcat",
+        config={
+            "model": {
+                "@architectures": "spacy.TextCatReduce.v1",
+                "tok2vec": listener,
+                "exclusive_classes": True,
+                "use_reduce_first": False,
+                "use_reduce_last": False,
+                "use_reduce_max": False,
+                "use_reduce_mean": True,
+            }
+        },
+    )
     nlp.get_pipe("tagger").add_label("N")
     nlp.get_pipe("textcat").add_label("A")
     nlp.get_pipe("textcat").add_label("B")

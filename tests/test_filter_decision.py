@@ -1,4 +1,5 @@
 """The decision rule (thresholds, actions, margins) and the cascade arithmetic."""
+
 import numpy
 import pytest
 
@@ -37,24 +38,32 @@ def test_threshold_edges(p_spam, verdict):
 
 def test_action_beats_probability_when_both_labels_hold():
     # ham clears its own threshold too, but a spam label over its threshold blocks
-    rule = DecisionRule(["ham", "spam"], True, thresholds={"ham": 0.5, "spam": 0.3}, actions={"spam": "block"})
+    rule = DecisionRule(
+        ["ham", "spam"], True, thresholds={"ham": 0.5, "spam": 0.3}, actions={"spam": "block"}
+    )
     (decision,) = rule.decide(numpy.asarray([[0.65, 0.35]]))
     assert decision.verdict == "block" and decision.labels == ("spam",)
     assert decision.margin == pytest.approx(0.05)
 
 
 def test_no_label_decided_gives_the_default_action():
-    rule = DecisionRule(["a", "b", "c"], True, thresholds={"a": 0.6, "b": 0.6, "c": 0.6}, default_action="review")
+    rule = DecisionRule(
+        ["a", "b", "c"], True, thresholds={"a": 0.6, "b": 0.6, "c": 0.6}, default_action="review"
+    )
     (decision,) = rule.decide(numpy.asarray([[0.4, 0.35, 0.25]]))
     assert decision.labels == () and decision.verdict == "review"
 
 
 def test_multilabel_most_severe_action_wins_and_custom_actions_route():
     rule = DecisionRule(
-        ["spam", "urgent", "sports"], False, thresholds={"spam": 0.7},
+        ["spam", "urgent", "sports"],
+        False,
+        thresholds={"spam": 0.7},
         actions={"spam": "block", "urgent": "review", "sports": "route:sports"},
     )
-    decisions = rule.decide(numpy.asarray([[0.8, 0.9, 0.1], [0.1, 0.9, 0.9], [0.1, 0.2, 0.6], [0.1, 0.1, 0.1]]))
+    decisions = rule.decide(
+        numpy.asarray([[0.8, 0.9, 0.1], [0.1, 0.9, 0.9], [0.1, 0.2, 0.6], [0.1, 0.1, 0.1]])
+    )
     assert [d.verdict for d in decisions] == ["block", "review", "route:sports", "allow"]
     assert decisions[1].labels == ("urgent", "sports")
     # margins: min |p - t| with t = 0.7 for spam, 0.5 for the others
@@ -102,14 +111,20 @@ def test_cascade_accuracy_by_count_against_brute_force():
     for k in range(n + 1):
         escalated = margins < margin_for_count(margins, k)
         assert fast[k] == pytest.approx(numpy.where(escalated, teacher_ok, student_ok).mean())
-    assert fast[0] == pytest.approx(student_ok.mean()) and fast[-1] == pytest.approx(teacher_ok.mean())
+    assert fast[0] == pytest.approx(student_ok.mean()) and fast[-1] == pytest.approx(
+        teacher_ok.mean()
+    )
 
 
 def _toy_cascade():
     # 6 docs; the student errs on its two least certain docs, the teacher is always right
     gold = numpy.asarray([[1, 0], [0, 1], [1, 0], [0, 1], [1, 0], [0, 1]], dtype="float64")
-    student = numpy.asarray([[0.45, 0.55], [0.52, 0.48], [0.9, 0.1], [0.2, 0.8], [0.7, 0.3], [0.05, 0.95]])
-    teacher = numpy.asarray([[0.9, 0.1], [0.1, 0.9], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4], [0.2, 0.8]])
+    student = numpy.asarray(
+        [[0.45, 0.55], [0.52, 0.48], [0.9, 0.1], [0.2, 0.8], [0.7, 0.3], [0.05, 0.95]]
+    )
+    teacher = numpy.asarray(
+        [[0.9, 0.1], [0.1, 0.9], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4], [0.2, 0.8]]
+    )
     rule = DecisionRule(["ham", "spam"], True)
     return gold, student, teacher, rule
 
@@ -137,7 +152,11 @@ def test_cascade_needs_gold():
 def test_scores_that_are_not_probabilities_decide_nothing(exclusive):
     # all zeros (spaCy's textcat for an empty doc), NaN, out of [0, 1], and (exclusive) a sum != 1
     rule = DecisionRule(
-        ["ham", "spam"], exclusive, thresholds={"spam": 0.0}, actions={"spam": "block"}, default_action="hold"
+        ["ham", "spam"],
+        exclusive,
+        thresholds={"spam": 0.0},
+        actions={"spam": "block"},
+        default_action="hold",
     )
     rows = [[0.0, 0.0], [numpy.nan, 0.5], [-0.1, 1.1], [0.9, 0.9], [0.4, 0.6]]
     scored = rule.scored(numpy.asarray(rows))
@@ -145,7 +164,11 @@ def test_scores_that_are_not_probabilities_decide_nothing(exclusive):
     decisions = rule.decide(numpy.asarray(rows))
     for decision, ok in zip(decisions, scored):
         if not ok:
-            assert decision.verdict == "hold" and decision.labels == () and decision.margin == numpy.inf
+            assert (
+                decision.verdict == "hold"
+                and decision.labels == ()
+                and decision.margin == numpy.inf
+            )
     assert decisions[-1].verdict == "block"
 
 

@@ -1,5 +1,6 @@
 """Teacher word pieces aligned to spaCy tokens by character offsets, on texts where the two
 tokenizations disagree: punctuation, emoji, contractions, whitespace runs, truncated docs."""
+
 import numpy
 import pytest
 import spacy
@@ -95,13 +96,16 @@ def _check_alignment(tokenizer, text, max_length=None):
             assert not vector.any()
             continue
         expected = [
-            i for i, (s, e) in enumerate(offsets)
+            i
+            for i, (s, e) in enumerate(offsets)
             if trim_span(text, (s, e))[1] > trim_span(text, (s, e))[0]
             and set(range(*trim_span(text, (s, e)))) & chars
         ]
         weights = numpy.zeros(len(offsets))
         weights[expected] = 1.0 / len(expected)
-        numpy.testing.assert_allclose(vector, weights, atol=1e-6, err_msg=f"{text!r}: {token.text!r}")
+        numpy.testing.assert_allclose(
+            vector, weights, atol=1e-6, err_msg=f"{text!r}: {token.text!r}"
+        )
     # No piece that covers text is lost: its characters belong to some token.
     for i, (s, e) in enumerate(offsets):
         start, end = trim_span(text, (s, e))

@@ -1,5 +1,6 @@
 """`distill_hidden`: the loss and its gradient, the projector, the listener into the shared
 tok2vec, training, serialization, export and the errors; and `init-config --hidden`."""
+
 import numpy
 import pytest
 import spacy
@@ -9,14 +10,14 @@ from thinc.api import Adam, Model
 import spacy_distill  # noqa: F401
 import spacy_distill.hidden.model  # noqa: F401  (registers the projector and the loss)
 import spacy_distill.pipeline.distill_hidden  # noqa: F401  (registers the factory)
-from spacy_distill.training.corpus import TargetCorpus
+from spacy_distill.data.targets import read_targets
 from spacy_distill.errors import DistillError
-from spacy_distill.packaging.export import export_pipeline
 from spacy_distill.hidden.model import HiddenStateLoss, build_hidden_projector
 from spacy_distill.hidden.storage import decode_hidden
+from spacy_distill.packaging.export import export_pipeline
 from spacy_distill.registry import registry
+from spacy_distill.training.corpus import TargetCorpus
 from spacy_distill.training.student_config import make_student_config
-from spacy_distill.data.targets import read_targets
 
 from .conftest import SPAM_TEXTS
 from .test_hidden_storage import WIDTH, FakeHiddenTeacher, hidden_target_file, invoke
@@ -58,8 +59,12 @@ def test_mse_and_cosine_values_and_registry():
     guesses = numpy.asarray([[1.0, 0.0], [0.0, 2.0]])
     target = numpy.asarray([[0.0, 1.0], [0.0, 1.0]])
     mask = numpy.ones(2)
-    assert HiddenStateLoss(kind="mse").get_loss(guesses, (target, mask)) == pytest.approx((1.0 + 0.5) / 2)
-    assert HiddenStateLoss(kind="cosine").get_loss(guesses, (target, mask)) == pytest.approx(0.5, abs=1e-6)
+    assert HiddenStateLoss(kind="mse").get_loss(guesses, (target, mask)) == pytest.approx(
+        (1.0 + 0.5) / 2
+    )
+    assert HiddenStateLoss(kind="cosine").get_loss(guesses, (target, mask)) == pytest.approx(
+        0.5, abs=1e-6
+    )
     both = registry.losses.get("spacy-distill.HiddenStateLoss.v1")(kind="both", weight=2.0)
     assert both.get_loss(guesses, (target, mask)) == pytest.approx(2.0 * (0.75 + 0.5), abs=1e-6)
     with pytest.raises(ValueError, match="kind"):
@@ -159,7 +164,9 @@ def _tok2vec_params(nlp):
     model = nlp.get_pipe("tok2vec").model
     return {
         (node.id, name): node.get_param(name).copy()
-        for node in model.walk() for name in node.param_names if node.has_param(name)
+        for node in model.walk()
+        for name in node.param_names
+        if node.has_param(name)
     }
 
 
@@ -189,7 +196,9 @@ def student_config(train, arch="cnn", level="doc", **kwargs):
 
 
 def trained_student(train, level, steps=30):
-    nlp = spacy.util.load_model_from_config(student_config(train, level=level), auto_fill=True, validate=True)
+    nlp = spacy.util.load_model_from_config(
+        student_config(train, level=level), auto_fill=True, validate=True
+    )
     examples = _examples(nlp, train)
     optimizer = nlp.initialize(lambda: examples)
     history = [nlp.update(examples, sgd=optimizer) for _ in range(steps)]
@@ -197,7 +206,9 @@ def trained_student(train, level, steps=30):
 
 
 @pytest.mark.parametrize("level", ["doc", "token"])
-def test_student_trains_with_soft_labels_and_hidden_states_and_saves_without_the_teacher(hidden_train, tmp_path, level):
+def test_student_trains_with_soft_labels_and_hidden_states_and_saves_without_the_teacher(
+    hidden_train, tmp_path, level
+):
     nlp, history = trained_student(hidden_train, level)
     assert nlp.pipe_names == ["tok2vec", "textcat", "distill_hidden"]
     assert history[-1]["distill_hidden"] < history[0]["distill_hidden"]
@@ -254,7 +265,9 @@ def test_a_student_without_tok2vec_is_refused_naming_the_component(hidden_train)
     config = spacy.util.load_config_from_str(BOW_WITH_HIDDEN.format(nO="null"))
     nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
     examples = _examples(nlp, hidden_train)
-    with pytest.raises(DistillError, match="Component 'distill_hidden': no tok2vec component.*BOW.*--arch cnn"):
+    with pytest.raises(
+        DistillError, match="Component 'distill_hidden': no tok2vec component.*BOW.*--arch cnn"
+    ):
         nlp.initialize(lambda: examples)
     with pytest.raises(DistillError, match="`arch='bow'` has none"):
         make_student_config(hidden_train, arch="bow", hidden="doc")
@@ -265,14 +278,24 @@ def test_widths_that_disagree_with_the_stored_states_are_named(hidden_train, tmp
     config["components"]["distill_hidden"]["model"]["nO"] = 7
     nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
     examples = _examples(nlp, hidden_train)
-    with pytest.raises(DistillError, match=r"'distill_hidden': the projector maps to nO = 7 .*width 12; set nO = 12"):
+    with pytest.raises(
+        DistillError,
+        match=r"'distill_hidden': the projector maps to nO = 7 .*width 12; set nO = 12",
+    ):
         nlp.initialize(lambda: examples)
     # A later file annotated at another width: the doc is named.
-    other = hidden_target_file(tmp_path / "wide.spacy", SPAM_TEXTS[:2], teacher=FakeHiddenTeacher(width=9))
-    nlp = spacy.util.load_model_from_config(student_config(hidden_train), auto_fill=True, validate=True)
+    other = hidden_target_file(
+        tmp_path / "wide.spacy", SPAM_TEXTS[:2], teacher=FakeHiddenTeacher(width=9)
+    )
+    nlp = spacy.util.load_model_from_config(
+        student_config(hidden_train), auto_fill=True, validate=True
+    )
     nlp.initialize(lambda: examples)
     wide = _examples(nlp, other)
-    with pytest.raises(DistillError, match=r"example 1 in batch \('free cash click here'.*wide.jsonl:2\): field 'hidden': width 9 differs from the 12 dims"):
+    with pytest.raises(
+        DistillError,
+        match=r"example 1 in batch \('free cash click here'.*wide.jsonl:2\): field 'hidden': width 9 differs from the 12 dims",
+    ):
         nlp.update(examples[:1] + wide[1:], sgd=None)
 
 
@@ -281,15 +304,24 @@ def test_docs_without_stored_states_are_named_or_skipped(hidden_train, tmp_path,
 
     plain = tmp_path / "plain.spacy"
     annotate(spam_jsonl, plain, FakeHiddenTeacher(), show_progress=False)
-    nlp = spacy.util.load_model_from_config(student_config(hidden_train), auto_fill=True, validate=True)
+    nlp = spacy.util.load_model_from_config(
+        student_config(hidden_train), auto_fill=True, validate=True
+    )
     examples = _examples(nlp, hidden_train)
     nlp.initialize(lambda: examples)
     missing = _examples(nlp, plain)
-    with pytest.raises(DistillError, match=r"example 0 in batch \('win a free prize now', from .*spam.jsonl:1\): field 'hidden': missing.*--hidden doc.*allow_missing"):
+    with pytest.raises(
+        DistillError,
+        match=r"example 0 in batch \('win a free prize now', from .*spam.jsonl:1\): field 'hidden': missing.*--hidden doc.*allow_missing",
+    ):
         nlp.update(missing[:2])
     # With no stored states at all, initialize says so.
-    nlp = spacy.util.load_model_from_config(student_config(hidden_train), auto_fill=True, validate=True)
-    with pytest.raises(DistillError, match="none of the first training examples has stored hidden states"):
+    nlp = spacy.util.load_model_from_config(
+        student_config(hidden_train), auto_fill=True, validate=True
+    )
+    with pytest.raises(
+        DistillError, match="none of the first training examples has stored hidden states"
+    ):
         nlp.initialize(lambda: missing)
     # allow_missing = true: those docs only train the classifier.
     config = student_config(hidden_train)
@@ -308,7 +340,10 @@ def test_level_mismatch_is_named(tmp_path):
     config = student_config(token_only, level="token")
     config["components"]["distill_hidden"]["model"]["level"] = "doc"
     nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
-    with pytest.raises(DistillError, match="holds token-level states only, but component 'distill_hidden' is doc-level"):
+    with pytest.raises(
+        DistillError,
+        match="holds token-level states only, but component 'distill_hidden' is doc-level",
+    ):
         nlp.initialize(lambda: _examples(nlp, token_only))
 
 
@@ -318,7 +353,9 @@ def test_student_tokens_that_differ_from_the_stored_ones_are_aligned(hidden_trai
     reference = next(iter(read_targets(hidden_train)))
     assert [t.text for t in reference] == ["win", "a", "free", "prize", "now"]
     # The student's tokenizer merges tokens: each of its tokens gets the mean of those it covers.
-    predicted = spacy.tokens.Doc(nlp.vocab, words=["win a", "free", "prize now"], spaces=[True, True, False])
+    predicted = spacy.tokens.Doc(
+        nlp.vocab, words=["win a", "free", "prize now"], spaces=[True, True, False]
+    )
     eg = Example(predicted, reference)
     target, mask = component._token_truths([eg], WIDTH)
     tokens = decode_hidden(reference.user_data["spacy_distill"]["hidden"]).tokens
@@ -330,22 +367,50 @@ def test_student_tokens_that_differ_from_the_stored_ones_are_aligned(hidden_trai
 def test_init_config_cli_adds_hidden_distillation(hidden_train, tmp_path):
     cfg = tmp_path / "student.cfg"
     result, output = invoke(
-        "init-config", cfg, "--train", hidden_train, "--arch", "ensemble", "--hidden", "token",
-        "--hidden-loss", "cosine", "--hidden-weight", 0.5, "--hidden-projector", "maxout", "--max-steps", 20,
+        "init-config",
+        cfg,
+        "--train",
+        hidden_train,
+        "--arch",
+        "ensemble",
+        "--hidden",
+        "token",
+        "--hidden-loss",
+        "cosine",
+        "--hidden-weight",
+        0.5,
+        "--hidden-projector",
+        "maxout",
+        "--max-steps",
+        20,
     )
     assert result.exit_code == 0, output
     config = spacy.util.load_config(cfg)
     assert config["nlp"]["pipeline"] == ["tok2vec", "textcat", "distill_hidden"]
-    assert config["components"]["textcat"]["model"]["tok2vec"]["@architectures"] == "spacy.Tok2VecListener.v1"
+    assert (
+        config["components"]["textcat"]["model"]["tok2vec"]["@architectures"]
+        == "spacy.Tok2VecListener.v1"
+    )
     hidden = config["components"]["distill_hidden"]
-    assert hidden["model"]["nO"] == WIDTH and hidden["model"]["level"] == "token" and hidden["model"]["kind"] == "maxout"
-    assert hidden["loss"] == {"@losses": "spacy-distill.HiddenStateLoss.v1", "kind": "cosine", "weight": 0.5}
+    assert (
+        hidden["model"]["nO"] == WIDTH
+        and hidden["model"]["level"] == "token"
+        and hidden["model"]["kind"] == "maxout"
+    )
+    assert hidden["loss"] == {
+        "@losses": "spacy-distill.HiddenStateLoss.v1",
+        "kind": "cosine",
+        "weight": 0.5,
+    }
     from spacy.cli.train import train
 
     config["training"]["eval_frequency"] = 10
     config.to_disk(cfg)
     train(cfg, tmp_path / "out")
     student = spacy.load(tmp_path / "out" / "model-last")
-    assert "distill_hidden" in student.pipe_names and set(student("free cash").cats) == {"ham", "spam"}
+    assert "distill_hidden" in student.pipe_names and set(student("free cash").cats) == {
+        "ham",
+        "spam",
+    }
     result, output = invoke("init-config", "-", "--train", hidden_train, "--hidden", "doc")
     assert result.exit_code == 1 and "--arch bow has none" in output

@@ -1,15 +1,23 @@
 """Hidden states in target files: float16 storage and validation, fixed projections (random and
 PCA) with fingerprints, and `annotate --hidden` through the CLI. Also defines the fake teacher
 with hidden states that the other hidden-state tests use."""
+
 import re
 import zlib
-from typing import List, Optional, Sequence
+from typing import List, Sequence
 
 import numpy
 import pytest
 import spacy
 from spacy.tokens import DocBin
 
+from spacy_distill.data.targets import (
+    TeacherTarget,
+    get_target,
+    read_targets,
+    set_target,
+    write_targets,
+)
 from spacy_distill.errors import DistillError, TargetFormatError
 from spacy_distill.hidden.alignment import HiddenStates
 from spacy_distill.hidden.storage import (
@@ -20,9 +28,9 @@ from spacy_distill.hidden.storage import (
     hidden_nbytes,
 )
 from spacy_distill.registry import registry
-from spacy_distill.data.targets import TeacherTarget, get_target, read_targets, set_target, write_targets
 
-from .conftest import SPAM_TEXTS, FakeTeacher, invoke_cli as invoke, write_jsonl
+from .conftest import FakeTeacher, write_jsonl
+from .conftest import invoke_cli as invoke
 
 WIDTH = 12
 SOURCE = {"layer": -1, "last_k": None, "pooling": "mean", "width": WIDTH, "model": "fake-hidden"}
@@ -47,13 +55,19 @@ class FakeHiddenTeacher(FakeTeacher):
     def hidden_settings(self, *, layer=None, last_k=None, pooling=None):
         return {**SOURCE, "width": self.width, "pooling": pooling or "mean"}
 
-    def hidden_states(self, texts: Sequence[str], docs=None, *, level="doc", layer=None, last_k=None, pooling=None):
+    def hidden_states(
+        self, texts: Sequence[str], docs=None, *, level="doc", layer=None, last_k=None, pooling=None
+    ):
         self.hidden_calls.append(len(texts))
         nlp = spacy.blank("en")
         docs = docs if docs is not None else [nlp.make_doc(t) for t in texts]
         result = []
         for doc in docs:
-            tokens = numpy.stack([word_vector(t.text, self.width) for t in doc]) if len(doc) else numpy.zeros((0, self.width), "float32")
+            tokens = (
+                numpy.stack([word_vector(t.text, self.width) for t in doc])
+                if len(doc)
+                else numpy.zeros((0, self.width), "float32")
+            )
             mask = numpy.asarray([not t.is_space for t in doc], dtype=bool)
             tokens[~mask] = 0.0
             pooled = tokens[mask].mean(axis=0) if mask.any() else numpy.zeros(self.width, "float32")
@@ -77,11 +91,12 @@ def hidden_target_file(path, texts_labels, level="both", width=WIDTH, teacher=No
     """Annotate (texts, label) pairs with the fake hidden teacher into a target file."""
     from spacy_distill.annotation.annotate import annotate
 
-    data = write_jsonl(path.with_suffix(".jsonl"), [{"text": t, "label": l} for t, l in texts_labels])
+    data = write_jsonl(
+        path.with_suffix(".jsonl"), [{"text": t, "label": l} for t, l in texts_labels]
+    )
     teacher = teacher or FakeHiddenTeacher(width)
     annotate(data, path, teacher, hidden=HiddenRequest(level, dims=dims), show_progress=False)
     return path
-
 
 
 def _states(n_tokens=4, width=WIDTH, seed=0):
@@ -90,7 +105,9 @@ def _states(n_tokens=4, width=WIDTH, seed=0):
     mask[1] = False
     tokens = rng.normal(size=(n_tokens, width)).astype("float32")
     tokens[~mask] = 0.0
-    return HiddenStates(doc=rng.normal(size=width).astype("float32"), tokens=tokens, token_mask=mask, n_pieces=5)
+    return HiddenStates(
+        doc=rng.normal(size=width).astype("float32"), tokens=tokens, token_mask=mask, n_pieces=5
+    )
 
 
 def test_float16_round_trip_through_a_target_file(tmp_path):
@@ -102,7 +119,9 @@ def test_float16_round_trip_through_a_target_file(tmp_path):
     assert hidden["level"] == "both" and hidden["width"] == WIDTH and hidden["projection"] is None
     assert hidden_nbytes(hidden) == WIDTH * 2 + 4 * WIDTH * 2 + 4
     set_target(doc, TeacherTarget(labels=("ham", "spam"), exclusive=True, hidden=hidden))
-    plain = set_target(nlp.make_doc("no states"), TeacherTarget(labels=("ham", "spam"), exclusive=True))
+    plain = set_target(
+        nlp.make_doc("no states"), TeacherTarget(labels=("ham", "spam"), exclusive=True)
+    )
     write_targets([doc, plain], tmp_path / "t.spacy")
     first, second = list(read_targets(tmp_path / "t.spacy"))
     stored = get_target(first).stored_hidden(n_tokens=len(first))
@@ -123,7 +142,10 @@ def test_float16_round_trip_through_a_target_file(tmp_path):
         (lambda h: h.update(token_mask=b"\x01"), "'token_mask' must be 4 bytes"),
         (lambda h: h.update(dtype="float32"), "dtype must be 'float16'"),
         (lambda h: h.update(doc=None, tokens=None), "neither 'doc' nor 'tokens'"),
-        (lambda h: h.update(doc=numpy.full(WIDTH, numpy.inf).astype("<f2").tobytes()), "NaN or inf"),
+        (
+            lambda h: h.update(doc=numpy.full(WIDTH, numpy.inf).astype("<f2").tobytes()),
+            "NaN or inf",
+        ),
     ],
 )
 def test_bad_hidden_fields_are_named_with_file_and_doc(tmp_path, change, message):
@@ -131,12 +153,16 @@ def test_bad_hidden_fields_are_named_with_file_and_doc(tmp_path, change, message
     doc = nlp.make_doc("free  cash now")
     hidden = encode_hidden(_states(), SOURCE)
     change(hidden)
-    doc.user_data["spacy_distill"] = TeacherTarget(labels=("ham", "spam"), exclusive=True, hidden=hidden).to_dict()
+    doc.user_data["spacy_distill"] = TeacherTarget(
+        labels=("ham", "spam"), exclusive=True, hidden=hidden
+    ).to_dict()
     path = tmp_path / "bad.spacy"
     db = DocBin(store_user_data=True)
     db.add(doc)
     db.to_disk(path)
-    with pytest.raises(TargetFormatError, match=rf"bad.spacy: doc 0: field 'hidden': .*{re.escape(message)}"):
+    with pytest.raises(
+        TargetFormatError, match=rf"bad.spacy: doc 0: field 'hidden': .*{re.escape(message)}"
+    ):
         list(read_targets(path))
 
 
@@ -188,13 +214,28 @@ def test_pca_keeps_the_main_directions_and_refits_identically(tmp_path):
 @pytest.fixture
 def hidden_teacher_cfg(tmp_path):
     path = tmp_path / "hidden_teacher.cfg"
-    path.write_text('[teacher]\n@teachers = "spacy-distill-test.FakeHiddenTeacher.v1"\nwidth = 16\n', encoding="utf8")
+    path.write_text(
+        '[teacher]\n@teachers = "spacy-distill-test.FakeHiddenTeacher.v1"\nwidth = 16\n',
+        encoding="utf8",
+    )
     return path
 
 
-def test_annotate_cli_stores_hidden_states_and_reports_bytes_per_doc(tmp_path, spam_jsonl, hidden_teacher_cfg):
+def test_annotate_cli_stores_hidden_states_and_reports_bytes_per_doc(
+    tmp_path, spam_jsonl, hidden_teacher_cfg
+):
     out = tmp_path / "train.spacy"
-    result, output = invoke("annotate", spam_jsonl, out, "--teacher", hidden_teacher_cfg, "--no-progress", "--no-cache", "--hidden", "both")
+    result, output = invoke(
+        "annotate",
+        spam_jsonl,
+        out,
+        "--teacher",
+        hidden_teacher_cfg,
+        "--no-progress",
+        "--no-cache",
+        "--hidden",
+        "both",
+    )
     assert result.exit_code == 0, output
     # 16 dims x 2 bytes for the doc, 16 x 2 + 1 per token.
     assert "Hidden states (both, width 16, float16)" in output and "bytes per doc" in output
@@ -209,34 +250,91 @@ def test_annotate_cli_stores_hidden_states_and_reports_bytes_per_doc(tmp_path, s
 def test_annotate_cli_pca_projection_is_saved_and_reused(tmp_path, spam_jsonl, hidden_teacher_cfg):
     out = tmp_path / "train.spacy"
     result, output = invoke(
-        "annotate", spam_jsonl, out, "--teacher", hidden_teacher_cfg, "--no-progress", "--no-cache",
-        "--hidden", "token", "--hidden-dims", 4, "--hidden-reduction", "pca",
+        "annotate",
+        spam_jsonl,
+        out,
+        "--teacher",
+        hidden_teacher_cfg,
+        "--no-progress",
+        "--no-cache",
+        "--hidden",
+        "token",
+        "--hidden-dims",
+        4,
+        "--hidden-reduction",
+        "pca",
     )
     assert result.exit_code == 0, output
     saved = tmp_path / "train.hidden-projection.npz"
     assert saved.exists() and "pca, 16 -> 4 dims" in output
     projection = HiddenProjection.from_disk(saved)
     stored = get_target(next(iter(read_targets(out)))).stored_hidden()
-    assert stored.width == 4 and stored.doc is None and stored.projection["fingerprint"] == projection.fingerprint
+    assert (
+        stored.width == 4
+        and stored.doc is None
+        and stored.projection["fingerprint"] == projection.fingerprint
+    )
     # A later run (another file) reads the same projection: the same space, the same fingerprint.
     other = write_jsonl(tmp_path / "more.jsonl", [{"text": "free cash today"}, {"text": "lunch?"}])
     result, output = invoke(
-        "annotate", other, tmp_path / "more.spacy", "--teacher", hidden_teacher_cfg, "--no-progress",
-        "--no-cache", "--hidden", "token", "--hidden-projection", saved,
+        "annotate",
+        other,
+        tmp_path / "more.spacy",
+        "--teacher",
+        hidden_teacher_cfg,
+        "--no-progress",
+        "--no-cache",
+        "--hidden",
+        "token",
+        "--hidden-projection",
+        saved,
     )
     assert result.exit_code == 0, output
     later = get_target(next(iter(read_targets(tmp_path / "more.spacy")))).stored_hidden()
     assert later.projection["fingerprint"] == projection.fingerprint and later.width == 4
     result, output = invoke(
-        "annotate", other, tmp_path / "x.spacy", "--teacher", hidden_teacher_cfg, "--no-progress",
-        "--no-cache", "--hidden", "token", "--hidden-projection", saved, "--hidden-dims", 8,
+        "annotate",
+        other,
+        tmp_path / "x.spacy",
+        "--teacher",
+        hidden_teacher_cfg,
+        "--no-progress",
+        "--no-cache",
+        "--hidden",
+        "token",
+        "--hidden-projection",
+        saved,
+        "--hidden-dims",
+        8,
     )
     assert result.exit_code == 1 and "gives 4 dims, but dims is 8" in output
 
 
-def test_annotate_cli_rejects_teachers_without_states_and_bad_levels(tmp_path, spam_jsonl, fake_teacher_cfg, hidden_teacher_cfg):
-    result, output = invoke("annotate", spam_jsonl, tmp_path / "o.spacy", "--teacher", fake_teacher_cfg, "--no-progress", "--no-cache", "--hidden", "doc")
+def test_annotate_cli_rejects_teachers_without_states_and_bad_levels(
+    tmp_path, spam_jsonl, fake_teacher_cfg, hidden_teacher_cfg
+):
+    result, output = invoke(
+        "annotate",
+        spam_jsonl,
+        tmp_path / "o.spacy",
+        "--teacher",
+        fake_teacher_cfg,
+        "--no-progress",
+        "--no-cache",
+        "--hidden",
+        "doc",
+    )
     assert result.exit_code == 1 and "has no hidden states to distil" in output
-    result, output = invoke("annotate", spam_jsonl, tmp_path / "o.spacy", "--teacher", hidden_teacher_cfg, "--no-progress", "--no-cache", "--hidden", "words")
+    result, output = invoke(
+        "annotate",
+        spam_jsonl,
+        tmp_path / "o.spacy",
+        "--teacher",
+        hidden_teacher_cfg,
+        "--no-progress",
+        "--no-cache",
+        "--hidden",
+        "words",
+    )
     assert result.exit_code == 1 and "hidden level must be one of" in output
     assert not (tmp_path / "o.spacy").exists()

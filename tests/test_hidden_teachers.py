@@ -1,6 +1,7 @@
 """Hidden-state extraction in the teachers that have hidden states: HF classifiers, probes
 (HiddenStateExtractor), prompted causal LMs and spaCy pipelines with spacy-transformers. Tiny
 random models built in temp dirs; nothing is downloaded."""
+
 import numpy
 import pytest
 import spacy
@@ -33,7 +34,11 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def model_dirs(tiny_bert_dir, tiny_llama_dir, tiny_classifier_dirs):
-    return {"bert": tiny_bert_dir, "llama": tiny_llama_dir, "classifier": tiny_classifier_dirs["binary"]}
+    return {
+        "bert": tiny_bert_dir,
+        "llama": tiny_llama_dir,
+        "classifier": tiny_classifier_dirs["binary"],
+    }
 
 
 def manual_states(model, tokenizer, text, layer=-1, max_length=64):
@@ -50,7 +55,13 @@ def test_classifier_states_match_an_unpadded_forward_pass(model_dirs):
     docs = [nlp.make_doc(t) for t in TEXTS]
     states = teacher.hidden_states(TEXTS, docs, level="both", layer=1, pooling="cls")
     settings = teacher.hidden_settings(layer=1, pooling="cls")
-    assert settings == {"layer": 1, "last_k": None, "pooling": "cls", "width": 32, "model": teacher.teacher_id}
+    assert settings == {
+        "layer": 1,
+        "last_k": None,
+        "pooling": "cls",
+        "width": 32,
+        "model": teacher.teacher_id,
+    }
     for text, doc, state in zip(TEXTS, docs, states):
         pieces, offsets = manual_states(teacher.model, teacher.tokenizer, text, layer=1)
         numpy.testing.assert_allclose(state.doc, pieces[0], atol=1e-4)
@@ -59,23 +70,33 @@ def test_classifier_states_match_an_unpadded_forward_pass(model_dirs):
         assert state.token_mask.tolist() == mask.tolist() and state.tokens.shape == (len(doc), 32)
         assert mask.sum() == sum(not t.is_space for t in doc)
     # Defaults: the last layer, mean pooling.
-    assert teacher.hidden_settings()["layer"] == -1 and teacher.hidden_settings()["pooling"] == "mean"
+    assert (
+        teacher.hidden_settings()["layer"] == -1 and teacher.hidden_settings()["pooling"] == "mean"
+    )
 
 
 def test_probe_extractor_states_agree_with_its_features(model_dirs):
     for kind, pooling in (("bert", "mean"), ("llama", "last")):
-        extractor = HiddenStateExtractor(str(model_dirs[kind]), layer=1, pooling=pooling, device="cpu", batch_size=2)
+        extractor = HiddenStateExtractor(
+            str(model_dirs[kind]), layer=1, pooling=pooling, device="cpu", batch_size=2
+        )
         states = extractor.hidden_states(TEXTS, level="doc")
         numpy.testing.assert_allclose(
             numpy.stack([s.doc for s in states]), extractor.features(TEXTS), atol=1e-4
         )
         assert extractor.hidden_settings() == {
-            "layer": 1, "last_k": None, "pooling": pooling, "width": 32, "model": str(model_dirs[kind])
+            "layer": 1,
+            "last_k": None,
+            "pooling": pooling,
+            "width": 32,
+            "model": str(model_dirs[kind]),
         }
     # last_k averages the last hidden states; asking for a layer replaces the default last_k.
     extractor = HiddenStateExtractor(str(model_dirs["bert"]), last_k=2, device="cpu")
     both = extractor.hidden_states(TEXTS[:2], level="doc")
-    numpy.testing.assert_allclose(numpy.stack([s.doc for s in both]), extractor.features(TEXTS[:2]), atol=1e-4)
+    numpy.testing.assert_allclose(
+        numpy.stack([s.doc for s in both]), extractor.features(TEXTS[:2]), atol=1e-4
+    )
     assert extractor.hidden_settings(layer=0)["last_k"] is None
     with pytest.raises(DistillError, match="out of range"):
         extractor.hidden_settings(layer=7)
@@ -84,7 +105,9 @@ def test_probe_extractor_states_agree_with_its_features(model_dirs):
 
 
 def test_causal_lm_token_states_and_truncation(model_dirs):
-    extractor = HiddenStateExtractor(str(model_dirs["llama"]), pooling="last", device="cpu", max_length=8)
+    extractor = HiddenStateExtractor(
+        str(model_dirs["llama"]), pooling="last", device="cpu", max_length=8
+    )
     nlp = spacy.blank("en")
     docs = [nlp.make_doc(t) for t in TEXTS]
     states = extractor.hidden_states(TEXTS, docs, level="token")
@@ -119,7 +142,9 @@ def trf_teacher(model_dir, all_states: bool) -> SpacyTeacher:
     )
     nlp = spacy.util.load_model_from_config(config, auto_fill=True)
     examples = [
-        Example.from_dict(nlp.make_doc(t), {"cats": {"ham": float(l == "ham"), "spam": float(l == "spam")}})
+        Example.from_dict(
+            nlp.make_doc(t), {"cats": {"ham": float(l == "ham"), "spam": float(l == "spam")}}
+        )
         for t, l in SPAM_TEXTS
     ]
     nlp.initialize(lambda: examples)
@@ -138,11 +163,15 @@ def test_spacy_transformers_teacher_reads_trf_data(model_dirs):
         start = 0
         for t, length in enumerate(lengths):
             if length:
-                numpy.testing.assert_allclose(state.tokens[t], flat[indices[start : start + length]].mean(axis=0), atol=1e-4)
+                numpy.testing.assert_allclose(
+                    state.tokens[t], flat[indices[start : start + length]].mean(axis=0), atol=1e-4
+                )
             else:
                 assert not state.token_mask[t]
             start += length
-        numpy.testing.assert_allclose(state.doc, state.tokens[state.token_mask].mean(axis=0), atol=1e-5)
+        numpy.testing.assert_allclose(
+            state.doc, state.tokens[state.token_mask].mean(axis=0), atol=1e-5
+        )
     # The long text spans several strided windows; its tokens are all covered.
     assert states[3].token_mask.all()
     first = teacher.hidden_states(TEXTS[:1], docs[:1], level="doc", layer=1)[0]
@@ -166,21 +195,27 @@ def test_a_teacher_without_hidden_states_fails_before_any_work(tmp_path):
         require_hidden_teacher(teacher)
     data = write_jsonl(tmp_path / "in.jsonl", [{"text": t} for t, _ in SPAM_TEXTS])
     with pytest.raises(DistillError, match="fake-teacher.*annotate without --hidden"):
-        annotate(data, tmp_path / "out.spacy", teacher, hidden=HiddenRequest("doc"), show_progress=False)
+        annotate(
+            data, tmp_path / "out.spacy", teacher, hidden=HiddenRequest("doc"), show_progress=False
+        )
     assert teacher.calls == [] and not (tmp_path / "out.spacy").exists()
 
 
 def test_hf_teacher_states_annotate_and_train_a_student(model_dirs, tmp_path):
-    from spacy_distill.training.corpus import TargetCorpus
-    from spacy_distill.pipeline import distill_hidden  # noqa: F401  (registers the factory)
-    from spacy_distill.training.student_config import make_student_config
     from spacy_distill.data.targets import get_target, read_targets
+    from spacy_distill.pipeline import distill_hidden  # noqa: F401  (registers the factory)
+    from spacy_distill.training.corpus import TargetCorpus
+    from spacy_distill.training.student_config import make_student_config
 
-    teacher = HFClassifierTeacher(str(model_dirs["classifier"]), device="cpu", batch_size=4, max_length=8)
+    teacher = HFClassifierTeacher(
+        str(model_dirs["classifier"]), device="cpu", batch_size=4, max_length=8
+    )
     rows = [{"text": t, "label": l} for t, l in SPAM_TEXTS] + [{"text": TEXTS[3], "label": "ham"}]
     data = write_jsonl(tmp_path / "train.jsonl", rows)
     request = HiddenRequest("both", dims=6, reduction="pca")
-    summary = annotate(data, tmp_path / "train.spacy", teacher, hidden=request, show_progress=False, cache=None)
+    summary = annotate(
+        data, tmp_path / "train.spacy", teacher, hidden=request, show_progress=False, cache=None
+    )
     assert summary.n_written == 9 and request.n_truncated == 1
     assert (tmp_path / "train.hidden-projection.npz").exists()
     docs = list(read_targets(tmp_path / "train.spacy"))

@@ -1,14 +1,15 @@
 """forward_logits must agree with the model's own output, and its backward pass must give the
 exact gradient for every output-layer convention (Softmax takes d(logits); softmax_activation
 and Logistic take d(probabilities))."""
+
 import numpy
 import pytest
 import spacy
+from spacy.util import registry
 from thinc.api import Config, Model, fix_random_seed
 
 from spacy_distill.errors import UnsupportedModelError
 from spacy_distill.ml.logits import forward_logits, has_readable_logits
-from spacy.util import registry
 
 TOK2VEC = """
 [model.tok2vec]
@@ -39,12 +40,14 @@ use_reduce_first = true
 use_reduce_last = false
 use_reduce_max = true
 use_reduce_mean = true
-""" + TOK2VEC,
+"""
+    + TOK2VEC,
     "cnn": """
 [model]
 @architectures = "spacy.TextCatCNN.v2"
 exclusive_classes = {exclusive}
-""" + TOK2VEC,
+"""
+    + TOK2VEC,
     "ensemble": """
 [model]
 @architectures = "spacy.TextCatEnsemble.v2"
@@ -55,12 +58,14 @@ exclusive_classes = {exclusive}
 ngram_size = 1
 no_output_layer = false
 length = 1024
-""" + TOK2VEC,
+"""
+    + TOK2VEC,
     "attention": """
 [model]
 @architectures = "spacy.TextCatParametricAttention.v1"
 exclusive_classes = {exclusive}
-""" + TOK2VEC,
+"""
+    + TOK2VEC,
 }
 
 TEXTS = ["free cash now", "see you soon", "win a prize", "lunch at noon ok"]
@@ -81,7 +86,9 @@ def build(arch: str, exclusive: bool, n_labels: int = 3) -> Model:
         for name in node.param_names:
             if node.has_param(name):
                 param = node.get_param(name)
-                node.set_param(name, param + rng.normal(scale=0.3, size=param.shape).astype(param.dtype))
+                node.set_param(
+                    name, param + rng.normal(scale=0.3, size=param.shape).astype(param.dtype)
+                )
     return model, docs
 
 
@@ -143,7 +150,11 @@ def test_backprop_gives_the_exact_parameter_gradient(arch, exclusive):
 
 
 def test_model_without_output_layer_is_rejected():
-    config = Config().from_str(ARCHITECTURES["bow"].format(exclusive="true").replace("no_output_layer = false", "no_output_layer = true"))
+    config = Config().from_str(
+        ARCHITECTURES["bow"]
+        .format(exclusive="true")
+        .replace("no_output_layer = false", "no_output_layer = true")
+    )
     model = registry.resolve(config)["model"]
     assert not has_readable_logits(model)
     nlp = spacy.blank("en")

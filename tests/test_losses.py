@@ -86,20 +86,38 @@ def test_missing_gold_uses_full_teacher_term_and_missing_teacher_full_gold_term(
     z = numpy.random.default_rng(2).normal(size=truths.teacher.shape)
     for alpha in (0.2, 0.9):
         loss = SoftTargetLoss(temperature=2.0, alpha=alpha)
-        only_teacher = SoftTargets(truths.teacher[1:2], truths.teacher_mask[1:2], truths.gold[1:2], truths.gold_mask[1:2], exclusive)
-        only_gold = SoftTargets(truths.teacher[2:3], truths.teacher_mask[2:3], truths.gold[2:3], truths.gold_mask[2:3], exclusive)
+        only_teacher = SoftTargets(
+            truths.teacher[1:2],
+            truths.teacher_mask[1:2],
+            truths.gold[1:2],
+            truths.gold_mask[1:2],
+            exclusive,
+        )
+        only_gold = SoftTargets(
+            truths.teacher[2:3],
+            truths.teacher_mask[2:3],
+            truths.gold[2:3],
+            truths.gold_mask[2:3],
+            exclusive,
+        )
         pure_teacher = SoftTargetLoss(temperature=2.0, alpha=1.0)
         pure_gold = SoftTargetLoss(temperature=2.0, alpha=0.0)
         # alpha does not scale a term whose partner is missing
-        assert loss.get_loss(z[1:2], only_teacher) == pytest.approx(pure_teacher.get_loss(z[1:2], only_teacher))
-        assert loss.get_loss(z[2:3], only_gold) == pytest.approx(pure_gold.get_loss(z[2:3], only_gold))
+        assert loss.get_loss(z[1:2], only_teacher) == pytest.approx(
+            pure_teacher.get_loss(z[1:2], only_teacher)
+        )
+        assert loss.get_loss(z[2:3], only_gold) == pytest.approx(
+            pure_gold.get_loss(z[2:3], only_gold)
+        )
 
 
 @pytest.mark.parametrize("exclusive", [True, False])
 def test_teacher_term_is_zero_when_student_matches(exclusive):
     truths = _truths(exclusive)
     truths.gold_mask[:] = 0.0
-    grad, value = SoftTargetLoss(temperature=4.0, alpha=1.0)(truths.teacher.astype("float64"), truths)
+    grad, value = SoftTargetLoss(temperature=4.0, alpha=1.0)(
+        truths.teacher.astype("float64"), truths
+    )
     assert value == pytest.approx(0.0, abs=1e-9)
     assert numpy.abs(grad).max() < 1e-9
 
@@ -128,7 +146,9 @@ def test_temperature_softens_what_the_student_sees():
 
 
 def test_registered_builder_and_bad_parameters():
-    loss = registry.resolve({"loss": {"@losses": "spacy-distill.SoftTargetLoss.v1", "temperature": 3, "alpha": 0.1}})["loss"]
+    loss = registry.resolve(
+        {"loss": {"@losses": "spacy-distill.SoftTargetLoss.v1", "temperature": 3, "alpha": 0.1}}
+    )["loss"]
     assert isinstance(loss, SoftTargetLoss) and loss.temperature == 3.0 and loss.alpha == 0.1
     with pytest.raises(ValueError, match="temperature"):
         SoftTargetLoss(temperature=0)
@@ -151,13 +171,26 @@ def test_no_trust_in_the_gold_label_leaves_the_gold_term_alone_and_full_trust_is
     truths = _truths(True)._replace(labels=("a", "b", "c"))
     z = numpy.random.default_rng(3).normal(size=truths.teacher.shape)
     gold_label = {i: "abc"[int(truths.gold[i].argmax())] for i in (0, 3)}
-    distrust = SoftTargetLoss(temperature=2.0, alpha=0.5, label_trust={label: 0.0 for label in gold_label.values()})
+    distrust = SoftTargetLoss(
+        temperature=2.0, alpha=0.5, label_trust={label: 0.0 for label in gold_label.values()}
+    )
     gold_only = SoftTargetLoss(temperature=2.0, alpha=0.0)
     for i in (0, 3):  # docs with teacher and gold
-        one = truths._replace(**{f: getattr(truths, f)[i : i + 1] for f in ("teacher", "teacher_mask", "gold", "gold_mask")})
-        assert distrust.get_loss(z[i : i + 1], one) == pytest.approx(gold_only.get_loss(z[i : i + 1], one))
-    trusting = SoftTargetLoss(temperature=2.0, alpha=0.5, label_trust={"a": 1.0, "b": 1.0, "c": 1.0})
-    assert trusting.get_loss(z, truths) == pytest.approx(SoftTargetLoss(temperature=2.0, alpha=0.5).get_loss(z, truths))
+        one = truths._replace(
+            **{
+                f: getattr(truths, f)[i : i + 1]
+                for f in ("teacher", "teacher_mask", "gold", "gold_mask")
+            }
+        )
+        assert distrust.get_loss(z[i : i + 1], one) == pytest.approx(
+            gold_only.get_loss(z[i : i + 1], one)
+        )
+    trusting = SoftTargetLoss(
+        temperature=2.0, alpha=0.5, label_trust={"a": 1.0, "b": 1.0, "c": 1.0}
+    )
+    assert trusting.get_loss(z, truths) == pytest.approx(
+        SoftTargetLoss(temperature=2.0, alpha=0.5).get_loss(z, truths)
+    )
 
 
 def test_label_trust_is_checked():

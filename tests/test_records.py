@@ -1,7 +1,7 @@
 import pytest
 
-from spacy_distill.errors import RecordError
 from spacy_distill.data.records import Record, read_records, split_errors
+from spacy_distill.errors import RecordError
 
 
 def test_jsonl_records_and_errors_with_line_numbers(tmp_path):
@@ -32,9 +32,15 @@ def test_jsonl_records_and_errors_with_line_numbers(tmp_path):
 
 def test_csv_records(tmp_path):
     path = tmp_path / "in.csv"
-    path.write_text('id,text,labels\n1,"multi\nline text",a|b\n2,plain,\n3,extra,a,oops\n', encoding="utf8")
+    path.write_text(
+        'id,text,labels\n1,"multi\nline text",a|b\n2,plain,\n3,extra,a,oops\n', encoding="utf8"
+    )
     records, errors = split_errors(read_records(path))
-    assert records[0].text == "multi\nline text" and records[0].labels == ("a", "b") and records[0].line == 2
+    assert (
+        records[0].text == "multi\nline text"
+        and records[0].labels == ("a", "b")
+        and records[0].line == 2
+    )
     assert records[1].labels is None and records[1].line == 4
     assert str(errors[0]).startswith(f"{path}:5: more fields")
     bad = tmp_path / "bad.csv"

@@ -1,11 +1,11 @@
 """Every decorated name is also an entry point, so installed pipelines find them without an import."""
+
 import configparser
 import importlib
 import subprocess
 import sys
 from pathlib import Path
 
-import spacy
 from spacy.language import Language
 from spacy.util import registry
 
@@ -24,7 +24,12 @@ GROUPS = {
     registry.spacy_distill_text_augmenters.entry_point_namespace: registry.spacy_distill_text_augmenters,
     "spacy_misc": registry.misc,
 }
-OUR_FACTORIES = {"distill_textcat", "distill_textcat_multilabel", "distill_hidden", "semantic_filter"}
+OUR_FACTORIES = {
+    "distill_textcat",
+    "distill_textcat_multilabel",
+    "distill_hidden",
+    "semantic_filter",
+}
 
 
 def _python(code: str) -> subprocess.CompletedProcess:
@@ -46,7 +51,11 @@ def _entry_points():
 
 def test_every_decorated_name_is_an_entry_point():
     entry_points = _entry_points()
-    factories = {name for name in Language.factories if name.startswith("distill_") or name == "semantic_filter"}
+    factories = {
+        name
+        for name in Language.factories
+        if name.startswith("distill_") or name == "semantic_filter"
+    }
     assert set(entry_points["spacy_factories"]) == factories == OUR_FACTORIES
     for group, reg in GROUPS.items():
         if reg is None:
@@ -93,13 +102,18 @@ def test_installed_entry_points_resolve_without_importing_the_plugin():
 def test_the_prefixed_registries_are_primary_and_the_bare_names_alias_them():
     from spacy_distill.registry import ALIASES, TEACHERS, TEXT_AUGMENTERS, block_keys
 
-    assert ALIASES == {"spacy_distill_teachers": "teachers", "spacy_distill_text_augmenters": "text_augmenters"}
+    assert ALIASES == {
+        "spacy_distill_teachers": "teachers",
+        "spacy_distill_text_augmenters": "text_augmenters",
+    }
     for name, alias in ALIASES.items():
         assert getattr(registry, alias) is getattr(registry, name)
         assert getattr(registry, name).entry_point_namespace == name
     assert block_keys(TEXT_AUGMENTERS) == ("@spacy_distill_text_augmenters", "@text_augmenters")
     teacher = "spacy-distill.SpacyTeacher.v1"
-    configure = importlib.import_module("spacy_distill.teachers.spacy_teacher").configure_spacy_teacher
+    configure = importlib.import_module(
+        "spacy_distill.teachers.spacy_teacher"
+    ).configure_spacy_teacher
     assert registry.get(TEACHERS, teacher) is registry.get("teachers", teacher) is configure
     # Both spellings build the same augmenter from a config block.
     from thinc.api import Config
@@ -110,7 +124,9 @@ def test_the_prefixed_registries_are_primary_and_the_bare_names_alias_them():
         f'[{key[1:]}]\n{key} = "spacy-distill.CaseNoise.v1"' for key in block_keys(TEXT_AUGMENTERS)
     )
     built = registry.resolve(Config().from_str(text))
-    assert isinstance(built["spacy_distill_text_augmenters"], CaseNoise) and isinstance(built["text_augmenters"], CaseNoise)
+    assert isinstance(built["spacy_distill_text_augmenters"], CaseNoise) and isinstance(
+        built["text_augmenters"], CaseNoise
+    )
     # A function registered under the alias is found under the prefixed name, and the other way round.
     registry.teachers("test.AliasTeacher.v1", func=len)
     registry.spacy_distill_text_augmenters("test.PrefixedAugmenter.v1", func=len)

@@ -1,4 +1,5 @@
 """The `semantic_filter` runtime: verdicts on doc._, thresholds from meta, and the cascade."""
+
 from pathlib import Path
 from typing import List
 
@@ -11,11 +12,19 @@ from spacy_distill.filter.cascade import margin_for_rate
 from spacy_distill.filter.decision import DecisionRule
 from spacy_distill.registry import registry
 
-from .conftest import FakeTeacher, SPAM_TEXTS, train_distilled_student
+from .conftest import SPAM_TEXTS, FakeTeacher, train_distilled_student
 
 TEXTS = [text for text, _ in SPAM_TEXTS] + [
-    "free lunch tomorrow", "win", "", "see you", "cash prize now", "notes for the meeting today",
-    "are you home", "urgent reply", "thanks", "claim it",
+    "free lunch tomorrow",
+    "win",
+    "",
+    "see you",
+    "cash prize now",
+    "notes for the meeting today",
+    "are you home",
+    "urgent reply",
+    "thanks",
+    "claim it",
 ]
 LOADS: List[int] = []
 
@@ -28,13 +37,17 @@ def configure_counted_fake_teacher(labels: List[str] = ["ham", "spam"]) -> FakeT
 
 @pytest.fixture(scope="module")
 def student(tmp_path_factory) -> Path:
-    return train_distilled_student(tmp_path_factory.mktemp("filter"), meta={"spacy_distill": {"thresholds": {"spam": 0.45}}})
+    return train_distilled_student(
+        tmp_path_factory.mktemp("filter"), meta={"spacy_distill": {"thresholds": {"spam": 0.45}}}
+    )
 
 
 @pytest.fixture
 def counted_teacher_cfg(tmp_path) -> Path:
     path = tmp_path / "teacher.cfg"
-    path.write_text('[teacher]\n@teachers = "spacy-distill-test.CountedFakeTeacher.v1"\n', encoding="utf8")
+    path.write_text(
+        '[teacher]\n@teachers = "spacy-distill-test.CountedFakeTeacher.v1"\n', encoding="utf8"
+    )
     LOADS.clear()
     return path
 
@@ -48,10 +61,22 @@ def test_verdicts_follow_the_rule_with_thresholds_from_meta(student):
     assert [doc._.verdict for doc in docs] == [d.verdict for d in expected]
     assert {"block", "allow"} <= {doc._.verdict for doc in docs}
     details = docs[0]._.verdict_details
-    assert details["decided_by"] == "student" and not details["escalated"] and not details["in_band"]
+    assert (
+        details["decided_by"] == "student" and not details["escalated"] and not details["in_band"]
+    )
     assert details["student"] == pytest.approx(docs[0].cats) and details["teacher"] is None
-    assert set(details) == {"verdict", "labels", "decided_by", "in_band", "escalated", "margin", "student", "teacher",
-                            "reason", "teacher_error"}
+    assert set(details) == {
+        "verdict",
+        "labels",
+        "decided_by",
+        "in_band",
+        "escalated",
+        "margin",
+        "student",
+        "teacher",
+        "reason",
+        "teacher_error",
+    }
     assert details["reason"] is None and details["teacher_error"] is None
     empty = docs[TEXTS.index("")]._.verdict_details
     assert empty["reason"] == "empty" and empty["margin"] is None and empty["labels"] == []
@@ -61,16 +86,22 @@ def test_verdicts_follow_the_rule_with_thresholds_from_meta(student):
 
 def test_explicit_thresholds_override_meta(student):
     nlp = spacy.load(student)
-    nlp.add_pipe("semantic_filter", config={"actions": {"spam": "block"}, "thresholds": {"spam": 0.0}})
+    nlp.add_pipe(
+        "semantic_filter", config={"actions": {"spam": "block"}, "thresholds": {"spam": 0.0}}
+    )
     assert {doc._.verdict for doc in nlp.pipe(TEXTS) if doc.text} == {"block"}
 
 
 def test_doubtful_docs_get_review_without_a_teacher(student):
     nlp = spacy.load(student)
-    filt = nlp.add_pipe("semantic_filter", config={"actions": {"spam": "block"}, "escalation_margin": 1.0})
+    filt = nlp.add_pipe(
+        "semantic_filter", config={"actions": {"spam": "block"}, "escalation_margin": 1.0}
+    )
     docs = [doc for doc in nlp.pipe(TEXTS) if doc.text]
     assert {doc._.verdict for doc in docs} == {"review"}
-    assert all(doc._.verdict_details["in_band"] and not doc._.verdict_details["escalated"] for doc in docs)
+    assert all(
+        doc._.verdict_details["in_band"] and not doc._.verdict_details["escalated"] for doc in docs
+    )
     assert filt.n_escalated == 0
 
 
@@ -78,7 +109,11 @@ def test_a_teacher_is_never_loaded_when_nothing_escalates(student, counted_teach
     nlp = spacy.load(student)
     filt = nlp.add_pipe(
         "semantic_filter",
-        config={"actions": {"spam": "block"}, "teacher": str(counted_teacher_cfg), "escalation_margin": 0.0},
+        config={
+            "actions": {"spam": "block"},
+            "teacher": str(counted_teacher_cfg),
+            "escalation_margin": 0.0,
+        },
     )
     docs = list(nlp.pipe(TEXTS))
     assert not LOADS and not filt.teacher_loaded
@@ -89,7 +124,9 @@ def test_cascade_escalates_the_band_and_the_teacher_decides(student, counted_tea
     nlp = spacy.load(student)
     probe = nlp.add_pipe("semantic_filter", name="probe", config={"actions": {"spam": "block"}})
     # An empty text has no margin (None): it is never escalated.
-    margins = numpy.asarray([doc._.verdict_details["margin"] for doc in nlp.pipe(TEXTS)], dtype="float64")
+    margins = numpy.asarray(
+        [doc._.verdict_details["margin"] for doc in nlp.pipe(TEXTS)], dtype="float64"
+    )
     nlp.remove_pipe("probe")
     assert numpy.isnan(margins).tolist() == [text == "" for text in TEXTS]
     margin = margin_for_rate(margins[~numpy.isnan(margins)], 0.25)
@@ -97,7 +134,11 @@ def test_cascade_escalates_the_band_and_the_teacher_decides(student, counted_tea
     assert expected.sum() == round(0.25 * (len(TEXTS) - 1))
     filt = nlp.add_pipe(
         "semantic_filter",
-        config={"actions": {"spam": "block"}, "teacher": str(counted_teacher_cfg), "escalation_margin": margin},
+        config={
+            "actions": {"spam": "block"},
+            "teacher": str(counted_teacher_cfg),
+            "escalation_margin": margin,
+        },
     )
     docs = list(nlp.pipe(TEXTS, batch_size=4))
     escalated = numpy.asarray([doc._.verdict_details["escalated"] for doc in docs])
@@ -119,11 +160,15 @@ def test_cascade_escalates_the_band_and_the_teacher_decides(student, counted_tea
 
 def test_a_teacher_object_can_be_set(student):
     nlp = spacy.load(student)
-    filt = nlp.add_pipe("semantic_filter", config={"actions": {"spam": "block"}, "escalation_margin": 1.0})
+    filt = nlp.add_pipe(
+        "semantic_filter", config={"actions": {"spam": "block"}, "escalation_margin": 1.0}
+    )
     teacher = FakeTeacher()
     filt.set_teacher(teacher)
     docs = list(nlp.pipe(TEXTS))
-    assert [doc._.verdict_details["decided_by"] == "teacher" for doc in docs] == [bool(text) for text in TEXTS]
+    assert [doc._.verdict_details["decided_by"] == "teacher" for doc in docs] == [
+        bool(text) for text in TEXTS
+    ]
     assert sum(teacher.calls) == len(TEXTS) - 1 and max(teacher.calls) <= teacher.batch_size
 
 
@@ -156,7 +201,10 @@ def test_verdicts_survive_a_docbin(student):
     restored = list(DocBin(docs=docs, store_user_data=True).get_docs(nlp.vocab))
     assert [d._.verdict for d in restored] == [d._.verdict for d in docs]
     # msgpack gives sequences back as tuples
-    assert {**restored[0]._.verdict_details, "labels": list(restored[0]._.verdict_details["labels"])} == docs[0]._.verdict_details
+    assert {
+        **restored[0]._.verdict_details,
+        "labels": list(restored[0]._.verdict_details["labels"]),
+    } == docs[0]._.verdict_details
 
 
 def test_each_doc_holds_one_record_that_the_garbage_collector_does_not_track(student):
@@ -165,7 +213,9 @@ def test_each_doc_holds_one_record_that_the_garbage_collector_does_not_track(stu
     from spacy_distill.filter.component import RECORD_KEY
 
     nlp = spacy.load(student)
-    nlp.add_pipe("semantic_filter", config={"actions": {"spam": "block"}, "escalation_margin": 0.05})
+    nlp.add_pipe(
+        "semantic_filter", config={"actions": {"spam": "block"}, "escalation_margin": 0.05}
+    )
     docs = list(nlp.pipe(TEXTS))
     # A collection untracks tuples whose items are untracked: inner tuples first, then the record.
     gc.collect()
@@ -181,6 +231,10 @@ def test_each_doc_holds_one_record_that_the_garbage_collector_does_not_track(stu
             assert details["margin"] is None  # the scores were not used
             continue
         assert details["margin"] == pytest.approx(
-            float(nlp.get_pipe("semantic_filter").rule.margins(numpy.asarray([[doc.cats["ham"], doc.cats["spam"]]]))[0])
+            float(
+                nlp.get_pipe("semantic_filter").rule.margins(
+                    numpy.asarray([[doc.cats["ham"], doc.cats["spam"]]])
+                )[0]
+            )
         )
     assert spacy.blank("en")("not filtered")._.verdict_details is None

@@ -1,6 +1,7 @@
 """Annotating into a directory of chunks: same targets as one file, read as one corpus by spaCy
 and by TargetCorpus, and a run that dies mid-way resumes without loss, duplicates or recomputation
 (SIGKILL at random points: tests/faults/test_annotate_output.py)."""
+
 import json
 
 import numpy
@@ -8,17 +9,22 @@ import pytest
 import spacy
 
 from spacy_distill.annotation.annotate import annotate
-from spacy_distill.training.corpus import TargetCorpus
-from spacy_distill.errors import DistillError
 from spacy_distill.data.shards import merge_target_files
 from spacy_distill.data.targets import get_target, read_targets
+from spacy_distill.errors import DistillError
+from spacy_distill.training.corpus import TargetCorpus
 
 from .conftest import FakeTeacher, write_jsonl
 
 
 def _rows(n):
-    return [{"text": f"text {i} " + ("free cash" if i % 3 == 0 else "see you") + " x" * (i % 5),
-             "label": "spam" if i % 3 == 0 else "ham"} for i in range(n)]
+    return [
+        {
+            "text": f"text {i} " + ("free cash" if i % 3 == 0 else "see you") + " x" * (i % 5),
+            "label": "spam" if i % 3 == 0 else "ham",
+        }
+        for i in range(n)
+    ]
 
 
 class FailingTeacher(FakeTeacher):
@@ -44,7 +50,9 @@ def test_directory_output_writes_chunks_with_the_same_targets(tmp_path):
     data = write_jsonl(tmp_path / "in.jsonl", _rows(23))
     single = annotate(data, tmp_path / "one.spacy", FakeTeacher(), show_progress=False)
     chunked = annotate(data, tmp_path / "chunks", FakeTeacher(), chunk_size=5, show_progress=False)
-    assert sorted(p.name for p in (tmp_path / "chunks").glob("*.spacy")) == [f"part-{i:06d}.spacy" for i in range(5)]
+    assert sorted(p.name for p in (tmp_path / "chunks").glob("*.spacy")) == [
+        f"part-{i:06d}.spacy" for i in range(5)
+    ]
     assert (chunked.n_written, chunked.n_gold) == (single.n_written, single.n_gold) == (23, 23)
     assert _docs(tmp_path / "chunks") == _docs(tmp_path / "one.spacy")
     manifest = json.loads((tmp_path / "chunks" / "manifest.json").read_text())
@@ -61,12 +69,27 @@ def test_spacy_corpus_and_target_corpus_read_the_chunks_as_one_corpus(tmp_path):
     annotate(data, tmp_path / "one.spacy", FakeTeacher(), show_progress=False)
     annotate(data, tmp_path / "chunks", FakeTeacher(), chunk_size=5, show_progress=False)
     nlp = spacy.blank("en")
-    expected = [(eg.reference.text, eg.reference.user_data) for eg in TargetCorpus(tmp_path / "one.spacy")(nlp)]
-    ours = [(eg.reference.text, eg.reference.user_data) for eg in TargetCorpus(tmp_path / "chunks")(nlp)]
+    expected = [
+        (eg.reference.text, eg.reference.user_data)
+        for eg in TargetCorpus(tmp_path / "one.spacy")(nlp)
+    ]
+    ours = [
+        (eg.reference.text, eg.reference.user_data) for eg in TargetCorpus(tmp_path / "chunks")(nlp)
+    ]
     assert ours == expected and len(ours) == 12
-    reader = spacy.registry.resolve({"r": {"@readers": "spacy.Corpus.v1", "path": str(tmp_path / "chunks"), "gold_preproc": False}})["r"]
+    reader = spacy.registry.resolve(
+        {
+            "r": {
+                "@readers": "spacy.Corpus.v1",
+                "path": str(tmp_path / "chunks"),
+                "gold_preproc": False,
+            }
+        }
+    )["r"]
     theirs = [(eg.reference.text, eg.reference.cats) for eg in reader(nlp)]
-    assert theirs == [(text, d.cats) for (text, _), d in zip(expected, read_targets(tmp_path / "one.spacy"))]
+    assert theirs == [
+        (text, d.cats) for (text, _), d in zip(expected, read_targets(tmp_path / "one.spacy"))
+    ]
 
 
 def test_spacy_train_reads_a_chunk_directory(tmp_path):
@@ -79,7 +102,11 @@ def test_spacy_train_reads_a_chunk_directory(tmp_path):
     config = make_student_config(tmp_path / "chunks", arch="bow", max_steps=4)
     config_path = tmp_path / "student.cfg"
     config.to_disk(config_path)
-    train(config_path, tmp_path / "out", overrides={"paths.train": str(tmp_path / "chunks"), "paths.dev": str(tmp_path / "chunks")})
+    train(
+        config_path,
+        tmp_path / "out",
+        overrides={"paths.train": str(tmp_path / "chunks"), "paths.dev": str(tmp_path / "chunks")},
+    )
     assert (tmp_path / "out" / "model-last").is_dir()
 
 
@@ -115,9 +142,13 @@ def test_a_directory_of_another_run_is_refused(tmp_path):
     with pytest.raises(DistillError, match="run.chunk_size"):
         annotate(data, tmp_path / "chunks", FakeTeacher(), chunk_size=5, show_progress=False)
     with pytest.raises(DistillError, match="run.fingerprint"):
-        annotate(data, tmp_path / "chunks", FakeTeacher(nan_on="zzz"), chunk_size=4, show_progress=False)
+        annotate(
+            data, tmp_path / "chunks", FakeTeacher(nan_on="zzz"), chunk_size=4, show_progress=False
+        )
     (tmp_path / "other").mkdir()
-    (tmp_path / "other" / "train.spacy").write_bytes((tmp_path / "chunks" / "part-000000.spacy").read_bytes())
+    (tmp_path / "other" / "train.spacy").write_bytes(
+        (tmp_path / "chunks" / "part-000000.spacy").read_bytes()
+    )
     with pytest.raises(DistillError, match="no manifest.json"):
         annotate(data, tmp_path / "other", FakeTeacher(), show_progress=False)
 
@@ -128,11 +159,20 @@ def test_streaming_keeps_record_checks_and_nan_handling(tmp_path):
     with pytest.raises(DistillError, match=r"in.jsonl:7: field 'text': empty text"):
         annotate(data, tmp_path / "c", FakeTeacher(nan_on="zzz"), chunk_size=3, show_progress=False)
     assert not (tmp_path / "c").exists()  # checked before any output or teacher work
-    summary = annotate(data, tmp_path / "c", FakeTeacher(nan_on="zzz"), chunk_size=3, on_error="skip", show_progress=False)
+    summary = annotate(
+        data,
+        tmp_path / "c",
+        FakeTeacher(nan_on="zzz"),
+        chunk_size=3,
+        on_error="skip",
+        show_progress=False,
+    )
     assert summary.n_written == 6 and len(summary.errors) == 2
     assert any("in.jsonl:8: the teacher returned NaN" in e for e in summary.errors)
     scores = [get_target(d).scores for d in read_targets(tmp_path / "c")]
-    numpy.testing.assert_allclose(scores, FakeTeacher().score([r["text"] for r in rows[:6]]), atol=1e-6)
+    numpy.testing.assert_allclose(
+        scores, FakeTeacher().score([r["text"] for r in rows[:6]]), atol=1e-6
+    )
 
 
 def test_augment_streams_its_seeds_and_dedups_on_disk(tmp_path):
@@ -172,4 +212,6 @@ def test_msgpack_codecs_are_looked_up_once_within_the_block():
         with cached_msgpack_codecs():  # nested: a no-op
             assert srsly.msgpack_loads(srsly.msgpack_dumps(data)) == data
         assert "get_all" in vars(srsly.msgpack_encoders)
-    assert "get_all" not in vars(srsly.msgpack_encoders) and "get_all" not in vars(srsly.msgpack_decoders)
+    assert "get_all" not in vars(srsly.msgpack_encoders) and "get_all" not in vars(
+        srsly.msgpack_decoders
+    )

@@ -2,6 +2,7 @@
 bag-of-words): each trains on soft labels, beats chance on held-out toy texts, round-trips
 through disk, exports to plain spaCy components with identical cats, learns from hidden states
 through a shared tok2vec, and `init-config` picks a default student and says why."""
+
 import re
 from pathlib import Path
 
@@ -12,10 +13,15 @@ from spacy import util
 from typer.testing import CliRunner
 
 from spacy_distill.cli import app
-from spacy_distill.training.corpus import TargetCorpus
 from spacy_distill.errors import DistillError
 from spacy_distill.packaging.export import export_pipeline
-from spacy_distill.training.student_config import SUBWORD_ARCHITECTURES, VECTOR_ARCHITECTURES, choose_architecture, make_student_config
+from spacy_distill.training.corpus import TargetCorpus
+from spacy_distill.training.student_config import (
+    SUBWORD_ARCHITECTURES,
+    VECTOR_ARCHITECTURES,
+    choose_architecture,
+    make_student_config,
+)
 
 from .conftest import train_config_in_process
 from .test_word_vectors import make_vectors, polarity_target_file, polarity_texts
@@ -34,6 +40,7 @@ def toy(tmp_path_factory):
     dev = polarity_target_file(root / "dev.spacy", n=32, seed=1)
     vectors = root / "word_vectors"
     from spacy_distill.vectors import build_word_vectors
+
     from .test_word_vectors import FeatureTeacher
 
     build_word_vectors(FeatureTeacher(), [train, dev], vectors, dims=16, show_progress=False)
@@ -46,7 +53,11 @@ def train_student(config, train: Path, steps: int = STEPS):
 
 def accuracy(nlp, rows) -> float:
     docs = list(nlp.pipe([text for text, _ in rows]))
-    return float(numpy.mean([max(doc.cats, key=doc.cats.get) == label for doc, (_, label) in zip(docs, rows)]))
+    return float(
+        numpy.mean(
+            [max(doc.cats, key=doc.cats.get) == label for doc, (_, label) in zip(docs, rows)]
+        )
+    )
 
 
 def cats(nlp, texts):
@@ -55,7 +66,9 @@ def cats(nlp, texts):
 
 @pytest.mark.parametrize("arch", V1_ARCHITECTURES)
 def test_student_trains_beats_chance_round_trips_and_exports(toy, tmp_path, arch):
-    config = make_student_config(toy["train"], toy["dev"], arch=arch, vectors=toy["vectors"], max_steps=STEPS)
+    config = make_student_config(
+        toy["train"], toy["dev"], arch=arch, vectors=toy["vectors"], max_steps=STEPS
+    )
     embed = config["components"]["textcat"]["model"]["tok2vec"]
     embed = embed.get("embed", embed)
     assert embed["@architectures"] == "spacy-distill.StaticEmbeddings.v1"
@@ -81,13 +94,22 @@ def test_student_trains_beats_chance_round_trips_and_exports(toy, tmp_path, arch
     assert result["half_precision_bytes_saved"] > 0
     assert numpy.abs(cats(exported, texts) - before).max() < 1e-2
     assert numpy.array_equal(cats(exported, texts).argmax(axis=1), before.argmax(axis=1))
-    result = export_pipeline(tmp_path / "student", tmp_path / "exported_full", check_texts=texts, half_precision=False)
-    assert numpy.array_equal(cats(spacy.load(tmp_path / "exported_full"), texts), cats(loaded, texts))
+    result = export_pipeline(
+        tmp_path / "student", tmp_path / "exported_full", check_texts=texts, half_precision=False
+    )
+    assert numpy.array_equal(
+        cats(spacy.load(tmp_path / "exported_full"), texts), cats(loaded, texts)
+    )
 
 
 # The default width of each v1 student on vectors wider than the CNN default of 64: the whole
 # table for the pooled students, 64 for the ones with a CNN layer (in its embed and encode).
-DEFAULT_WIDTHS_OF_160_DIMS = {"static": 160, "static-ensemble": 160, "static-cnn": 64, "static-cnn-ensemble": 64}
+DEFAULT_WIDTHS_OF_160_DIMS = {
+    "static": 160,
+    "static-ensemble": 160,
+    "static-cnn": 64,
+    "static-cnn-ensemble": 64,
+}
 
 
 def test_each_student_gets_its_default_width(toy, tmp_path):
@@ -95,9 +117,13 @@ def test_each_student_gets_its_default_width(toy, tmp_path):
 
     assert set(DEFAULT_WIDTHS_OF_160_DIMS) == set(V1_ARCHITECTURES)
     words = ["good", "bad", "film"]
-    WordVectors(words, numpy.random.default_rng(0).normal(size=(len(words), 160))).to_disk(tmp_path / "wide")
+    WordVectors(words, numpy.random.default_rng(0).normal(size=(len(words), 160))).to_disk(
+        tmp_path / "wide"
+    )
     for arch, width in DEFAULT_WIDTHS_OF_160_DIMS.items():
-        tok2vec = make_student_config(toy["train"], arch=arch, vectors=tmp_path / "wide")["components"]["textcat"]["model"]["tok2vec"]
+        tok2vec = make_student_config(toy["train"], arch=arch, vectors=tmp_path / "wide")[
+            "components"
+        ]["textcat"]["model"]["tok2vec"]
         if "cnn" in arch:
             assert tok2vec["embed"]["width"] == tok2vec["encode"]["width"] == width, arch
         else:
@@ -105,7 +131,9 @@ def test_each_student_gets_its_default_width(toy, tmp_path):
 
 
 def test_the_table_learns_unknown_words_share_a_row_and_empty_batches_work(toy):
-    config = make_student_config(toy["train"], arch="static", vectors=toy["vectors"], max_steps=STEPS)
+    config = make_student_config(
+        toy["train"], arch="static", vectors=toy["vectors"], max_steps=STEPS
+    )
     nlp = util.load_model_from_config(config, auto_fill=True)
     examples = list(TargetCorpus(toy["train"])(nlp))
     optimizer = nlp.initialize(lambda: examples)
@@ -154,7 +182,9 @@ def test_static_students_learn_from_hidden_states_through_a_shared_tok2vec(tmp_p
 def test_spacy_train_runs_the_written_config(toy, tmp_path):
     from spacy.cli.train import train
 
-    config = make_student_config(toy["train"], toy["dev"], arch="static-ensemble", vectors=toy["vectors"], max_steps=6)
+    config = make_student_config(
+        toy["train"], toy["dev"], arch="static-ensemble", vectors=toy["vectors"], max_steps=6
+    )
     config["training"]["eval_frequency"] = 3
     config.to_disk(tmp_path / "config.cfg")
     train(tmp_path / "config.cfg", tmp_path / "out")
@@ -163,9 +193,13 @@ def test_spacy_train_runs_the_written_config(toy, tmp_path):
 
 
 def test_bad_vector_settings_are_named(toy, tmp_path):
-    with pytest.raises(DistillError, match="`arch='static'` starts from teacher-derived word vectors"):
+    with pytest.raises(
+        DistillError, match="`arch='static'` starts from teacher-derived word vectors"
+    ):
         make_student_config(toy["train"], arch="static")
-    with pytest.raises(DistillError, match="`vectors` and `width` are for the students on word vectors"):
+    with pytest.raises(
+        DistillError, match="`vectors` and `width` are for the students on word vectors"
+    ):
         make_student_config(toy["train"], arch="bow", vectors=toy["vectors"])
     with pytest.raises(DistillError, match="^`width` must be between 1 and the vectors' 16 dims"):
         make_student_config(toy["train"], arch="static", vectors=toy["vectors"], width=32)
@@ -186,17 +220,41 @@ def test_init_config_picks_a_default_student_and_says_why(toy, tmp_path):
     assert arch == "bow" and "no teacher word vectors" in why and "about 32 docs per label" in why
     arch, why = choose_architecture(toy["train"], toy["vectors"])
     assert arch == "static" and "64 training docs" in why
-    result, out = _invoke("init-config", tmp_path / "c.cfg", "--train", toy["train"], "--vectors", toy["vectors"])
+    result, out = _invoke(
+        "init-config", tmp_path / "c.cfg", "--train", toy["train"], "--vectors", toy["vectors"]
+    )
     assert result.exit_code == 0, out
     assert "Student: static" in out and "64 training docs" in out
     config = util.load_config(tmp_path / "c.cfg")
     assert config["paths"]["word_vectors"] == str(toy["vectors"])
     assert config["components"]["textcat"]["model"]["tok2vec"]["vectors"] == "${paths.word_vectors}"
-    result, out = _invoke("init-config", tmp_path / "d.cfg", "--train", toy["train"], "--arch", "static-cnn", "--vectors", toy["vectors"], "--width", 8)
+    result, out = _invoke(
+        "init-config",
+        tmp_path / "d.cfg",
+        "--train",
+        toy["train"],
+        "--arch",
+        "static-cnn",
+        "--vectors",
+        toy["vectors"],
+        "--width",
+        8,
+    )
     assert result.exit_code == 0, out
     assert "Student: static-cnn (chosen with --arch)" in out
     # The library names its arguments (`width`, `arch='static'`); the command line says its flags.
-    result, out = _invoke("init-config", "-", "--train", toy["train"], "--arch", "static", "--vectors", toy["vectors"], "--width", 32)
+    result, out = _invoke(
+        "init-config",
+        "-",
+        "--train",
+        toy["train"],
+        "--arch",
+        "static",
+        "--vectors",
+        toy["vectors"],
+        "--width",
+        32,
+    )
     assert result.exit_code == 1 and "--width must be between 1 and the vectors' 16 dims" in out
     result, out = _invoke("init-config", "-", "--train", toy["train"], "--arch", "static")
     assert result.exit_code == 1 and "--arch static starts from teacher-derived word vectors" in out
@@ -208,7 +266,10 @@ def test_multilabel_static_student_trains_and_exports(tmp_path):
 
     from .conftest import make_target_docs, spam_target_rows
 
-    train = write_targets(make_target_docs(spam_target_rows(exclusive=False), ("ham", "spam", "urgent"), False), tmp_path / "train.spacy")
+    train = write_targets(
+        make_target_docs(spam_target_rows(exclusive=False), ("ham", "spam", "urgent"), False),
+        tmp_path / "train.spacy",
+    )
     vectors = make_vectors(tmp_path, train, dims=8)
     config = make_student_config(train, arch="static-ensemble", vectors=vectors, max_steps=5)
     assert config["components"]["textcat"]["factory"] == "distill_textcat_multilabel"
@@ -222,10 +283,28 @@ def test_multilabel_static_student_trains_and_exports(tmp_path):
 
 def test_init_config_empty_arch_picks_and_a_student_without_vectors_ignores_them(toy, tmp_path):
     # A project passes `--arch "${vars.student_arch}" --vectors training/vectors` whatever the var says.
-    result, out = _invoke("init-config", tmp_path / "c.cfg", "--train", toy["train"], "--arch", "", "--vectors", toy["vectors"])
+    result, out = _invoke(
+        "init-config",
+        tmp_path / "c.cfg",
+        "--train",
+        toy["train"],
+        "--arch",
+        "",
+        "--vectors",
+        toy["vectors"],
+    )
     assert result.exit_code == 0, out
     assert "Student: static (" in out and "chosen with --arch" not in out
-    result, out = _invoke("init-config", tmp_path / "b.cfg", "--train", toy["train"], "--arch", "bow", "--vectors", toy["vectors"])
+    result, out = _invoke(
+        "init-config",
+        tmp_path / "b.cfg",
+        "--train",
+        toy["train"],
+        "--arch",
+        "bow",
+        "--vectors",
+        toy["vectors"],
+    )
     assert result.exit_code == 0, out
     assert "--arch bow does not use word vectors" in out and "is ignored" in out
     config = util.load_config(tmp_path / "b.cfg")

@@ -3,7 +3,6 @@ import pytest
 import spacy
 from spacy.tokens import DocBin
 
-from spacy_distill.errors import TargetFormatError
 from spacy_distill.data.targets import (
     USER_DATA_KEY,
     TeacherTarget,
@@ -12,7 +11,7 @@ from spacy_distill.data.targets import (
     read_targets,
     write_targets,
 )
-
+from spacy_distill.errors import TargetFormatError
 from spacy_distill.hidden import HiddenStates
 from spacy_distill.hidden.storage import encode_hidden
 
@@ -21,7 +20,11 @@ from .conftest import make_target_docs
 
 def test_round_trip_keeps_every_field(tmp_path):
     docs = make_target_docs(
-        [("free cash", [0.2, 0.8], {"ham": 0.0, "spam": 1.0}), ("hello there", [0.9, 0.1], {}), ("gold only", None, {"ham": 1.0, "spam": 0.0})]
+        [
+            ("free cash", [0.2, 0.8], {"ham": 0.0, "spam": 1.0}),
+            ("hello there", [0.9, 0.1], {}),
+            ("gold only", None, {"ham": 1.0, "spam": 0.0}),
+        ]
     )
     target = get_target(docs[0])
     target.provenance.parent = "r9"
@@ -47,7 +50,11 @@ def test_round_trip_keeps_every_field(tmp_path):
     assert not get_target(back[2]).has_teacher
     summary = read_target_summary(path)
     assert summary == {
-        "labels": ["ham", "spam"], "exclusive": True, "n_docs": 3, "n_teacher": 2, "n_gold": 2,
+        "labels": ["ham", "spam"],
+        "exclusive": True,
+        "n_docs": 3,
+        "n_teacher": 2,
+        "n_gold": 2,
         "teachers": [("toy", "0" * 8)],
     }
 
@@ -74,7 +81,13 @@ def _write_raw(tmp_path, datas, cats=None):
 
 
 def _good(**changes):
-    data = TeacherTarget(labels=("ham", "spam"), exclusive=True, scores=numpy.log([0.5, 0.5]), teacher_id="t", fingerprint="f").to_dict()
+    data = TeacherTarget(
+        labels=("ham", "spam"),
+        exclusive=True,
+        scores=numpy.log([0.5, 0.5]),
+        teacher_id="t",
+        fingerprint="f",
+    ).to_dict()
     data.update(changes)
     return data
 
@@ -106,7 +119,9 @@ def test_invalid_fields_name_file_doc_and_field(tmp_path, data, field, message):
 
 def test_gold_is_checked_against_labels(tmp_path):
     path = _write_raw(tmp_path, [_good()], cats=[{"eggs": 1.0}])
-    with pytest.raises(TargetFormatError, match=r"doc 0: field 'cats': unknown gold label\(s\) \['eggs'\]"):
+    with pytest.raises(
+        TargetFormatError, match=r"doc 0: field 'cats': unknown gold label\(s\) \['eggs'\]"
+    ):
         list(read_targets(path))
     path = _write_raw(tmp_path, [_good()], cats=[{"ham": 1.0, "spam": 1.0}])
     with pytest.raises(TargetFormatError, match="exactly one label"):
@@ -134,5 +149,8 @@ def test_missing_user_data_and_missing_files(tmp_path):
 def test_directory_of_target_files_reads_as_one_corpus(tmp_path):
     (tmp_path / "shards").mkdir()
     write_targets(make_target_docs([("a", [0.5, 0.5], {})]), tmp_path / "shards" / "0.spacy")
-    write_targets(make_target_docs([("b", [0.5, 0.5], {}), ("c", None, {"ham": 1.0, "spam": 0.0})]), tmp_path / "shards" / "1.spacy")
+    write_targets(
+        make_target_docs([("b", [0.5, 0.5], {}), ("c", None, {"ham": 1.0, "spam": 0.0})]),
+        tmp_path / "shards" / "1.spacy",
+    )
     assert [d.text for d in read_targets(tmp_path / "shards")] == ["a", "b", "c"]

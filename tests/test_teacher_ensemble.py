@@ -1,4 +1,5 @@
 """EnsembleTeacher: weighted fusion in probability and log space, label alignment, errors."""
+
 import hashlib
 from typing import Sequence
 
@@ -72,8 +73,8 @@ def test_log_space_is_the_renormalised_weighted_geometric_mean():
     scores = ensemble.score(TEXTS)
     for text, row in zip(TEXTS, scores):
         p = fake_spam_probability(text)
-        spam = p ** 0.75 * 0.2 ** 0.25
-        ham = (1 - p) ** 0.75 * 0.8 ** 0.25
+        spam = p**0.75 * 0.2**0.25
+        ham = (1 - p) ** 0.75 * 0.8**0.25
         expected = [ham / (ham + spam), spam / (ham + spam)]
         numpy.testing.assert_allclose(numpy.exp(row), expected, atol=1e-6)
     numpy.testing.assert_allclose(numpy.exp(scores).sum(axis=1), 1.0, atol=1e-6)

@@ -1,4 +1,5 @@
 """HFClassifierTeacher on tiny random BERT sequence classifiers built in a temp dir."""
+
 from pathlib import Path
 
 import numpy
@@ -157,7 +158,7 @@ def test_registry_resolution_from_config(model_dirs, tmp_path):
     config_str = f"""
 [teacher]
 @teachers = "spacy-distill.HFClassifierTeacher.v1"
-model = "{model_dirs['three']}"
+model = "{model_dirs["three"]}"
 label_map = {{"neu": null}}
 max_length = 16
 device = "cpu"
@@ -188,8 +189,15 @@ def test_bad_id2label_is_reported(model_dirs, tmp_path):
 @pytest.mark.parametrize(
     "module",
     [
-        "teachers/hf_classifier", "teachers/hf_prompt", "teachers/hf_probe", "teachers/probe_head",
-        "teachers/prompt_lm", "teachers/ensemble", "hf/loading", "hf/features", "hf/extractor",
+        "teachers/hf_classifier",
+        "teachers/hf_prompt",
+        "teachers/hf_probe",
+        "teachers/probe_head",
+        "teachers/prompt_lm",
+        "teachers/ensemble",
+        "hf/loading",
+        "hf/features",
+        "hf/extractor",
     ],
 )
 def test_module_level_code_imports_neither_torch_nor_transformers(module):

@@ -1,5 +1,6 @@
 """HFProbeTeacher: pooled hidden states of tiny random BERT and Llama models built in a temp dir,
 and a logistic-regression head fitted on the toy texts."""
+
 import importlib.util
 import json
 import subprocess
@@ -153,8 +154,12 @@ def test_truncation_is_counted(model_dirs):
 
 def test_head_fits_toy_data_and_scores_are_log_probabilities(model_dirs, spam_data, tmp_path):
     teacher = configure_hf_probe_teacher(
-        str(model_dirs["bert"]), train_data=str(spam_data), head=str(tmp_path / "head"),
-        regularization=10.0, device="cpu", batch_size=3,
+        str(model_dirs["bert"]),
+        train_data=str(spam_data),
+        head=str(tmp_path / "head"),
+        regularization=10.0,
+        device="cpu",
+        batch_size=3,
     )
     assert isinstance(teacher, Teacher)
     assert teacher.labels == ("ham", "spam") and teacher.exclusive
@@ -172,7 +177,11 @@ def test_head_fits_toy_data_and_scores_are_log_probabilities(model_dirs, spam_da
     assert meta["train_data"]["n_examples"] == len(SPAM_TEXTS)
     assert len(meta["train_data"]["sha256"]) == 64
     assert sorted(p.name for p in (tmp_path / "head").iterdir()) == [
-        "bias.npy", "head.json", "mean.npy", "scale.npy", "weights.npy"
+        "bias.npy",
+        "head.json",
+        "mean.npy",
+        "scale.npy",
+        "weights.npy",
     ]
 
 
@@ -197,7 +206,10 @@ def test_multi_label_head_gives_logits(model_dirs, tmp_path):
     ]
     data = write_jsonl(tmp_path / "multi.jsonl", rows)
     teacher = configure_hf_probe_teacher(
-        str(model_dirs["bert"]), train_data=str(data), multi_label=True, regularization=10.0,
+        str(model_dirs["bert"]),
+        train_data=str(data),
+        multi_label=True,
+        regularization=10.0,
         device="cpu",
     )
     assert not teacher.exclusive and teacher.labels == ("ham", "spam", "urgent")
@@ -224,7 +236,8 @@ def test_save_load_round_trip_needs_no_sklearn(model_dirs, spam_data, tmp_path, 
     # The fingerprint follows the head: another C gives another head and another fingerprint.
     monkeypatch.delitem(sys.modules, "sklearn")
     other = configure_hf_probe_teacher(
-        train_data=str(spam_data), regularization=1.0,
+        train_data=str(spam_data),
+        regularization=1.0,
         **{**settings, "head": str(tmp_path / "other")},
     )
     assert other.fingerprint != fitted.fingerprint
@@ -361,8 +374,14 @@ def test_smollm2_gguf_probe_learns_sst2(tmp_path):
     train = write_jsonl(tmp_path / "train.jsonl", _head_lines(SST2 / "train.jsonl", 200))
     test = _head_lines(SST2 / "test.jsonl", 100)
     teacher = configure_hf_probe_teacher(
-        str(folder), gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf", layer=15, pooling="last",
-        train_data=str(train), head=str(tmp_path / "head"), regularization=0.05, device="cpu",
+        str(folder),
+        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        layer=15,
+        pooling="last",
+        train_data=str(train),
+        head=str(tmp_path / "head"),
+        regularization=0.05,
+        device="cpu",
     )
     assert teacher.labels == ("negative", "positive")
     assert teacher.extractor._exit_layer == 15  # blocks 15-29 are skipped

@@ -1,5 +1,6 @@
 """The prompted causal-LM teacher on a tiny random Llama built in a temp dir (exact checks
 against brute-force forward passes), and on the real SmolLM2 GGUF (slow)."""
+
 import importlib.util
 import math
 import subprocess
@@ -45,7 +46,9 @@ TEXTS = [
 def build_tiny_llama(path: Path, chat: bool = False) -> Path:
     """A random Llama (tests/tiny_models.build_random_llama) with a byte-level BPE tokenizer
     trained on CORPUS that drops zero-width spaces."""
-    tokenizer = byte_bpe_tokenizer(CORPUS * 5, chat=chat, normalizer=normalizers.Replace("\u200b", ""))
+    tokenizer = byte_bpe_tokenizer(
+        CORPUS * 5, chat=chat, normalizer=normalizers.Replace("\u200b", "")
+    )
     return build_random_llama(path, tokenizer)
 
 
@@ -84,7 +87,9 @@ def brute_force_loglik(teacher: HFPromptTeacher, prompt: str, continuation: str)
     with torch.no_grad():
         logits = model(torch.tensor([full_ids])).logits[0]
     logp = torch.log_softmax(logits.double(), dim=-1)
-    total = sum(float(logp[pos - 1, full_ids[pos]]) for pos in range(len(prompt_ids), len(full_ids)))
+    total = sum(
+        float(logp[pos - 1, full_ids[pos]]) for pos in range(len(prompt_ids), len(full_ids))
+    )
     return total, len(full_ids) - len(prompt_ids)
 
 
@@ -99,21 +104,34 @@ def brute_force_scores(teacher: HFPromptTeacher, texts) -> numpy.ndarray:
     rows = []
     for text in texts:
         if teacher.exclusive:
-            row = numpy.array([class_loglik(teacher.render_prompt(text), teacher.verbalizers[l]) for l in teacher.labels])
+            row = numpy.array(
+                [
+                    class_loglik(teacher.render_prompt(text), teacher.verbalizers[l])
+                    for l in teacher.labels
+                ]
+            )
             rows.append(row - numpy.logaddexp.reduce(row))
         else:
-            rows.append([
-                class_loglik(teacher.render_prompt(text, l), teacher.yes_verbalizers)
-                - class_loglik(teacher.render_prompt(text, l), teacher.no_verbalizers)
-                for l in teacher.labels
-            ])
+            rows.append(
+                [
+                    class_loglik(teacher.render_prompt(text, l), teacher.yes_verbalizers)
+                    - class_loglik(teacher.render_prompt(text, l), teacher.no_verbalizers)
+                    for l in teacher.labels
+                ]
+            )
     return numpy.asarray(rows)
 
 
 SINGLE = {"negative": ["negative"], "positive": ["positive"]}
-MULTI = {"negative": ["negative", "bad movie", "terrible stuff"], "positive": ["positive", "great film"]}
+MULTI = {
+    "negative": ["negative", "bad movie", "terrible stuff"],
+    "positive": ["positive", "great film"],
+}
 # Without single-token answers, whose mass would swamp an error in the longer ones' sums.
-ONLY_MULTI = {"negative": ["bad movie", "terrible stuff"], "positive": ["great film", "lovely day !"]}
+ONLY_MULTI = {
+    "negative": ["bad movie", "terrible stuff"],
+    "positive": ["great film", "lovely day !"],
+}
 
 
 @pytest.mark.parametrize(
@@ -123,7 +141,12 @@ ONLY_MULTI = {"negative": ["bad movie", "terrible stuff"], "positive": ["great f
 def test_scores_equal_brute_force(loaded, verbalizers, length_normalize):
     reference = None
     for batch_size in (1, 3, 8):
-        teacher = make(loaded, verbalizers=verbalizers, length_normalize=length_normalize, batch_size=batch_size)
+        teacher = make(
+            loaded,
+            verbalizers=verbalizers,
+            length_normalize=length_normalize,
+            batch_size=batch_size,
+        )
         assert teacher.single_token == (verbalizers is SINGLE)
         if verbalizers is ONLY_MULTI:
             assert all(len(ids) >= 2 for _, ids in teacher.scorer.flat)
@@ -195,7 +218,9 @@ def test_verbalizer_tokens_match_joint_tokenization(loaded):
 
 def test_calibration_follows_the_formula(loaded):
     plain = make(loaded, verbalizers=MULTI)
-    calibrated = make(loaded, verbalizers=MULTI, calibrate=True, content_free_inputs=["N/A", "", "[MASK]"])
+    calibrated = make(
+        loaded, verbalizers=MULTI, calibrate=True, content_free_inputs=["N/A", "", "[MASK]"]
+    )
     content_free = numpy.exp(plain.score(["N/A", "", "[MASK]"]).astype("float64")).mean(axis=0)
     probs = numpy.exp(plain.score(TEXTS).astype("float64")) / content_free
     expected = numpy.log(probs / probs.sum(axis=1, keepdims=True))
@@ -204,7 +229,10 @@ def test_calibration_follows_the_formula(loaded):
     numpy.testing.assert_allclose(numpy.exp(got).sum(axis=1), 1.0, atol=1e-5)
     assert not numpy.allclose(got, plain.score(TEXTS), atol=1e-3)
     assert plain.fingerprint != calibrated.fingerprint
-    assert (plain.method, calibrated.method) == ("verbalizer-logprobs", "verbalizer-logprobs+calibrated")
+    assert (plain.method, calibrated.method) == (
+        "verbalizer-logprobs",
+        "verbalizer-logprobs+calibrated",
+    )
 
 
 def test_few_shot_prompt_renders_as_documented(loaded):
@@ -228,16 +256,29 @@ def test_few_shot_prompt_renders_as_documented(loaded):
     # Plain prompts get the tokenizer's special tokens (here a BOS).
     assert teacher._prompt_ids("x")[0] == teacher.tokenizer.bos_token_id
     # The instruction may name the answers itself.
-    named = make(loaded, instruction="Answer {labels} (in {{braces}}).", template="{instruction}\n{text}\nAnswer:")
+    named = make(
+        loaded,
+        instruction="Answer {labels} (in {{braces}}).",
+        template="{instruction}\n{text}\nAnswer:",
+    )
     assert named.render_prompt("ok") == "Answer negative, positive (in {braces}).\nok\nAnswer:"
-    custom = make(loaded, template="{examples}{text} =>", example_template="{text} => {answer}\n",
-                  examples=[{"text": "fine", "label": "positive"}])
+    custom = make(
+        loaded,
+        template="{examples}{text} =>",
+        example_template="{text} => {answer}\n",
+        examples=[{"text": "fine", "label": "positive"}],
+    )
     assert custom.render_prompt("bad") == "fine => positive\nbad =>"
 
 
 def test_chat_template_renders_and_scores(tiny_chat_llama):
-    teacher = configure_hf_prompt_teacher(str(tiny_chat_llama), ["negative", "positive"], verbalizers=MULTI,
-                                          device="cpu", batch_size=3)
+    teacher = configure_hf_prompt_teacher(
+        str(tiny_chat_llama),
+        ["negative", "positive"],
+        verbalizers=MULTI,
+        device="cpu",
+        batch_size=3,
+    )
     assert teacher.use_chat_template and teacher.verbalizer_prefix == ""
     assert teacher.render_prompt("great film") == (
         "<|user|>\nClassify the text.\nOptions: negative, positive\n\nText: great film\nAnswer:</s>\n<|assistant|>\n"
@@ -248,31 +289,46 @@ def test_chat_template_renders_and_scores(tiny_chat_llama):
     assert teacher.tokenizer.bos_token_id not in ids
     scores = teacher.score(TEXTS)
     numpy.testing.assert_allclose(scores, brute_force_scores(teacher, TEXTS), atol=1e-4)
-    with_system = configure_hf_prompt_teacher(str(tiny_chat_llama), ["negative", "positive"], device="cpu",
-                                              system_prompt="Be brief.")
+    with_system = configure_hf_prompt_teacher(
+        str(tiny_chat_llama), ["negative", "positive"], device="cpu", system_prompt="Be brief."
+    )
     assert with_system.render_prompt("x").startswith("<|system|>\nBe brief.</s>\n<|user|>\n")
-    plain = configure_hf_prompt_teacher(str(tiny_chat_llama), ["negative", "positive"], device="cpu",
-                                        use_chat_template=False)
+    plain = configure_hf_prompt_teacher(
+        str(tiny_chat_llama), ["negative", "positive"], device="cpu", use_chat_template=False
+    )
     assert plain.render_prompt("x").endswith("Text: x\nAnswer:") and plain.verbalizer_prefix == " "
     assert plain.fingerprint != teacher.fingerprint
 
 
 def test_multi_label_yes_no(loaded):
     labels = ["funny", "sad", "long"]
-    teacher = make(loaded, labels=labels, multi_label=True, yes_verbalizers=["Yes", "yes"],
-                   no_verbalizers=["No"], examples=[{"text": "ha ha", "labels": ["funny"]}], batch_size=4)
+    teacher = make(
+        loaded,
+        labels=labels,
+        multi_label=True,
+        yes_verbalizers=["Yes", "yes"],
+        no_verbalizers=["No"],
+        examples=[{"text": "ha ha", "labels": ["funny"]}],
+        batch_size=4,
+    )
     assert not teacher.exclusive
     assert teacher.render_prompt("a day", "sad") == (
         "Decide whether the label applies to the text.\n\n"
         'Text: ha ha\nDoes the label "sad" apply to this text? Options: Yes, No\nAnswer: No\n\n'
         'Text: a day\nDoes the label "sad" apply to this text? Options: Yes, No\nAnswer:'
     )
-    assert 'Options: Yes, No\nAnswer: Yes\n\n' in teacher.render_prompt("a day", "funny")
+    assert "Options: Yes, No\nAnswer: Yes\n\n" in teacher.render_prompt("a day", "funny")
     scores = teacher.score(TEXTS)
     assert scores.shape == (len(TEXTS), 3) and scores.dtype == numpy.float32
     numpy.testing.assert_allclose(scores, brute_force_scores(teacher, TEXTS), atol=1e-4)
-    calibrated = make(loaded, labels=labels, multi_label=True, yes_verbalizers=["Yes", "yes"],
-                      examples=[{"text": "ha ha", "label": ["funny"]}], calibrate=True)
+    calibrated = make(
+        loaded,
+        labels=labels,
+        multi_label=True,
+        yes_verbalizers=["Yes", "yes"],
+        examples=[{"text": "ha ha", "label": ["funny"]}],
+        calibrate=True,
+    )
     p_cf = 1 / (1 + numpy.exp(-teacher.score(["N/A"]).astype("float64")))
     numpy.testing.assert_allclose(
         calibrated.score(TEXTS), scores - (numpy.log(p_cf) - numpy.log1p(-p_cf)), atol=1e-5
@@ -305,11 +361,17 @@ def test_fingerprint_tracks_local_model_files(tiny_llama):
 def test_configuration_errors(loaded):
     # The tokenizer's normalizer drops zero-width spaces, as BERT's and others do.
     with pytest.raises(DistillError, match="tokenizes to nothing"):
-        make(loaded, verbalizers={"positive": ["positive"], "negative": ["\u200b"]}, verbalizer_prefix="")
+        make(
+            loaded,
+            verbalizers={"positive": ["positive"], "negative": ["\u200b"]},
+            verbalizer_prefix="",
+        )
     with pytest.raises(DistillError, match="non-empty"):
         make(loaded, verbalizers={"positive": ["positive"], "negative": []})
     with pytest.raises(LabelMismatchError, match=r"examples\[1\].*'neutral'"):
-        make(loaded, examples=[{"text": "a", "label": "positive"}, {"text": "b", "label": "neutral"}])
+        make(
+            loaded, examples=[{"text": "a", "label": "positive"}, {"text": "b", "label": "neutral"}]
+        )
     with pytest.raises(DistillError, match=r"examples\[0\]"):
         make(loaded, examples=[{"text": "a"}])
     with pytest.raises(LabelMismatchError, match="neutral"):
@@ -378,7 +440,9 @@ def test_example_config_builds(tiny_llama):
 
     path = Path(__file__).parent.parent / "examples" / "teachers" / "smollm2_prompt_sst2.cfg"
     teacher = load_teacher(path, {"paths.model": str(tiny_llama), "teacher.device": "cpu"})
-    assert isinstance(teacher, HFPromptTeacher) and teacher.calibrate and not teacher.use_chat_template
+    assert (
+        isinstance(teacher, HFPromptTeacher) and teacher.calibrate and not teacher.use_chat_template
+    )
     assert teacher.render_prompt("a fine film") == "Review: a fine film\nSentiment:"
     numpy.testing.assert_allclose(numpy.exp(teacher.score(TEXTS[:2])).sum(axis=1), 1.0, atol=1e-5)
 
@@ -429,7 +493,9 @@ def test_smollm2_gguf_beats_chance(monkeypatch):
         device="cpu",
         batch_size=6,
     )
-    assert teacher.render_prompt("x") == "Review: x\nSentiment:" and teacher.verbalizer_prefix == " "
+    assert (
+        teacher.render_prompt("x") == "Review: x\nSentiment:" and teacher.verbalizer_prefix == " "
+    )
     texts = [text for text, _ in SENTIMENT]
     start = time.perf_counter()
     scores = teacher.score(texts)

@@ -2,12 +2,14 @@
 fake_openai_server.py): probabilities from top logprobs, both endpoints, multi-label, retries,
 timeouts, bad answers, the sampling fallback and the API key's secrecy. The fault-injection
 suite (tests/faults/test_openai_faults.py) covers deadlines, cancellation and redaction."""
+
 import json
 import math
 import pickle
 from pathlib import Path
 from typing import Any, Dict
 
+import httpx  # noqa: E402,F401  (a required test dependency: the [test] extra)
 import numpy
 import pytest
 from spacy.util import load_config
@@ -15,9 +17,6 @@ from spacy.util import load_config
 from spacy_distill.errors import DistillError, LabelMismatchError, TeacherError
 from spacy_distill.registry import registry
 from spacy_distill.teachers import Teacher
-
-import httpx  # noqa: E402,F401  (a required test dependency: the [test] extra)
-
 from spacy_distill.teachers.openai_answers import (  # noqa: E402
     answer_matches,
     match_scores,
@@ -81,7 +80,7 @@ def test_token_matching_and_floor():
 def test_chat_probabilities_sum_to_one(stub):
     teacher = make_teacher(stub)
     assert isinstance(teacher, Teacher) and teacher.exclusive
-    assert teacher.teacher_id == f"openai:stub-model@{stub.url[len('http://'):]}"
+    assert teacher.teacher_id == f"openai:stub-model@{stub.url[len('http://') :]}"
     scores = teacher.score(TEXTS)
     assert scores.dtype == numpy.float32 and scores.shape == (4, 2)
     assert numpy.allclose(numpy.exp(scores).sum(axis=1), 1.0, atol=1e-6)

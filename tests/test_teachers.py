@@ -18,7 +18,9 @@ def test_spacy_teacher_scores_are_the_pipelines_log_probabilities(spacy_teacher_
     scores = teacher.score(texts)
     assert scores.shape == (3, 2) and scores.dtype == numpy.float32
     cats = [doc.cats for doc in nlp.pipe(texts)]
-    numpy.testing.assert_allclose(numpy.exp(scores), [[c["ham"], c["spam"]] for c in cats], atol=1e-5)
+    numpy.testing.assert_allclose(
+        numpy.exp(scores), [[c["ham"], c["spam"]] for c in cats], atol=1e-5
+    )
     assert scores[0, 1] > scores[0, 0] and scores[1, 0] > scores[1, 1]
     # same weights, same fingerprint; another label map, another fingerprint
     assert teacher.fingerprint == SpacyTeacher(spacy.load(spacy_teacher_path)).fingerprint
@@ -32,8 +34,9 @@ def test_multilabel_spacy_teacher_gives_logits(spacy_multilabel_teacher_path):
     assert not teacher.exclusive and set(teacher.labels) == {"ham", "spam", "urgent"}
     scores = teacher.score(["urgent free cash"])
     cats = nlp("urgent free cash").cats
-    numpy.testing.assert_allclose(1 / (1 + numpy.exp(-scores[0])), [cats[l] for l in teacher.labels], atol=1e-5)
-
+    numpy.testing.assert_allclose(
+        1 / (1 + numpy.exp(-scores[0])), [cats[l] for l in teacher.labels], atol=1e-5
+    )
 
 
 def test_label_mapping():
@@ -55,7 +58,9 @@ def test_load_teacher_from_config_and_pipeline(tmp_path, spacy_teacher_path, fak
     pipeline_teacher = load_teacher(str(spacy_teacher_path), {"teacher.batch_size": 5})
     assert isinstance(pipeline_teacher, SpacyTeacher) and pipeline_teacher.batch_size == 5
     cfg = tmp_path / "spacy_teacher.cfg"
-    cfg.write_text(f'[teacher]\n@teachers = "spacy-distill.SpacyTeacher.v1"\nmodel = "{spacy_teacher_path}"\nlabel_map = {{"spam": "junk"}}\n')
+    cfg.write_text(
+        f'[teacher]\n@teachers = "spacy-distill.SpacyTeacher.v1"\nmodel = "{spacy_teacher_path}"\nlabel_map = {{"spam": "junk"}}\n'
+    )
     assert load_teacher(cfg).labels == ("ham", "junk")
     no_block = tmp_path / "empty.cfg"
     no_block.write_text("[nothing]\n")
@@ -72,13 +77,17 @@ def test_load_teacher_from_config_and_pipeline(tmp_path, spacy_teacher_path, fak
     assert "spacy-distill.SpacyTeacher.v1" in registry.teachers.get_all()
 
 
-def test_relative_paths_in_a_teacher_config_are_read_against_its_folder(tmp_path, spacy_teacher_path, monkeypatch):
+def test_relative_paths_in_a_teacher_config_are_read_against_its_folder(
+    tmp_path, spacy_teacher_path, monkeypatch
+):
     import shutil
 
     project = tmp_path / "project"
     shutil.copytree(spacy_teacher_path, project / "training" / "teacher" / "model-best")
     cfg = project / "training" / "teacher.cfg"
-    cfg.write_text('[teacher]\n@teachers = "spacy-distill.SpacyTeacher.v1"\nmodel = "teacher/model-best"\n')
+    cfg.write_text(
+        '[teacher]\n@teachers = "spacy-distill.SpacyTeacher.v1"\nmodel = "teacher/model-best"\n'
+    )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
@@ -86,6 +95,10 @@ def test_relative_paths_in_a_teacher_config_are_read_against_its_folder(tmp_path
     assert teacher.labels == ("ham", "spam")
     assert teacher.fingerprint == load_teacher(str(spacy_teacher_path)).fingerprint
     # a path that exists nowhere: one line naming the config, not a traceback
-    cfg.write_text('[teacher]\n@teachers = "spacy-distill.SpacyTeacher.v1"\nmodel = "teacher/missing"\n')
-    with pytest.raises(DistillError, match=r"teacher.cfg: the \[teacher\] block does not build: \[E050\]"):
+    cfg.write_text(
+        '[teacher]\n@teachers = "spacy-distill.SpacyTeacher.v1"\nmodel = "teacher/missing"\n'
+    )
+    with pytest.raises(
+        DistillError, match=r"teacher.cfg: the \[teacher\] block does not build: \[E050\]"
+    ):
         load_teacher(cfg)

@@ -1,5 +1,6 @@
 """A spacy-transformers teacher (a tiny random BERT built in a temp dir) through annotate and
 `spacy train`: the listener path of the logits reader, end to end."""
+
 import subprocess
 import sys
 
@@ -10,9 +11,9 @@ import spacy_transformers  # noqa: F401  (the teacher's transformer component)
 from spacy.training import Example
 
 from spacy_distill.annotation.annotate import annotate
-from spacy_distill.training.student_config import make_student_config
 from spacy_distill.data.targets import get_target, read_targets
 from spacy_distill.teachers import SpacyTeacher
+from spacy_distill.training.student_config import make_student_config
 
 from .conftest import SPAM_TEXTS, write_jsonl
 from .tiny_models import TRF_TEXTCAT_CONFIG as TRF_TEACHER_CONFIG
@@ -27,7 +28,9 @@ def test_transformer_teacher_annotates_and_student_learns_it(tmp_path, monkeypat
     config = spacy.util.load_config_from_str(TRF_TEACHER_CONFIG.format(model_dir=model_dir))
     nlp = spacy.util.load_model_from_config(config, auto_fill=True)
     examples = [
-        Example.from_dict(nlp.make_doc(t), {"cats": {"ham": float(l == "ham"), "spam": float(l == "spam")}})
+        Example.from_dict(
+            nlp.make_doc(t), {"cats": {"ham": float(l == "ham"), "spam": float(l == "spam")}}
+        )
         for t, l in SPAM_TEXTS
     ]
     optimizer = nlp.initialize(lambda: examples)
@@ -42,21 +45,34 @@ def test_transformer_teacher_annotates_and_student_learns_it(tmp_path, monkeypat
         "import sys, spacy; from spacy_distill.teachers.spacy_teacher import SpacyTeacher; "
         "print(SpacyTeacher(spacy.load(sys.argv[1])).fingerprint)"
     )
-    other = subprocess.run([sys.executable, "-c", code, str(tmp_path / "teacher")], capture_output=True, text=True, check=True)
+    other = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "teacher")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert other.stdout.split()[-1] == teacher.fingerprint
     texts = [t for t, _ in SPAM_TEXTS]
     scores = teacher.score(texts)
     cats = [doc.cats for doc in spacy.load(tmp_path / "teacher").pipe(texts)]
-    numpy.testing.assert_allclose(numpy.exp(scores), [[c["ham"], c["spam"]] for c in cats], atol=1e-4)
+    numpy.testing.assert_allclose(
+        numpy.exp(scores), [[c["ham"], c["spam"]] for c in cats], atol=1e-4
+    )
 
     data = write_jsonl(tmp_path / "unlabelled.jsonl", [{"text": t} for t in texts])
     summary = annotate(data, tmp_path / "train.spacy", teacher, show_progress=False)
     assert summary.n_written == len(texts) and summary.n_gold == 0
     target = get_target(next(iter(read_targets(tmp_path / "train.spacy"))))
-    assert target.teacher_id == teacher.teacher_id == f"spacy:en_pipeline-0.0.0/textcat@{teacher.fingerprint[:8]}"
+    assert (
+        target.teacher_id
+        == teacher.teacher_id
+        == f"spacy:en_pipeline-0.0.0/textcat@{teacher.fingerprint[:8]}"
+    )
     assert target.fingerprint == teacher.fingerprint
 
-    student_config = make_student_config(tmp_path / "train.spacy", temperature=1.0, alpha=1.0, max_steps=150)
+    student_config = make_student_config(
+        tmp_path / "train.spacy", temperature=1.0, alpha=1.0, max_steps=150
+    )
     student_config["training"]["eval_frequency"] = 50
     student_config["training"]["optimizer"]["learn_rate"] = 0.01
     student_config.to_disk(tmp_path / "student.cfg")

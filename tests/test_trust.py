@@ -1,21 +1,23 @@
 """Trust in the teacher per label: its dev quality from stored outputs, and a student that a
 blind teacher no longer drags below gold."""
+
 import numpy
 import pytest
-import spacy
 from spacy import util
 
-from spacy_distill.training.student_config import make_student_config
 from spacy_distill.data.targets import write_targets
 from spacy_distill.evaluation.trust import label_trust, teacher_quality, weak_labels
+from spacy_distill.training.student_config import make_student_config
 
 from .conftest import SPAM_TEXTS, make_target_docs, train_config_in_process
 
 
 def _blind_teacher_rows(repeat=4):
     """The teacher says ham for everything (it never predicts spam); gold is right."""
-    return [(text, [0.9, 0.1], {"ham": float(label == "ham"), "spam": float(label == "spam")})
-            for text, label in SPAM_TEXTS * repeat]
+    return [
+        (text, [0.9, 0.1], {"ham": float(label == "ham"), "spam": float(label == "spam")})
+        for text, label in SPAM_TEXTS * repeat
+    ]
 
 
 def test_teacher_quality_from_stored_outputs(tmp_path):
@@ -23,7 +25,13 @@ def test_teacher_quality_from_stored_outputs(tmp_path):
     quality = teacher_quality(path)
     n_spam = sum(label == "spam" for _, label in SPAM_TEXTS)
     assert quality["n"] == len(SPAM_TEXTS)
-    assert quality["per_label"]["spam"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": n_spam, "predicted": 0}
+    assert quality["per_label"]["spam"] == {
+        "precision": 0.0,
+        "recall": 0.0,
+        "f1": 0.0,
+        "support": n_spam,
+        "predicted": 0,
+    }
     assert quality["per_label"]["ham"]["recall"] == 1.0
     assert quality["accuracy"] == pytest.approx(1 - n_spam / len(SPAM_TEXTS))
     assert weak_labels(quality) == ["spam"]
@@ -41,8 +49,18 @@ def _train(train_path, loss, steps=25):
 def test_a_student_that_distrusts_a_blind_teacher_learns_the_class_it_cannot_see(tmp_path):
     train = write_targets(make_target_docs(_blind_teacher_rows()), tmp_path / "train.spacy")
     trust = label_trust(teacher_quality(train))
-    v1 = _train(train, {"@losses": "spacy-distill.SoftTargetLoss.v1", "temperature": 2.0, "alpha": 0.9})
-    v2 = _train(train, {"@losses": "spacy-distill.SoftTargetLoss.v2", "temperature": 2.0, "alpha": 0.9, "label_trust": trust})
+    v1 = _train(
+        train, {"@losses": "spacy-distill.SoftTargetLoss.v1", "temperature": 2.0, "alpha": 0.9}
+    )
+    v2 = _train(
+        train,
+        {
+            "@losses": "spacy-distill.SoftTargetLoss.v2",
+            "temperature": 2.0,
+            "alpha": 0.9,
+            "label_trust": trust,
+        },
+    )
     spam = [text for text, label in SPAM_TEXTS if label == "spam"]
     p_v1 = numpy.mean([doc.cats["spam"] for doc in v1.pipe(spam)])
     p_v2 = numpy.mean([doc.cats["spam"] for doc in v2.pipe(spam)])
@@ -87,8 +105,21 @@ def test_init_config_label_trust_auto_and_from_a_check_teacher_report(tmp_path):
     runner = CliRunner()
     report = tmp_path / "check.json"
     assert runner.invoke(app, ["check-teacher", str(dev), "-o", str(report)]).exit_code == 0
-    result = runner.invoke(app, ["init-config", "-", "--train", str(train), "--dev", str(dev), "--arch", "bow",
-                                 "--label-trust", str(report)])
+    result = runner.invoke(
+        app,
+        [
+            "init-config",
+            "-",
+            "--train",
+            str(train),
+            "--dev",
+            str(dev),
+            "--arch",
+            "bow",
+            "--label-trust",
+            str(report),
+        ],
+    )
     assert result.exit_code == 0, result.output
     from thinc.api import Config
 

@@ -2,12 +2,21 @@
 texts with the `tokenizers` library, 1-2 layer, 32-wide configs. Nothing is downloaded. The
 session-scoped fixtures in conftest.py build the shared ones once; a test that needs its own
 (another corpus, a chat template) calls these builders."""
+
 from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
 import transformers
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import (
+    Tokenizer,
+    decoders,
+    models,
+    normalizers,
+    pre_tokenizers,
+    processors,
+    trainers,
+)
 
 from .conftest import SPAM_TEXTS
 
@@ -80,8 +89,12 @@ def build_tokenizer(texts: Sequence[str] = SPAM_CORPUS) -> transformers.BertToke
         special_tokens=[(name, tokenizer.token_to_id(name)) for name in ("[CLS]", "[SEP]")],
     )
     return transformers.BertTokenizerFast(
-        tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-        sep_token="[SEP]", mask_token="[MASK]",
+        tokenizer_object=tokenizer,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
     )
 
 
@@ -98,12 +111,17 @@ def byte_bpe_tokenizer(
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=300, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        vocab_size=300,
+        special_tokens=special,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tokenizer.train_from_iterator(texts, trainer=trainer)
     tokenizer.post_processor = processors.TemplateProcessing(
-        single=single, special_tokens=[(name, tokenizer.token_to_id(name)) for name in ("<s>", "</s>") if name in single]
+        single=single,
+        special_tokens=[
+            (name, tokenizer.token_to_id(name)) for name in ("<s>", "</s>") if name in single
+        ],
     )
     fast = transformers.PreTrainedTokenizerFast(
         tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>", pad_token="<pad>"
@@ -122,13 +140,25 @@ def randomize(model, scale: float = 0.3) -> None:
                 param.normal_(0.0, scale)
 
 
-def build_tiny_classifier(path: Path, tokenizer, id2label: Sequence[str], problem_type: Optional[str] = None, seed: int = 0) -> Path:
+def build_tiny_classifier(
+    path: Path,
+    tokenizer,
+    id2label: Sequence[str],
+    problem_type: Optional[str] = None,
+    seed: int = 0,
+) -> Path:
     """A 2-layer, 32-wide random BERT sequence classifier, saved with its tokenizer."""
     tokenizer.save_pretrained(path)
     config = transformers.BertConfig(
-        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=64, num_labels=len(id2label),
-        id2label=dict(enumerate(id2label)), label2id={label: i for i, label in enumerate(id2label)},
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        num_labels=len(id2label),
+        id2label=dict(enumerate(id2label)),
+        label2id={label: i for i, label in enumerate(id2label)},
         problem_type=problem_type,
     )
     torch.manual_seed(seed)
@@ -145,8 +175,12 @@ def build_tiny_bert(path: Path) -> Path:
     tokenizer = build_tokenizer(SPAM_CORPUS + PROBE_TEXTS)
     tokenizer.save_pretrained(path)
     config = transformers.BertConfig(
-        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=64,
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
     )
     torch.manual_seed(0)
     transformers.BertModel(config).save_pretrained(path)
@@ -158,17 +192,27 @@ def build_tiny_llama(path: Path) -> Path:
     no pad token (as causal LMs often ship)."""
     tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>", "<s>", "</s>"], show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<unk>", "<s>", "</s>"], show_progress=False
+    )
     tokenizer.train_from_iterator(SPAM_CORPUS + PROBE_TEXTS, trainer=trainer)
-    tokenizer.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="<s> $A", special_tokens=[("<s>", 1)]
+    )
     fast = transformers.PreTrainedTokenizerFast(
         tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>", unk_token="<unk>"
     )
     fast.save_pretrained(path)
     config = transformers.LlamaConfig(
-        vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=128,
-        bos_token_id=1, eos_token_id=2,
+        vocab_size=len(fast),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        bos_token_id=1,
+        eos_token_id=2,
     )
     torch.manual_seed(1)
     transformers.LlamaForCausalLM(config).save_pretrained(path)
@@ -180,9 +224,16 @@ def build_random_llama(path: Path, tokenizer) -> Path:
     (a `byte_bpe_tokenizer`, which has a pad token)."""
     tokenizer.save_pretrained(path)
     config = transformers.LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
     )
     torch.manual_seed(0)
     model = transformers.LlamaForCausalLM(config)

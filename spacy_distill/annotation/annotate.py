@@ -2,11 +2,19 @@
 
 How a run goes is in `spacy_distill.annotation`; this module is its API.
 """
+
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence, Tuple, Union
 
 import spacy
 
+from ..arguments import check_int_argument
+from ..data.records import read_records, split_errors
+from ..data.targets import TeacherTarget, set_target
+from ..errors import DistillError
+from ..hidden.storage import HiddenRequest
+from ..teachers.base import Teacher
+from .cache import TeacherCache
 from .inputs import (  # noqa: F401 (re-exported)
     ON_ERROR_CHOICES,
     RecordStream,
@@ -22,13 +30,6 @@ from .run import (  # noqa: F401 (re-exported)
     AnnotationSummary,
 )
 from .sinks import SingleFileSink, check_output_path, partial_path  # noqa: F401 (re-exported)
-from ..arguments import check_int_argument
-from .cache import TeacherCache
-from ..errors import DistillError
-from ..hidden.storage import HiddenRequest
-from ..data.records import read_records, split_errors
-from ..data.targets import TeacherTarget, set_target
-from ..teachers.base import Teacher
 
 if TYPE_CHECKING:
     from ..backends.base import ScoringBackend
@@ -83,9 +84,19 @@ def annotate(
     RETURNS (AnnotationSummary): what was written, what was skipped, warnings, and cache hits.
     """
     return AnnotationRun(
-        input_path, output_path, teacher, lang=lang, on_error=on_error, limit=limit, cache=cache,
-        shard=shard, show_progress=show_progress, eval_data=eval_data, hidden=hidden,
-        chunk_size=chunk_size, backend=backend,
+        input_path,
+        output_path,
+        teacher,
+        lang=lang,
+        on_error=on_error,
+        limit=limit,
+        cache=cache,
+        shard=shard,
+        show_progress=show_progress,
+        eval_data=eval_data,
+        hidden=hidden,
+        chunk_size=chunk_size,
+        backend=backend,
     ).run()
 
 
@@ -128,7 +139,9 @@ def convert(
         summary.errors = records.errors
         sink = SingleFileSink(output_path)
         for record in records:
-            target = TeacherTarget(labels=labels, exclusive=exclusive, provenance=record_provenance(record))
+            target = TeacherTarget(
+                labels=labels, exclusive=exclusive, provenance=record_provenance(record)
+            )
             gold = gold_cats(record, labels)
             sink.add(set_target(nlp.make_doc(record.text), target, gold), gold is not None)
     sink.complete()

@@ -14,6 +14,7 @@ naming it. Teacher outputs can be private: the cache file (and its -wal/-shm/-jo
 which SQLite creates with the database file's mode) is created 0600, and folders created for
 it 0700; an existing file or folder keeps the mode its owner chose.
 """
+
 import hashlib
 import json
 import logging
@@ -75,7 +76,12 @@ def entry_checksum(key: str, n_labels: int, scores: bytes, extra: Optional[str])
     """A short digest of one entry. It guards against damage, not against an attacker (who
     could recompute it): the key is included, so a value moved to another text fails too."""
     digest = hashlib.blake2b(digest_size=8)
-    parts = (key.encode("utf8"), str(n_labels).encode("ascii"), bytes(scores), (extra or "").encode("utf8"))
+    parts = (
+        key.encode("utf8"),
+        str(n_labels).encode("ascii"),
+        bytes(scores),
+        (extra or "").encode("utf8"),
+    )
     for part in parts:
         digest.update(len(part).to_bytes(8, "little"))
         digest.update(part)
@@ -149,14 +155,18 @@ class TeacherCache:
         if n_damaged:
             logger.warning(
                 "%s: %d teacher cache entr%s failed %s checksum (altered or damaged on disk); "
-                "they are scored again and overwritten", self.path, n_damaged,
-                "y" if n_damaged == 1 else "ies", "its" if n_damaged == 1 else "their",
+                "they are scored again and overwritten",
+                self.path,
+                n_damaged,
+                "y" if n_damaged == 1 else "ies",
+                "its" if n_damaged == 1 else "their",
             )
         if n_unverified and not self._warned_unverified:
             self._warned_unverified = True
             logger.warning(
                 "%s: teacher cache entries written by an older spacy-distill have no checksum; "
-                "they are scored again (once) and stored with one", self.path,
+                "they are scored again (once) and stored with one",
+                self.path,
             )
         return {i: found[key] for i, key in enumerate(keys) if key in found}
 
@@ -180,7 +190,8 @@ class TeacherCache:
             rows.append((key, fingerprint, n_labels, blob, now, extra_json, checksum))
         with self._guard("write"):
             self._connection.executemany(
-                f"INSERT OR REPLACE INTO teacher_scores ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", rows
+                f"INSERT OR REPLACE INTO teacher_scores ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
             )
             self._connection.commit()
 
@@ -195,7 +206,11 @@ class TeacherCache:
             return None
         record, checksum = row
         if not isinstance(record, str) or checksum != entry_checksum(key, 0, b"", record):
-            logger.warning("%s: the teacher record %s failed its checksum; the teacher is built again", self.path, key[:12])
+            logger.warning(
+                "%s: the teacher record %s failed its checksum; the teacher is built again",
+                self.path,
+                key[:12],
+            )
             return None
         try:
             found = json.loads(record)
@@ -361,7 +376,9 @@ class CachedScorer:
         return score_with_details(self.teacher, texts)
 
 
-def score_with_details(teacher: Teacher, texts: List[str]) -> Tuple[numpy.ndarray, List[Optional[Dict[str, Any]]]]:
+def score_with_details(
+    teacher: Teacher, texts: List[str]
+) -> Tuple[numpy.ndarray, List[Optional[Dict[str, Any]]]]:
     """A teacher's scores for texts (float32) and per-text details to keep (or None): an
     ensemble's member distributions. Every backend scores through this, so all keep the same."""
     fused, members = as_capable(teacher).score_with_members(texts)

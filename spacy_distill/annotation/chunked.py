@@ -21,6 +21,7 @@ one corpus, in chunk order (both sort the file names; the zero-padded names sort
 Our readers (`targets.iter_target_files`) leave out the scratch files of runs that stopped or are
 running (`OUTPUT.partial.spacy`, `*.tmp`); see `is_scratch_file`.
 """
+
 import hashlib
 import json
 import os
@@ -32,8 +33,8 @@ from filelock import FileLock, Timeout
 from spacy.tokens import Doc
 from spacy.vocab import Vocab
 
-from ..errors import DistillError
 from ..data.targets import TMP_SUFFIX, TargetFileWriter, is_scratch_file
+from ..errors import DistillError
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "spacy-distill.chunks.v1"
@@ -42,8 +43,17 @@ LOCK_NAME = "annotate.lock"
 # The run settings that decide which record lands in which chunk, and what it holds. `input` is
 # the path as given: every doc's provenance names it.
 RUN_FIELDS = (
-    "input", "input_sha256", "n_records", "chunk_size", "limit", "shard", "labels", "exclusive",
-    "fingerprint", "lang", "hidden",
+    "input",
+    "input_sha256",
+    "n_records",
+    "chunk_size",
+    "limit",
+    "shard",
+    "labels",
+    "exclusive",
+    "fingerprint",
+    "lang",
+    "hidden",
 )
 _HASH_BLOCK = 1 << 20
 
@@ -122,7 +132,9 @@ class ChunkedTargetWriter:
             ) from None
         try:
             # As it reads back from the manifest (tuples become lists), so that the two compare.
-            self.run = json.loads(json.dumps({name: run.get(name) for name in RUN_FIELDS}, default=str))
+            self.run = json.loads(
+                json.dumps({name: run.get(name) for name in RUN_FIELDS}, default=str)
+            )
             self.chunks: Dict[str, Dict[str, int]] = {}
             self._open_manifest()
             # A chunk in flight when a run was killed (no other run can be writing: we hold the lock).
@@ -206,7 +218,9 @@ class ChunkedTargetWriter:
 
     def _open_manifest(self) -> None:
         if not self.manifest_path.exists():
-            leftovers = sorted(p.name for p in self.directory.glob("*.spacy") if not is_scratch_file(p))
+            leftovers = sorted(
+                p.name for p in self.directory.glob("*.spacy") if not is_scratch_file(p)
+            )
             if leftovers:
                 raise DistillError(
                     f"{self.directory}: holds .spacy files ({', '.join(leftovers[:3])}) but no "
@@ -217,9 +231,13 @@ class ChunkedTargetWriter:
         try:
             manifest = json.loads(self.manifest_path.read_text(encoding="utf8"))
         except json.JSONDecodeError as err:
-            raise DistillError(f"{self.manifest_path}: not valid JSON ({err.msg}); remove the directory to start over") from None
+            raise DistillError(
+                f"{self.manifest_path}: not valid JSON ({err.msg}); remove the directory to start over"
+            ) from None
         if manifest.get("format") != MANIFEST_FORMAT:
-            raise DistillError(f"{self.manifest_path}: field 'format': expected {MANIFEST_FORMAT!r}, got {manifest.get('format')!r}")
+            raise DistillError(
+                f"{self.manifest_path}: field 'format': expected {MANIFEST_FORMAT!r}, got {manifest.get('format')!r}"
+            )
         before_run = manifest.get("run", {})
         if "input_sha256" not in before_run:
             raise DistillError(
@@ -248,8 +266,13 @@ class ChunkedTargetWriter:
     def _count(self, index: int) -> None:
         from spacy.tokens import DocBin
 
-        docs = list(DocBin(store_user_data=True).from_disk(self.chunk_path(index)).get_docs(Vocab()))
-        self.chunks[str(index)] = {"n_docs": len(docs), "n_gold": sum(bool(doc.cats) for doc in docs)}
+        docs = list(
+            DocBin(store_user_data=True).from_disk(self.chunk_path(index)).get_docs(Vocab())
+        )
+        self.chunks[str(index)] = {
+            "n_docs": len(docs),
+            "n_gold": sum(bool(doc.cats) for doc in docs),
+        }
 
     def _save_manifest(self, complete: bool) -> None:
         manifest = {

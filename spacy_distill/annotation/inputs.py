@@ -7,15 +7,16 @@ and the run's share of the valid records kept in a spool: an unnamed temporary f
 records, so that memory does not grow with the corpus and the file vanishes with the process,
 however it ends. Iterating the stream reads the spool, as many times as the run needs.
 """
+
 import pickle
 import tempfile
 from itertools import islice
 from pathlib import Path
 from typing import IO, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
-from ..errors import DistillError, RecordError
 from ..data.records import Record, read_records
 from ..data.targets import Provenance
+from ..errors import DistillError, RecordError
 
 ON_ERROR_CHOICES = ("fail", "skip")
 # Records pickled together in the spool: few enough to stay small in memory.
@@ -109,7 +110,11 @@ class RecordStream:
 
     def _valid(self) -> Iterator[Record]:
         for item in read_records(self.path):
-            error = item if isinstance(item, RecordError) else check_record_labels(item, self.labels, self.exclusive)
+            error = (
+                item
+                if isinstance(item, RecordError)
+                else check_record_labels(item, self.labels, self.exclusive)
+            )
             if error is not None:
                 self.reject(error)
                 continue
@@ -162,7 +167,9 @@ def batches(items: Iterable[Record], size: int) -> Iterator[List[Record]]:
         yield batch
 
 
-def check_record_labels(record: Record, labels: Sequence[str], exclusive: bool) -> Optional[RecordError]:
+def check_record_labels(
+    record: Record, labels: Sequence[str], exclusive: bool
+) -> Optional[RecordError]:
     """A RecordError if the record's gold labels do not fit the label set, else None."""
     if record.labels is None:
         return None

@@ -6,6 +6,7 @@ the input), open the sink, let a backend fill the cache if there is one, then wr
 chunk by chunk. Problems that do not stop the run come back in the summary (`errors`,
 `warnings`); what a stopped run kept is logged (no summary comes back from an exception).
 """
+
 import logging
 import sys
 import tempfile
@@ -21,17 +22,25 @@ from spacy.tokens import Doc
 from tqdm import tqdm
 
 from ..arguments import check_int_argument
-from .cache import CachedScorer, TeacherCache
-from .chunked import file_sha256
-from ..errors import DistillError, RecordError, TeacherError
-from ..hidden.storage import HiddenRequest
 from ..data.msgpack_codecs import cached_msgpack_codecs
 from ..data.records import Record
 from ..data.shards import check_shard
 from ..data.targets import TeacherTarget, set_target
+from ..errors import DistillError, RecordError, TeacherError
+from ..hidden.storage import HiddenRequest
 from ..teachers.base import Teacher, as_capable
 from ..teachers.loading import LazyTeacher
-from .inputs import RecordStream, batches, check_on_error, chunks, describe_record, gold_cats, record_provenance
+from .cache import CachedScorer, TeacherCache
+from .chunked import file_sha256
+from .inputs import (
+    RecordStream,
+    batches,
+    check_on_error,
+    chunks,
+    describe_record,
+    gold_cats,
+    record_provenance,
+)
 from .sinks import TargetSink, check_output_path, open_sink
 
 if TYPE_CHECKING:
@@ -98,7 +107,9 @@ class AnnotationRun:
         check_on_error(on_error)
         check_output_path(output_path)
         if hidden is not None and backend is not None:
-            raise DistillError("`hidden` needs the plain backend (`backend=None`): other backends do not send hidden states back")
+            raise DistillError(
+                "`hidden` needs the plain backend (`backend=None`): other backends do not send hidden states back"
+            )
         self.input_path, self.output_path = Path(input_path), Path(output_path)
         self.teacher, self.cache_arg = teacher, cache
         self.lang, self.on_error, self.limit, self.shard = lang, on_error, limit, shard
@@ -111,10 +122,19 @@ class AnnotationRun:
         with ExitStack() as stack:
             cache = self._open_cache(stack)
             self._open_teacher(cache)
-            summary = AnnotationSummary(output=self.output_path, labels=self.labels, exclusive=self.exclusive)
-            records = stack.enter_context(RecordStream(
-                self.input_path, self.labels, self.exclusive, on_error=self.on_error, limit=self.limit, shard=self.shard
-            ))
+            summary = AnnotationSummary(
+                output=self.output_path, labels=self.labels, exclusive=self.exclusive
+            )
+            records = stack.enter_context(
+                RecordStream(
+                    self.input_path,
+                    self.labels,
+                    self.exclusive,
+                    on_error=self.on_error,
+                    limit=self.limit,
+                    shard=self.shard,
+                )
+            )
             try:
                 records.check(self.eval_data)  # before any teacher work
             finally:
@@ -122,7 +142,9 @@ class AnnotationRun:
             start = time.perf_counter()
             if self.hidden is not None:
                 # Hidden states come from the model itself: build it, and fail before any work.
-                self.model = self.teacher.build() if isinstance(self.teacher, LazyTeacher) else self.teacher
+                self.model = (
+                    self.teacher.build() if isinstance(self.teacher, LazyTeacher) else self.teacher
+                )
                 self.hidden.prepare(self.model, self.output_path)
                 summary.hidden = self.hidden
             scorer = CachedScorer(self.teacher, cache)
@@ -154,7 +176,11 @@ class AnnotationRun:
         check_int_argument("teacher.batch_size", self.capable.batch_size, 1)
 
     def _fill_and_write(
-        self, records: RecordStream, sink: TargetSink, scorer: CachedScorer, summary: AnnotationSummary
+        self,
+        records: RecordStream,
+        sink: TargetSink,
+        scorer: CachedScorer,
+        summary: AnnotationSummary,
     ) -> int:
         # RETURNS the number of texts a backend scored.
         try:
@@ -186,13 +212,24 @@ class AnnotationRun:
         # What decides what a chunk holds (`chunked.RUN_FIELDS`).
         hidden = self.hidden
         return {
-            "input": str(self.input_path), "input_sha256": file_sha256(self.input_path),
-            "n_records": records.n_records, "chunk_size": self.chunk_size, "limit": self.limit,
-            "shard": list(self.shard) if self.shard else None, "labels": list(self.labels),
-            "exclusive": self.exclusive, "fingerprint": scorer.fingerprint, "lang": self.lang,
-            "hidden": None if hidden is None else {
-                "level": hidden.level, "dims": hidden.dims, "reduction": hidden.reduction,
-                "seed": hidden.seed, "source": hidden.source,
+            "input": str(self.input_path),
+            "input_sha256": file_sha256(self.input_path),
+            "n_records": records.n_records,
+            "chunk_size": self.chunk_size,
+            "limit": self.limit,
+            "shard": list(self.shard) if self.shard else None,
+            "labels": list(self.labels),
+            "exclusive": self.exclusive,
+            "fingerprint": scorer.fingerprint,
+            "lang": self.lang,
+            "hidden": None
+            if hidden is None
+            else {
+                "level": hidden.level,
+                "dims": hidden.dims,
+                "reduction": hidden.reduction,
+                "seed": hidden.seed,
+                "source": hidden.source,
             },
         }
 
@@ -202,18 +239,33 @@ class AnnotationRun:
             return 0
         assert scorer.cache is not None
         todo = (
-            record.text for index, chunk in chunks(records, sink.chunk_size)
-            if not sink.is_done(index) for record in chunk
+            record.text
+            for index, chunk in chunks(records, sink.chunk_size)
+            if not sink.is_done(index)
+            for record in chunk
         )
         return self.backend.fill_cache(
-            self.teacher, todo, scorer.cache, total=records.n_records, show_progress=self.show_progress
+            self.teacher,
+            todo,
+            scorer.cache,
+            total=records.n_records,
+            show_progress=self.show_progress,
         )
 
-    def _write(self, records: RecordStream, sink: TargetSink, scorer: CachedScorer, summary: AnnotationSummary) -> None:
+    def _write(
+        self,
+        records: RecordStream,
+        sink: TargetSink,
+        scorer: CachedScorer,
+        summary: AnnotationSummary,
+    ) -> None:
         nlp = spacy.blank(self.lang)
         window_size = self.capable.batch_size * LENGTH_BUCKET_BATCHES
         progress = tqdm(
-            total=records.n_records, unit="doc", disable=not self.show_progress, file=sys.stderr,
+            total=records.n_records,
+            unit="doc",
+            disable=not self.show_progress,
+            file=sys.stderr,
             desc=f"annotate {self.input_path.name}" if self.backend is None else "write targets",
         )
         with progress:
@@ -228,7 +280,9 @@ class AnnotationRun:
                     # Every new token string would stay in the vocab for good (memory that
                     # grows with the corpus); the DocBin keeps its own copy of the strings.
                     with nlp.memory_zone():
-                        for doc, has_gold in self._annotate_window(window, nlp, scorer, records, progress):
+                        for doc, has_gold in self._annotate_window(
+                            window, nlp, scorer, records, progress
+                        ):
                             sink.add(doc, has_gold)
                 sink.finish()
 
@@ -241,18 +295,24 @@ class AnnotationRun:
         hidden_fields: List[Optional[Dict[str, Any]]] = [None] * len(window)
         if self.hidden is not None:
             try:
-                hidden_fields = self.hidden.fields(self.model, [record.text for record in window], docs)
+                hidden_fields = self.hidden.fields(
+                    self.model, [record.text for record in window], docs
+                )
             except TeacherError as err:
                 raise record_teacher_error(err, window) from err
         # How the teacher scored (e.g. "logprobs" or "samples:k" for a server) goes in every target.
         method = self.capable.method
         run_info = {"method": method} if isinstance(method, str) else {}
-        for record, row, extra, doc, hidden_field in zip(window, scores, extras, docs, hidden_fields):
+        for record, row, extra, doc, hidden_field in zip(
+            window, scores, extras, docs, hidden_fields
+        ):
             if not numpy.all(numpy.isfinite(row)):
-                records.reject(RecordError(
-                    f"{record.source}:{record.line}: the teacher returned NaN or inf "
-                    f"({dict(zip(labels, row.tolist()))})"
-                ))
+                records.reject(
+                    RecordError(
+                        f"{record.source}:{record.line}: the teacher returned NaN or inf "
+                        f"({dict(zip(labels, row.tolist()))})"
+                    )
+                )
                 continue
             target = TeacherTarget(
                 labels=labels,
@@ -300,7 +360,11 @@ class AnnotationRun:
 def record_teacher_error(err: TeacherError, records: List[Record]) -> TeacherError:
     """The teacher names a position in a length-sorted batch; the user needs the input record."""
     index = err.index
-    if isinstance(index, (int, numpy.integer)) and not isinstance(index, bool) and 0 <= index < len(records):
+    if (
+        isinstance(index, (int, numpy.integer))
+        and not isinstance(index, bool)
+        and 0 <= index < len(records)
+    ):
         where = describe_record(records[index])
     elif len(records) == 1:
         where = describe_record(records[0])

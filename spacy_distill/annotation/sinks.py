@@ -5,15 +5,16 @@ writes to. A `.spacy` OUTPUT is one chunk of every record, written when the run 
 DocBin is held in memory until then); any other path is a directory of chunks written as they
 fill, in constant memory (see `spacy_distill.annotation.chunked`).
 """
+
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Protocol, Union
 
 from spacy.tokens import Doc
 
-from .chunked import ChunkedTargetWriter, is_chunked_output, write_atomically
-from ..errors import DistillError
 from ..data.targets import TargetFileWriter
+from ..errors import DistillError
+from .chunked import ChunkedTargetWriter, is_chunked_output, write_atomically
 
 
 class TargetSink(Protocol):
@@ -113,7 +114,8 @@ class SingleFileSink:
         except Exception as err:
             where = (
                 f"the teacher cache {self.scores_kept_in} keeps their scores, so a rerun does not score them again"
-                if self.scores_kept_in is not None else "no teacher cache was used, so a rerun scores them again"
+                if self.scores_kept_in is not None
+                else "no teacher cache was used, so a rerun scores them again"
             )
             return f"Stopped after {len(self.writer)} docs, but they could not be saved in {partial} ({err}); {where}"
         return f"Stopped after {len(self.writer)} docs; they are saved in {partial}"
@@ -123,7 +125,9 @@ class SingleFileSink:
 
 
 def open_sink(
-    output_path: Union[str, Path], run: Callable[[], Dict[str, Any]], scores_kept_in: Optional[Path] = None
+    output_path: Union[str, Path],
+    run: Callable[[], Dict[str, Any]],
+    scores_kept_in: Optional[Path] = None,
 ) -> TargetSink:
     """The sink for OUTPUT: a `SingleFileSink` for a `.spacy` path, else a chunk directory.
 

@@ -8,10 +8,20 @@ layer's, `spacy_distill.data.leakage`. Importing the
 package registers the augmenters; torch, transformers and httpx are imported only when an
 augmenter that needs them is built.
 """
-from . import back_translation, compose, generation, masked_lm, noise, obfuscation, synonyms, teacher_written  # noqa: F401
+
+from ..data.leakage import EvalIndex, LeakageError
+from . import (
+    back_translation,
+    compose,
+    generation,
+    masked_lm,
+    noise,
+    obfuscation,
+    synonyms,
+    teacher_written,
+)  # noqa: F401
 from .base import Augmenter, derive_rng
 from .config import AugmentPlan, load_augment_config
-from ..data.leakage import EvalIndex, LeakageError
 from .run import AugmentSummary, augment_file, augment_records
 
 __all__ = [

@@ -9,6 +9,7 @@
 
 torch and transformers are imported when a model is loaded.
 """
+
 import random
 from typing import Any, Dict, List, Optional
 
@@ -46,14 +47,18 @@ class BackTranslation(Augmenter):
         self.forward, self.backward = forward, backward
         self.forward_tokenizer, self.backward_tokenizer = forward_tokenizer, backward_tokenizer
         if temperature <= 0:
-            raise DistillError(f"temperature: must be > 0 (sampling makes the variants differ), got {temperature!r}")
+            raise DistillError(
+                f"temperature: must be > 0 (sampling makes the variants differ), got {temperature!r}"
+            )
         self.temperature = float(temperature)
         self.max_length = int(max_length)
         self.forward_model, self.backward_model = forward_model, backward_model
 
     def _translate(self, model, tokenizer, texts: List[str], n: int, sample: bool) -> List[str]:
         torch = self._torch
-        encoded = tokenizer(texts, return_tensors="pt", padding=True, truncation=True, max_length=self.max_length)
+        encoded = tokenizer(
+            texts, return_tensors="pt", padding=True, truncation=True, max_length=self.max_length
+        )
         encoded = encoded.to(model.device)
         kwargs: Dict[str, Any] = {"max_new_tokens": self.max_length}
         if sample:
@@ -69,7 +74,9 @@ class BackTranslation(Augmenter):
         if not text.strip():
             return []
         self._torch.manual_seed(torch_seed(rng))
-        pivots = [p for p in self._translate(self.forward, self.forward_tokenizer, [text], n, True) if p]
+        pivots = [
+            p for p in self._translate(self.forward, self.forward_tokenizer, [text], n, True) if p
+        ]
         if not pivots:
             return []
         found: List[str] = []
@@ -97,17 +104,27 @@ class LLMBackTranslation(Augmenter):
         self.generator = generator
         self.language = language
         self.source_language = source_language
-        self.prompt_there = check_template(prompt_there, "prompt_there", ("text", "language"), ("text", "language"))
-        self.prompt_back = check_template(prompt_back, "prompt_back", ("text", "language"), ("text", "language"))
+        self.prompt_there = check_template(
+            prompt_there, "prompt_there", ("text", "language"), ("text", "language")
+        )
+        self.prompt_back = check_template(
+            prompt_back, "prompt_back", ("text", "language"), ("text", "language")
+        )
 
     @property
     def params(self) -> Dict[str, Any]:
-        return {"language": self.language, "source_language": self.source_language, **self.generator.params}
+        return {
+            "language": self.language,
+            "source_language": self.source_language,
+            **self.generator.params,
+        }
 
     def augment(self, text: str, rng: random.Random, n: int) -> List[str]:
         if not text.strip():
             return []
-        there = self.generator.generate(self.prompt_there.format(text=text, language=self.language), n, torch_seed(rng))
+        there = self.generator.generate(
+            self.prompt_there.format(text=text, language=self.language), n, torch_seed(rng)
+        )
         found: List[str] = []
         # Small LLMs label their answer with the language asked for ("German: ...", "English: ...").
         for pivot in dict.fromkeys(clean_answer(t, labels=(self.language,)) for t in there):
@@ -148,14 +165,28 @@ def configure_back_translation(
 
     try:
         loaded = [
-            (load_model("AutoModelForSeq2SeqLM", name, revision=revision, dtype=dtype, device=device),
-             load_tokenizer(name, revision=revision))
+            (
+                load_model(
+                    "AutoModelForSeq2SeqLM", name, revision=revision, dtype=dtype, device=device
+                ),
+                load_tokenizer(name, revision=revision),
+            )
             for name in (forward_model, backward_model)
         ]
     except DistillError as err:
         raise DistillError(f"{err}{offline_hint()}") from err
     (fwd, fwd_tok), (bwd, bwd_tok) = loaded
-    return BackTranslation(fwd, bwd, fwd_tok, bwd_tok, n, temperature, max_length, str(forward_model), str(backward_model))
+    return BackTranslation(
+        fwd,
+        bwd,
+        fwd_tok,
+        bwd_tok,
+        n,
+        temperature,
+        max_length,
+        str(forward_model),
+        str(backward_model),
+    )
 
 
 @registry.spacy_distill_text_augmenters(LLMBackTranslation.method)

@@ -8,6 +8,7 @@ registered name) and `params` (its settings, JSON-serializable). Randomness come
 `random.Random` it is handed, which the runner derives from the run's seed, the step's name and
 the seed text's key: the same seed gives the same variants, whatever else is in the file.
 """
+
 import hashlib
 import random
 import re
@@ -58,7 +59,9 @@ class Augmenter:
     def transform(self, text: str, rng: random.Random) -> str:
         raise NotImplementedError
 
-    def generate(self, seeds: Sequence[str], rng: random.Random) -> List[Tuple[str, Dict[str, Any]]]:
+    def generate(
+        self, seeds: Sequence[str], rng: random.Random
+    ) -> List[Tuple[str, Dict[str, Any]]]:
         """Seedless augmenters: the texts of a run, each with extra params (e.g. its label)."""
         return []
 
@@ -100,7 +103,9 @@ def copy_case(source: str, word: str) -> str:
     return word
 
 
-def choose_some(items: Sequence[Any], rate: float, rng: random.Random, at_least_one: bool) -> List[Any]:
+def choose_some(
+    items: Sequence[Any], rate: float, rng: random.Random, at_least_one: bool
+) -> List[Any]:
     """Each item with probability `rate`; with `at_least_one`, one at random when none was
     drawn (so a short text still changes)."""
     chosen = [item for item in items if rng.random() < rate]
@@ -129,11 +134,15 @@ def check_choices(values: Sequence[str], allowed: Sequence[str], name: str) -> L
     return values
 
 
-def check_template(template: str, name: str, required: Sequence[str], allowed: Sequence[str]) -> str:
+def check_template(
+    template: str, name: str, required: Sequence[str], allowed: Sequence[str]
+) -> str:
     try:
         fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
     except ValueError as err:
-        raise DistillError(f"{name}: not a valid format string ({err}); write braces as {{{{ }}}}") from err
+        raise DistillError(
+            f"{name}: not a valid format string ({err}); write braces as {{{{ }}}}"
+        ) from err
     missing = [f for f in required if f not in fields]
     unknown = sorted(fields - set(allowed))
     if missing or unknown:
@@ -142,5 +151,3 @@ def check_template(template: str, name: str, required: Sequence[str], allowed: S
             f"{['{' + f + '}' for f in allowed]}; missing {missing}, unknown {unknown}"
         )
     return template
-
-

@@ -1,6 +1,7 @@
 """Composition within one variant: `spacy-distill.Chain.v1` runs augmenters one after the
 other on the same text (synonyms, then typos). Steps that each make their own variants are the
 entries of `[augment.steps]` (see `run.py`)."""
+
 import random
 from typing import Any, Dict, List
 
@@ -21,12 +22,19 @@ class Chain(Augmenter):
             raise DistillError("Chain: steps is empty; give it sub-blocks [....steps.NAME]")
         for name, step in steps.items():
             if not isinstance(step, Augmenter) or step.seedless:
-                raise DistillError(f"Chain: steps.{name} is not an augmenter of seed texts ({step!r})")
+                raise DistillError(
+                    f"Chain: steps.{name} is not an augmenter of seed texts ({step!r})"
+                )
         self.steps = dict(steps)
 
     @property
     def params(self) -> Dict[str, Any]:
-        return {"steps": [{"name": name, "method": s.method, "params": s.params} for name, s in self.steps.items()]}
+        return {
+            "steps": [
+                {"name": name, "method": s.method, "params": s.params}
+                for name, s in self.steps.items()
+            ]
+        }
 
     def augment(self, text: str, rng: random.Random, n: int) -> List[str]:
         found: List[str] = []

@@ -17,6 +17,7 @@ teacher config drives `annotate`:
 
 Steps run in the order of the file; a step's name appears in its variants' ids.
 """
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
@@ -41,7 +42,9 @@ class AugmentPlan:
     keep_seeds: bool = False
 
 
-def load_augment_config(path: Union[str, Path], overrides: Optional[Dict[str, Any]] = None) -> AugmentPlan:
+def load_augment_config(
+    path: Union[str, Path], overrides: Optional[Dict[str, Any]] = None
+) -> AugmentPlan:
     """Build the augmenters of a config file's `[augment]` block.
 
     path (Union[str, Path]): the .cfg file.
@@ -60,14 +63,20 @@ def load_augment_config(path: Union[str, Path], overrides: Optional[Dict[str, An
         raise DistillError(f"{path}: no [augment] block (see docs/augmentation.md)")
     unknown = sorted(set(block) - set(SETTINGS))
     if unknown:
-        raise DistillError(f"{path}: [augment] has unknown setting(s) {unknown}; allowed: {list(SETTINGS)}")
+        raise DistillError(
+            f"{path}: [augment] has unknown setting(s) {unknown}; allowed: {list(SETTINGS)}"
+        )
     steps_block = block.get("steps")
     if not isinstance(steps_block, dict) or not steps_block:
-        raise DistillError(f"{path}: [augment.steps] is empty; add a step, e.g. [augment.steps.typos]")
+        raise DistillError(
+            f"{path}: [augment.steps] is empty; add a step, e.g. [augment.steps.typos]"
+        )
     for name, step in steps_block.items():
-        if not isinstance(step, dict) or not any(key in step for key in block_keys(TEXT_AUGMENTERS)):
+        if not isinstance(step, dict) or not any(
+            key in step for key in block_keys(TEXT_AUGMENTERS)
+        ):
             raise DistillError(
-                f"{path}: [augment.steps.{name}] needs @{TEXT_AUGMENTERS} (or @text_augmenters) = \"...\" "
+                f'{path}: [augment.steps.{name}] needs @{TEXT_AUGMENTERS} (or @text_augmenters) = "..." '
                 f"(registered: {sorted(registry.spacy_distill_text_augmenters.get_all())})"
             )
     try:
@@ -78,12 +87,16 @@ def load_augment_config(path: Union[str, Path], overrides: Optional[Dict[str, An
         raise DistillError(f"{path}: [augment.steps]: {err}") from err
     for name, step in steps.items():
         if not isinstance(step, Augmenter):
-            raise DistillError(f"{path}: [augment.steps.{name}] built a {type(step).__name__}, not an augmenter")
+            raise DistillError(
+                f"{path}: [augment.steps.{name}] built a {type(step).__name__}, not an augmenter"
+            )
     seed, keep_seeds = block.get("seed", 0), block.get("keep_seeds", False)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise DistillError(f"{path}: [augment] seed: expected an integer, got {seed!r}")
     if not isinstance(keep_seeds, bool):
-        raise DistillError(f"{path}: [augment] keep_seeds: expected true or false, got {keep_seeds!r}")
+        raise DistillError(
+            f"{path}: [augment] keep_seeds: expected true or false, got {keep_seeds!r}"
+        )
     # The config's order, not the resolver's, fixes the step order (and so the output bytes).
     ordered = {name: steps[name] for name in steps_block}
     return AugmentPlan(steps=ordered, seed=seed, keep_seeds=keep_seeds)

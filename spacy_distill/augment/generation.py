@@ -10,6 +10,7 @@ Sampling is seeded: the HF generator seeds torch before each call; the server ge
 `seed = seed + i` with request i (servers that honour `seed`, as vLLM and llama.cpp do, answer
 the same way every run; at temperature 0 any server does).
 """
+
 from typing import Any, Dict, List, Optional
 
 from ..errors import DistillError
@@ -39,7 +40,9 @@ class HFGenerator:
         self.model_name = model_name
         has_chat = bool(getattr(tokenizer, "chat_template", None))
         if use_chat_template and not has_chat:
-            raise DistillError(f"{model_name}: use_chat_template = true, but its tokenizer has no chat template")
+            raise DistillError(
+                f"{model_name}: use_chat_template = true, but its tokenizer has no chat template"
+            )
         self.use_chat_template = has_chat if use_chat_template is None else bool(use_chat_template)
         self.system_prompt = system_prompt
         self.max_new_tokens = int(max_new_tokens)
@@ -48,27 +51,42 @@ class HFGenerator:
 
     @property
     def params(self) -> Dict[str, Any]:
-        return {"generator": "hf", "model": self.model_name, "temperature": self.temperature,
-                "top_p": self.top_p, "max_new_tokens": self.max_new_tokens}
+        return {
+            "generator": "hf",
+            "model": self.model_name,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "max_new_tokens": self.max_new_tokens,
+        }
 
     def render(self, prompt: str) -> str:
         if not self.use_chat_template:
             return prompt
         messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
         messages.append({"role": "user", "content": prompt})
-        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return self.tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=True
+        )
 
-    def generate(self, prompt: str, n: int, seed: int, temperature: Optional[float] = None) -> List[str]:
+    def generate(
+        self, prompt: str, n: int, seed: int, temperature: Optional[float] = None
+    ) -> List[str]:
         """n answers to a prompt (temperature 0: one greedy answer, repeated)."""
         torch = self._torch
         temperature = self.temperature if temperature is None else temperature
         encoded = self.tokenizer(
             self.render(prompt), return_tensors="pt", add_special_tokens=not self.use_chat_template
         ).to(self.model.device)
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        pad = (
+            self.tokenizer.pad_token_id
+            if self.tokenizer.pad_token_id is not None
+            else self.tokenizer.eos_token_id
+        )
         kwargs: Dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "pad_token_id": pad}
         if temperature > 0:
-            kwargs.update(do_sample=True, temperature=temperature, top_p=self.top_p, num_return_sequences=n)
+            kwargs.update(
+                do_sample=True, temperature=temperature, top_p=self.top_p, num_return_sequences=n
+            )
         else:
             kwargs.update(do_sample=False)
         # Only these two: some tokenizers add token_type_ids, which causal LMs reject.
@@ -105,8 +123,14 @@ class OpenAIGenerator:
         # Posts with retries and backoff, reads the key from the environment at each request,
         # and shows answers redacted in its errors, never the key.
         self.client = OpenAIClient(
-            base_url, model, endpoint=endpoint, api_key_env=api_key_env, max_concurrency=max_concurrency,
-            timeout=timeout, max_retries=max_retries, backoff=backoff,
+            base_url,
+            model,
+            endpoint=endpoint,
+            api_key_env=api_key_env,
+            max_concurrency=max_concurrency,
+            timeout=timeout,
+            max_retries=max_retries,
+            backoff=backoff,
         )
         self.model = model
         self.endpoint = endpoint
@@ -118,29 +142,44 @@ class OpenAIGenerator:
 
     @property
     def params(self) -> Dict[str, Any]:
-        return {"generator": "openai", "model": self.model, "url": self.client.base_url,
-                "temperature": self.temperature, "top_p": self.top_p, "max_new_tokens": self.max_new_tokens}
+        return {
+            "generator": "openai",
+            "model": self.model,
+            "url": self.client.base_url,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "max_new_tokens": self.max_new_tokens,
+        }
 
     def _payload(self, prompt: str, seed: int, temperature: float) -> Dict[str, Any]:
         payload: Dict[str, Any] = {
-            "model": self.model, "max_tokens": self.max_new_tokens, "temperature": temperature, "seed": seed,
+            "model": self.model,
+            "max_tokens": self.max_new_tokens,
+            "temperature": temperature,
+            "seed": seed,
         }
         if temperature > 0:
             payload["top_p"] = self.top_p
         if self.endpoint == "chat":
-            messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+            messages = (
+                [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+            )
             payload["messages"] = messages + [{"role": "user", "content": prompt}]
         else:
             payload["prompt"] = prompt
         return payload
 
-    def generate(self, prompt: str, n: int, seed: int, temperature: Optional[float] = None) -> List[str]:
+    def generate(
+        self, prompt: str, n: int, seed: int, temperature: Optional[float] = None
+    ) -> List[str]:
         """n answers to a prompt, request i sent with seed `seed + i`; in the order of i."""
         from ..teachers.openai_client import Request
 
         temperature = self.temperature if temperature is None else temperature
         requests = [
-            Request(self._payload(prompt, seed + i, temperature), f"generation request {i + 1} of {n}")
+            Request(
+                self._payload(prompt, seed + i, temperature), f"generation request {i + 1} of {n}"
+            )
             for i in range(n)
         ]
         # An unreadable answer is retried; the first failure cancels the other requests.
@@ -176,12 +215,25 @@ def configure_hf_generator(
     name, gguf_file = split_gguf_path(model, gguf_file)
     try:
         tokenizer = load_tokenizer(name, gguf_file=gguf_file, revision=revision)
-        lm = load_model("AutoModelForCausalLM", name, gguf_file=gguf_file, revision=revision, dtype=dtype, device=device)
+        lm = load_model(
+            "AutoModelForCausalLM",
+            name,
+            gguf_file=gguf_file,
+            revision=revision,
+            dtype=dtype,
+            device=device,
+        )
     except DistillError as err:
         raise DistillError(f"{err}{offline_hint()}") from err
     return HFGenerator(
-        lm, tokenizer, model_name=name + (f"/{gguf_file}" if gguf_file else ""), use_chat_template=use_chat_template,
-        system_prompt=system_prompt, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+        lm,
+        tokenizer,
+        model_name=name + (f"/{gguf_file}" if gguf_file else ""),
+        use_chat_template=use_chat_template,
+        system_prompt=system_prompt,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_p=top_p,
     )
 
 
@@ -217,7 +269,16 @@ def configure_openai_generator(
     RETURNS (OpenAIGenerator): the generator.
     """
     return OpenAIGenerator(
-        base_url, model, api_key_env=api_key_env, endpoint=endpoint, system_prompt=system_prompt,
-        max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, max_concurrency=max_concurrency,
-        timeout=timeout, max_retries=max_retries, backoff=backoff,
+        base_url,
+        model,
+        api_key_env=api_key_env,
+        endpoint=endpoint,
+        system_prompt=system_prompt,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        max_concurrency=max_concurrency,
+        timeout=timeout,
+        max_retries=max_retries,
+        backoff=backoff,
     )

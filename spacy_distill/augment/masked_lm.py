@@ -4,6 +4,7 @@
 excluded). All masks of a variant are filled from one forward pass. The pieces of a contraction
 ("don't", "ai n't", "it's") are never masked: filling the "t" of "n't" with a word gives "n'and".
 torch and transformers are imported when the model is loaded."""
+
 import random
 from typing import Any, Optional
 
@@ -11,7 +12,15 @@ import numpy
 
 from ..errors import DistillError
 from ..registry import registry
-from .base import Augmenter, check_count, check_rate, choose_some, copy_case, replace_spans, word_spans
+from .base import (
+    Augmenter,
+    check_count,
+    check_rate,
+    choose_some,
+    copy_case,
+    replace_spans,
+    word_spans,
+)
 
 APOSTROPHES = ("'", "\u2019")
 
@@ -22,14 +31,24 @@ class MaskedLMReplacement(Augmenter):
     method = "spacy-distill.MaskedLM.v1"
     param_names = ("model", "rate", "top_k")
 
-    def __init__(self, model: Any, tokenizer: Any, n: int = 1, rate: float = 0.15, top_k: int = 10,
-                 max_length: int = 256, model_name: str = "model") -> None:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        n: int = 1,
+        rate: float = 0.15,
+        top_k: int = 10,
+        max_length: int = 256,
+        model_name: str = "model",
+    ) -> None:
         from ..hf.loading import require_transformers
 
         super().__init__(n)
         self._torch, _ = require_transformers()
         if getattr(tokenizer, "mask_token", None) is None:
-            raise DistillError(f"{model_name}: the tokenizer has no mask token; use a masked LM (BERT, RoBERTa...)")
+            raise DistillError(
+                f"{model_name}: the tokenizer has no mask token; use a masked LM (BERT, RoBERTa...)"
+            )
         self.hf_model, self.tokenizer = model, tokenizer
         self.model = model_name
         self.rate = check_rate(rate, "rate")
@@ -40,7 +59,8 @@ class MaskedLMReplacement(Augmenter):
         words = [w.strip() for w in tokenizer.batch_decode([[i] for i in range(len(tokenizer))])]
         # Whole words only: no special tokens, no "##" continuation pieces, letters only.
         self.word_of = {
-            i: w for i, (t, w) in enumerate(zip(tokens, words))
+            i: w
+            for i, (t, w) in enumerate(zip(tokens, words))
             if i not in special and w.isalpha() and not (t or "").startswith("##")
         }
         self.allowed = numpy.zeros(len(tokenizer), dtype=bool)
@@ -48,23 +68,36 @@ class MaskedLMReplacement(Augmenter):
 
     def transform(self, text: str, rng: random.Random) -> str:
         torch = self._torch
-        spans = [s for s in word_spans(text) if text[s[0] : s[1]].isalpha() and not _in_contraction(text, s)]
+        spans = [
+            s
+            for s in word_spans(text)
+            if text[s[0] : s[1]].isalpha() and not _in_contraction(text, s)
+        ]
         chosen = sorted(choose_some(spans, self.rate, rng, at_least_one=True))
         if not chosen:
             return text
         mask = self.tokenizer.mask_token
         masked = replace_spans(text, {span: mask for span in chosen})
-        encoded = self.tokenizer(masked, return_tensors="pt", truncation=True, max_length=self.max_length)
+        encoded = self.tokenizer(
+            masked, return_tensors="pt", truncation=True, max_length=self.max_length
+        )
         with torch.no_grad():
             logits = self.hf_model(**encoded.to(self.hf_model.device)).logits[0]
-        positions = (encoded["input_ids"][0] == self.tokenizer.mask_token_id).nonzero().flatten().tolist()
+        positions = (
+            (encoded["input_ids"][0] == self.tokenizer.mask_token_id).nonzero().flatten().tolist()
+        )
         replacements = {}
-        for span, position in zip(chosen, positions):  # masks cut off by truncation stay as they were
+        for span, position in zip(
+            chosen, positions
+        ):  # masks cut off by truncation stay as they were
             original = text[span[0] : span[1]]
             scores = logits[position].float().cpu().numpy().astype("float64")
             scores[~self.allowed] = -numpy.inf
-            order = [i for i in numpy.argsort(-scores, kind="stable")[: self.top_k + 1]
-                     if numpy.isfinite(scores[i]) and self.word_of[i].casefold() != original.casefold()][: self.top_k]
+            order = [
+                i
+                for i in numpy.argsort(-scores, kind="stable")[: self.top_k + 1]
+                if numpy.isfinite(scores[i]) and self.word_of[i].casefold() != original.casefold()
+            ][: self.top_k]
             if not order:
                 continue
             probs = numpy.exp(scores[order] - scores[order].max())
@@ -76,7 +109,9 @@ class MaskedLMReplacement(Augmenter):
 def _in_contraction(text: str, span) -> bool:
     """Whether a word touches an apostrophe ("don" and "t" in "don't")."""
     start, end = span
-    return (start > 0 and text[start - 1] in APOSTROPHES) or (end < len(text) and text[end] in APOSTROPHES)
+    return (start > 0 and text[start - 1] in APOSTROPHES) or (
+        end < len(text) and text[end] in APOSTROPHES
+    )
 
 
 def _weighted_index(probs: numpy.ndarray, rng: random.Random) -> int:

@@ -1,6 +1,7 @@
 """Noise: keyboard typos, character insert/delete/swap/substitute, word dropout and swap, case
 changes. Each acts on every eligible unit (a key, a character, a word) with probability `rate`,
 so the share of units changed is `rate` on average (what the tests check on long texts)."""
+
 import random
 from typing import Dict, List, Sequence
 
@@ -68,7 +69,9 @@ class CharNoise(Augmenter):
         self.ops = check_choices(ops, CHAR_OPS, "ops")
 
     def transform(self, text: str, rng: random.Random) -> str:
-        alphabet = sorted({c.lower() for c in text if c.isalpha()}) or sorted({c for c in text if c.isalnum()})
+        alphabet = sorted({c.lower() for c in text if c.isalpha()}) or sorted(
+            {c for c in text if c.isalnum()}
+        )
         chars: List[str] = list(text)
         out: List[str] = []
         i = 0
@@ -110,7 +113,9 @@ class WordNoise(Augmenter):
         words = text.split()
         if not words:
             return text
-        kept = [w for w in words if rng.random() >= self.dropout] or [words[rng.randrange(len(words))]]
+        kept = [w for w in words if rng.random() >= self.dropout] or [
+            words[rng.randrange(len(words))]
+        ]
         i = 0
         while i + 1 < len(kept):
             if rng.random() < self.swap:
@@ -138,7 +143,12 @@ class CaseNoise(Augmenter):
         for start, end in choose_some(spans, self.rate, rng, at_least_one=False):
             word = text[start:end]
             mode = self.modes[rng.randrange(len(self.modes))]
-            new = {"upper": word.upper, "lower": word.lower, "title": word.title, "invert": word.swapcase}[mode]()
+            new = {
+                "upper": word.upper,
+                "lower": word.lower,
+                "title": word.title,
+                "invert": word.swapcase,
+            }[mode]()
             if len(new) == len(word):  # "ß".upper() is "SS": keep the offsets valid
                 out[start:end] = list(new)
         return "".join(out)
@@ -156,7 +166,9 @@ def configure_keyboard_typos(n: int = 1, rate: float = 0.05) -> KeyboardTypos:
 
 
 @registry.spacy_distill_text_augmenters(CharNoise.method)
-def configure_char_noise(n: int = 1, rate: float = 0.05, ops: List[str] = list(CHAR_OPS)) -> CharNoise:
+def configure_char_noise(
+    n: int = 1, rate: float = 0.05, ops: List[str] = list(CHAR_OPS)
+) -> CharNoise:
     """Character insertions, deletions, swaps and substitutions.
 
     n (int): variants per seed.
@@ -180,7 +192,9 @@ def configure_word_noise(n: int = 1, dropout: float = 0.1, swap: float = 0.1) ->
 
 
 @registry.spacy_distill_text_augmenters(CaseNoise.method)
-def configure_case_noise(n: int = 1, rate: float = 0.2, modes: List[str] = list(CASE_MODES)) -> CaseNoise:
+def configure_case_noise(
+    n: int = 1, rate: float = 0.2, modes: List[str] = list(CASE_MODES)
+) -> CaseNoise:
     """Case changes per word.
 
     n (int): variants per seed.

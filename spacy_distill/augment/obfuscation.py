@@ -1,6 +1,7 @@
 """The spellings spammers and abusers use to slip past filters: leetspeak ("fr33 c@sh"), letters
 split by spaces or punctuation ("s p a m", "f.r.e.e"), homoglyphs (Cyrillic "а" for Latin "a")
 and repeated letters ("freeeee"). Each acts on every eligible unit with probability `rate`."""
+
 import random
 from typing import Dict, List, Sequence
 
@@ -10,15 +11,44 @@ from .base import Augmenter, check_count, check_rate, choose_some, word_spans
 
 # The documented leetspeak table: a letter (either case) becomes one of its forms, uniformly.
 LEET: Dict[str, str] = {
-    "a": "4@", "b": "8", "e": "3", "g": "9", "i": "1!", "l": "1|", "o": "0", "s": "5$", "t": "7+", "z": "2",
+    "a": "4@",
+    "b": "8",
+    "e": "3",
+    "g": "9",
+    "i": "1!",
+    "l": "1|",
+    "o": "0",
+    "s": "5$",
+    "t": "7+",
+    "z": "2",
 }
 # Latin letters and the Cyrillic or Greek letters that look the same in most fonts.
 HOMOGLYPHS: Dict[str, str] = {
-    "a": "\u0430", "c": "\u0441", "e": "\u0435", "i": "\u0456", "j": "\u0458", "o": "\u043e",
-    "p": "\u0440", "s": "\u0455", "x": "\u0445", "y": "\u0443",
-    "A": "\u0410", "B": "\u0412", "C": "\u0421", "E": "\u0415", "H": "\u041d", "I": "\u0406",
-    "K": "\u041a", "M": "\u041c", "O": "\u041e", "P": "\u0420", "T": "\u0422", "X": "\u0425",
-    "Y": "\u03a5", "Z": "\u0396", "N": "\u039d",
+    "a": "\u0430",
+    "c": "\u0441",
+    "e": "\u0435",
+    "i": "\u0456",
+    "j": "\u0458",
+    "o": "\u043e",
+    "p": "\u0440",
+    "s": "\u0455",
+    "x": "\u0445",
+    "y": "\u0443",
+    "A": "\u0410",
+    "B": "\u0412",
+    "C": "\u0421",
+    "E": "\u0415",
+    "H": "\u041d",
+    "I": "\u0406",
+    "K": "\u041a",
+    "M": "\u041c",
+    "O": "\u041e",
+    "P": "\u0420",
+    "T": "\u0422",
+    "X": "\u0425",
+    "Y": "\u03a5",
+    "Z": "\u0396",
+    "N": "\u039d",
 }
 SEPARATORS = (" ", ".", "-", "_", "*")
 
@@ -66,7 +96,9 @@ class SplitLetters(Augmenter):
     method = "spacy-distill.SplitLetters.v1"
     param_names = ("rate", "separators")
 
-    def __init__(self, n: int = 1, rate: float = 0.2, separators: Sequence[str] = SEPARATORS) -> None:
+    def __init__(
+        self, n: int = 1, rate: float = 0.2, separators: Sequence[str] = SEPARATORS
+    ) -> None:
         super().__init__(n)
         self.rate = check_rate(rate, "rate")
         self.separators = [separators] if isinstance(separators, str) else list(separators)
@@ -127,7 +159,9 @@ def configure_homoglyphs(n: int = 1, rate: float = 0.3) -> Homoglyphs:
 
 
 @registry.spacy_distill_text_augmenters(SplitLetters.method)
-def configure_split_letters(n: int = 1, rate: float = 0.2, separators: List[str] = list(SEPARATORS)) -> SplitLetters:
+def configure_split_letters(
+    n: int = 1, rate: float = 0.2, separators: List[str] = list(SEPARATORS)
+) -> SplitLetters:
     """Letters of words split by spaces or punctuation.
 
     n (int): variants per seed.
@@ -139,7 +173,9 @@ def configure_split_letters(n: int = 1, rate: float = 0.2, separators: List[str]
 
 
 @registry.spacy_distill_text_augmenters(RepeatedLetters.method)
-def configure_repeated_letters(n: int = 1, rate: float = 0.05, max_repeat: int = 3) -> RepeatedLetters:
+def configure_repeated_letters(
+    n: int = 1, rate: float = 0.05, max_repeat: int = 3
+) -> RepeatedLetters:
     """Letters repeated ("freeee").
 
     n (int): variants per seed.

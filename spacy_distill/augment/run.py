@@ -16,6 +16,7 @@ The seeds are streamed from the file (read once per pass) and the dedup set live
 not repeat (a variant's parent names one record): `read_records` reports a repeated one, as for
 annotate and convert.
 """
+
 import json
 import sys
 import time
@@ -27,9 +28,9 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequ
 from tqdm import tqdm
 
 from ..data.leakage import EvalIndex, raise_on_leaks
-from ..errors import DistillError, RecordError
 from ..data.records import LONE_SURROGATE, Record, read_records
 from ..data.seen import DiskSet
+from ..errors import DistillError, RecordError
 from .base import Augmenter, derive_rng
 
 ON_ERROR_CHOICES = ("fail", "skip")
@@ -44,7 +45,13 @@ class AugmentSummary:
     n_written: int = 0
     n_variants: Dict[str, int] = field(default_factory=dict)
     n_dropped: Dict[str, int] = field(
-        default_factory=lambda: {"empty": 0, "invalid": 0, "echo": 0, "duplicate": 0, "evaluation": 0}
+        default_factory=lambda: {
+            "empty": 0,
+            "invalid": 0,
+            "echo": 0,
+            "duplicate": 0,
+            "evaluation": 0,
+        }
     )
     errors: List[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -61,7 +68,9 @@ class VariantFilter:
     seeds meet them by chance (SST-2's "it 's a bad film" with a word dropped is a dev
     sentence), and annotate would refuse the whole file for one of them."""
 
-    def __init__(self, summary: AugmentSummary, seen: DiskSet, eval_index: Optional[EvalIndex] = None) -> None:
+    def __init__(
+        self, summary: AugmentSummary, seen: DiskSet, eval_index: Optional[EvalIndex] = None
+    ) -> None:
         self.summary = summary
         self.seen = seen
         self.eval_index = eval_index
@@ -88,7 +97,9 @@ class VariantFilter:
         return False
 
 
-def variant_row(vid: str, text: str, parent: Optional[str], augmenter: Augmenter, extra=None) -> Dict[str, Any]:
+def variant_row(
+    vid: str, text: str, parent: Optional[str], augmenter: Augmenter, extra=None
+) -> Dict[str, Any]:
     params = dict(augmenter.params)
     if extra:
         params.update(extra)
@@ -98,7 +109,9 @@ def variant_row(vid: str, text: str, parent: Optional[str], augmenter: Augmenter
 def seed_row(record: Record) -> Dict[str, Any]:
     row: Dict[str, Any] = {"id": record.key, "text": record.text}
     if record.labels is not None:
-        row["labels" if record.multi_label else "label"] = list(record.labels) if record.multi_label else record.labels[0]
+        row["labels" if record.multi_label else "label"] = (
+            list(record.labels) if record.multi_label else record.labels[0]
+        )
     return row
 
 
@@ -158,7 +171,11 @@ def augment_records(
         del seed_texts
         per_seed = [(name, a) for name, a in steps.items() if not a.seedless and a.n > 0]
         progress = tqdm(
-            total=n_seeds if per_seed else 0, unit="seed", desc="augment", disable=not show_progress, file=sys.stderr
+            total=n_seeds if per_seed else 0,
+            unit="seed",
+            desc="augment",
+            disable=not show_progress,
+            file=sys.stderr,
         )
         try:
             for record in read_seeds() if per_seed else ():
@@ -170,7 +187,9 @@ def augment_records(
                             k += 1
                             summary.n_variants[name] = summary.n_variants.get(name, 0) + 1
                             summary.n_written += 1
-                            yield variant_row(f"{record.key}~{name}.{k}", text, record.key, augmenter)
+                            yield variant_row(
+                                f"{record.key}~{name}.{k}", text, record.key, augmenter
+                            )
                 progress.update(1)
                 progress.set_postfix(variants=sum(summary.n_variants.values()), refresh=False)
         finally:
@@ -222,7 +241,9 @@ def augment_file(
             if isinstance(item, RecordError):
                 if report:
                     if on_error == "fail":
-                        raise RecordError(f'{item} (use `on_error="skip"` to report and skip bad records)')
+                        raise RecordError(
+                            f'{item} (use `on_error="skip"` to report and skip bad records)'
+                        )
                     summary.errors.append(str(item))
                 continue
             n += 1
@@ -249,7 +270,12 @@ def augment_file(
     output_path.parent.mkdir(parents=True, exist_ok=True)
     tmp_path = output_path.with_name(output_path.name + ".tmp")
     rows = augment_records(
-        read_seeds, steps, seed=seed, keep_seeds=keep_seeds, summary=summary, show_progress=show_progress,
+        read_seeds,
+        steps,
+        seed=seed,
+        keep_seeds=keep_seeds,
+        summary=summary,
+        show_progress=show_progress,
         eval_index=index,
     )
     # On any failure, Ctrl-C included, the temporary goes and the previous output stays as it was.

@@ -12,6 +12,7 @@ replaces. The neighbours come from
   cosine neighbours among the vocabulary entries that are whole words (one token when written
   after a space). torch and transformers are imported when it is built.
 """
+
 import json
 import random
 from pathlib import Path
@@ -21,7 +22,15 @@ import numpy
 
 from ..errors import DistillError
 from ..registry import registry
-from .base import Augmenter, check_count, check_rate, choose_some, copy_case, replace_spans, word_spans
+from .base import (
+    Augmenter,
+    check_count,
+    check_rate,
+    choose_some,
+    copy_case,
+    replace_spans,
+    word_spans,
+)
 
 DEFAULT_POS = ("ADJ", "ADV", "NOUN", "VERB")
 POS_PIPES = ("tagger", "morphologizer", "attribute_ruler")
@@ -87,7 +96,9 @@ def read_synonym_table(path: Path) -> Dict[str, List[str]]:
         if not isinstance(data, dict):
             raise DistillError(f"{path}: expected an object {{word: [synonyms]}}")
         for word, synonyms in data.items():
-            if not isinstance(synonyms, list) or not all(isinstance(s, str) and s.strip() for s in synonyms):
+            if not isinstance(synonyms, list) or not all(
+                isinstance(s, str) and s.strip() for s in synonyms
+            ):
                 raise DistillError(f"{path}: entry {word!r}: expected a list of non-empty strings")
             table[word] = synonyms
         return table
@@ -97,7 +108,9 @@ def read_synonym_table(path: Path) -> Dict[str, List[str]]:
             if not parts[0]:
                 continue
             if len(parts) < 2 or not all(parts[1:]):
-                raise DistillError(f"{path}:{line_number}: expected a word and its synonyms, tab-separated")
+                raise DistillError(
+                    f"{path}:{line_number}: expected a word and its synonyms, tab-separated"
+                )
             table[parts[0]] = parts[1:]
     return table
 
@@ -108,7 +121,14 @@ class SynonymTable(SynonymReplacer):
     method = "spacy-distill.SynonymTable.v1"
     param_names = ("rate", "top_k", "path")
 
-    def __init__(self, table: Dict[str, Sequence[str]], n: int = 1, rate: float = 0.15, top_k: int = 5, path: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        table: Dict[str, Sequence[str]],
+        n: int = 1,
+        rate: float = 0.15,
+        top_k: int = 5,
+        path: Optional[str] = None,
+    ) -> None:
         super().__init__(n, rate, top_k)
         self.path = path
         self.table = {
@@ -144,9 +164,13 @@ class VectorSynonyms(SynonymReplacer):
         self.pos = list(pos)
         vectors = nlp.vocab.vectors
         if vectors.shape[0] == 0 or vectors.shape[1] == 0:
-            raise DistillError(f"{model or 'the pipeline'}: has no static vectors to find synonyms in")
+            raise DistillError(
+                f"{model or 'the pipeline'}: has no static vectors to find synonyms in"
+            )
         if getattr(vectors, "mode", "default") != "default":
-            raise DistillError(f"{model}: {vectors.mode} vectors cannot list neighbours; use default vectors")
+            raise DistillError(
+                f"{model}: {vectors.mode} vectors cannot list neighbours; use default vectors"
+            )
         self.tags_pos = any(name in nlp.pipe_names for name in POS_PIPES)
         self._cache: Dict[str, List[Tuple[str, float]]] = {}
         self._pos_cache: Dict[str, str] = {}
@@ -159,7 +183,9 @@ class VectorSynonyms(SynonymReplacer):
             found: List[Tuple[str, float]] = []
             if key in strings and strings[key] in vectors:
                 query = vectors[strings[key]].reshape(1, -1)
-                keys, _, scores = vectors.most_similar(numpy.asarray(query), n=min(self.top_k * 4 + 1, vectors.n_keys))
+                keys, _, scores = vectors.most_similar(
+                    numpy.asarray(query), n=min(self.top_k * 4 + 1, vectors.n_keys)
+                )
                 seen = {key}
                 for k, score in zip(keys[0], scores[0]):
                     candidate = strings[int(k)]
@@ -188,7 +214,11 @@ class VectorSynonyms(SynonymReplacer):
         for token in doc:
             if token.pos_ not in self.pos or not token.is_alpha:
                 continue
-            options = [w for w, _ in self._neighbours_scored(token.text) if self._pos_alone(w) == token.pos_]
+            options = [
+                w
+                for w, _ in self._neighbours_scored(token.text)
+                if self._pos_alone(w) == token.pos_
+            ]
             if options:
                 found.append(((token.idx, token.idx + len(token.text)), options[: self.top_k]))
         return found
@@ -200,8 +230,16 @@ class EmbeddingSynonyms(SynonymReplacer):
     method = "spacy-distill.EmbeddingSynonyms.v1"
     param_names = ("rate", "top_k", "min_similarity", "model")
 
-    def __init__(self, embeddings: numpy.ndarray, tokenizer, n: int = 1, rate: float = 0.15, top_k: int = 5,
-                 min_similarity: float = 0.3, model: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        embeddings: numpy.ndarray,
+        tokenizer,
+        n: int = 1,
+        rate: float = 0.15,
+        top_k: int = 5,
+        min_similarity: float = 0.3,
+        model: Optional[str] = None,
+    ) -> None:
         super().__init__(n, rate, top_k)
         self.model = model
         self.min_similarity = float(min_similarity)
@@ -248,7 +286,9 @@ class EmbeddingSynonyms(SynonymReplacer):
 
 
 @registry.spacy_distill_text_augmenters(SynonymTable.method)
-def configure_synonym_table(path: Path, n: int = 1, rate: float = 0.15, top_k: int = 5) -> SynonymTable:
+def configure_synonym_table(
+    path: Path, n: int = 1, rate: float = 0.15, top_k: int = 5
+) -> SynonymTable:
     """Synonyms from a table you supply.
 
     path (Path): a JSON ({"word": ["synonym", ...]}) or TSV (word<TAB>synonym<TAB>...) file.
@@ -316,4 +356,6 @@ def configure_embedding_synonyms(
         raise DistillError(f"{err}{offline_hint()}") from err
     embeddings = hf_model.get_input_embeddings().weight.detach().float().cpu().numpy()
     del hf_model
-    return EmbeddingSynonyms(embeddings, tokenizer, n, rate, top_k, min_similarity, model=str(model))
+    return EmbeddingSynonyms(
+        embeddings, tokenizer, n, rate, top_k, min_similarity, model=str(model)
+    )

@@ -12,6 +12,7 @@ prefix removed); empty answers, echoes of the seed and duplicates are dropped. A
 answer with the seed's words: small LLMs often hand a seed back with only its case and spacing
 changed ("the film is routine ." -> "The film is routine."), which is no new text.
 """
+
 import random
 import re
 from typing import Any, Dict, List, Sequence, Tuple
@@ -29,7 +30,9 @@ DEFAULT_LABEL_PROMPT = (
     "{examples}Answer with the text only.\nText:"
 )
 EXAMPLES_HEADER = "Examples of texts (of any category):\n"
-PREFIX = re.compile(r"^\s*(rewritten text|rewritten|paraphrase|text|answer|translation)\s*:\s*", re.IGNORECASE)
+PREFIX = re.compile(
+    r"^\s*(rewritten text|rewritten|paraphrase|text|answer|translation)\s*:\s*", re.IGNORECASE
+)
 QUOTES = ('"', "'", "\u201c", "\u201d", "`")
 NOT_A_WORD = re.compile(r"[\W_]+", re.UNICODE)
 
@@ -70,7 +73,14 @@ class Paraphrase(Augmenter):
 
     method = "spacy-distill.Paraphrase.v1"
 
-    def __init__(self, generator, n: int = 1, prompt: str = DEFAULT_PARAPHRASE, one_line: bool = True, attempts: int = 2) -> None:
+    def __init__(
+        self,
+        generator,
+        n: int = 1,
+        prompt: str = DEFAULT_PARAPHRASE,
+        one_line: bool = True,
+        attempts: int = 2,
+    ) -> None:
         super().__init__(n)
         self.generator = generator
         self.prompt = check_template(prompt, "prompt", ("text",), ("text",))
@@ -89,7 +99,9 @@ class Paraphrase(Augmenter):
             missing = n - len(found)
             if missing <= 0:
                 break
-            for answer in self.generator.generate(self.prompt.format(text=text), missing, torch_seed(rng)):
+            for answer in self.generator.generate(
+                self.prompt.format(text=text), missing, torch_seed(rng)
+            ):
                 cleaned = clean_answer(answer, self.one_line)
                 if cleaned and not is_echo(cleaned, text) and cleaned not in found:
                     found.append(cleaned)
@@ -117,7 +129,9 @@ class LabelExamples(Augmenter):
             raise DistillError("descriptions: give at least one label and its description")
         self.generator = generator
         self.descriptions = dict(descriptions)
-        self.prompt = check_template(prompt, "prompt", ("label",), ("label", "description", "examples"))
+        self.prompt = check_template(
+            prompt, "prompt", ("label",), ("label", "description", "examples")
+        )
         self.shots = check_count(shots, "shots")
         self.one_line = one_line
         self.attempts = check_count(attempts, "attempts", least=1)
@@ -126,7 +140,9 @@ class LabelExamples(Augmenter):
     def params(self) -> Dict[str, Any]:
         return {"prompt": self.prompt, "shots": self.shots, **self.generator.params}
 
-    def generate(self, seeds: Sequence[str], rng: random.Random) -> List[Tuple[str, Dict[str, Any]]]:
+    def generate(
+        self, seeds: Sequence[str], rng: random.Random
+    ) -> List[Tuple[str, Dict[str, Any]]]:
         made: List[Tuple[str, Dict[str, Any]]] = []
         for label, description in self.descriptions.items():
             found: List[str] = []
@@ -147,7 +163,11 @@ class LabelExamples(Augmenter):
 
 @registry.spacy_distill_text_augmenters(Paraphrase.method)
 def configure_paraphrase(
-    generator: Any, n: int = 1, prompt: str = DEFAULT_PARAPHRASE, one_line: bool = True, attempts: int = 2
+    generator: Any,
+    n: int = 1,
+    prompt: str = DEFAULT_PARAPHRASE,
+    one_line: bool = True,
+    attempts: int = 2,
 ) -> Paraphrase:
     """Seeds rewritten by an LLM.
 

@@ -9,6 +9,7 @@ rerun whose texts are all cached does not even load the driver's teacher.
 A backend that starts processes (a local Ray) stops them before `fill_cache` returns or
 raises, and on the exits it cannot return from (SIGTERM, interpreter exit).
 """
+
 from typing import Iterator, Protocol, runtime_checkable
 
 from ..annotation.cache import TeacherCache
@@ -20,7 +21,13 @@ BACKEND_CHOICES = ("plain", "ray")
 @runtime_checkable
 class ScoringBackend(Protocol):
     def fill_cache(
-        self, teacher: Teacher, texts: Iterator[str], cache: TeacherCache, *, total: int, show_progress: bool
+        self,
+        teacher: Teacher,
+        texts: Iterator[str],
+        cache: TeacherCache,
+        *,
+        total: int,
+        show_progress: bool,
     ) -> int:
         """Score the texts the cache lacks and store their scores in it.
 

@@ -17,6 +17,7 @@ connected to is left running.
 
 Ray is an optional dependency: `pip install spacy-distill[ray]`.
 """
+
 import atexit
 import json
 import signal
@@ -30,15 +31,17 @@ import numpy
 from tqdm import tqdm
 
 from ..annotation.cache import TeacherCache, score_with_details
-from ..errors import DistillError
 from ..annotation.run import LENGTH_BUCKET_BATCHES
+from ..errors import DistillError
 from ..teachers.base import Teacher, as_capable
 
 # Records sorted by length are scored in batches of the teacher's batch size; an actor gets
 # this many of them at a time (as the plain backend's length-bucketed windows).
 LOCAL_ADDRESSES = (None, "", "local", "none")
 # Signals that end the process by default and that a local Ray must not outlive.
-STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
 
 
 def import_ray():
@@ -107,7 +110,11 @@ class TeacherActor:
             scores[index] = batch_scores
             for i, extra in zip(index, batch_extras):
                 extras[i] = "" if extra is None else json.dumps(extra)
-        return {"text": numpy.asarray(texts, dtype=object), "scores": scores, "extra": numpy.asarray(extras, dtype=object)}
+        return {
+            "text": numpy.asarray(texts, dtype=object),
+            "scores": scores,
+            "extra": numpy.asarray(extras, dtype=object),
+        }
 
 
 class RayBackend:
@@ -141,7 +148,9 @@ class RayBackend:
         if batch_size is not None and batch_size < 1:
             raise DistillError(f"`batch_size` must be at least 1, got {batch_size}")
         if num_gpus < 0 or num_cpus < 0:
-            raise DistillError(f"`num_gpus` and `num_cpus` must not be negative, got {num_gpus} and {num_cpus}")
+            raise DistillError(
+                f"`num_gpus` and `num_cpus` must not be negative, got {num_gpus} and {num_cpus}"
+            )
         self.make_teacher = make_teacher
         self.address = address
         self.num_actors = num_actors
@@ -151,7 +160,13 @@ class RayBackend:
         self.block_size = max(1, block_size)
 
     def fill_cache(
-        self, teacher: Teacher, texts: Iterator[str], cache: TeacherCache, *, total: int, show_progress: bool
+        self,
+        teacher: Teacher,
+        texts: Iterator[str],
+        cache: TeacherCache,
+        *,
+        total: int,
+        show_progress: bool,
     ) -> int:
         """Score the texts the cache lacks on the actor pool; store their scores in the cache.
 
@@ -161,7 +176,10 @@ class RayBackend:
         ray = import_ray()
         session: Optional[RaySession] = None
         try:
-            batch_size = self.batch_size or max(1, int(as_capable(teacher).batch_size)) * LENGTH_BUCKET_BATCHES
+            batch_size = (
+                self.batch_size
+                or max(1, int(as_capable(teacher).batch_size)) * LENGTH_BUCKET_BATCHES
+            )
             # A block goes to one actor: several blocks per actor keep every actor busy.
             block_size = min(self.block_size, max(batch_size, -(-total // (4 * self.num_actors))))
             refs, n_pending = [], 0
@@ -178,25 +196,40 @@ class RayBackend:
                 session = self._init(ray)
             dataset = ray.data.from_arrow_refs(refs).map_batches(
                 TeacherActor,
-                fn_constructor_kwargs={"make_teacher": self.make_teacher, "fingerprint": fingerprint},
+                fn_constructor_kwargs={
+                    "make_teacher": self.make_teacher,
+                    "fingerprint": fingerprint,
+                },
                 batch_size=batch_size,
                 batch_format="numpy",
                 concurrency=self.num_actors,
                 num_gpus=self.num_gpus or None,
                 num_cpus=self.num_cpus,
             )
-            progress = tqdm(total=n_pending, unit="doc", desc=f"ray: {self.num_actors} teacher actor(s)",
-                            disable=not show_progress, file=sys.stderr)
+            progress = tqdm(
+                total=n_pending,
+                unit="doc",
+                desc=f"ray: {self.num_actors} teacher actor(s)",
+                disable=not show_progress,
+                file=sys.stderr,
+            )
             n_scored = 0
             try:
                 for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
                     batch_texts = [str(text) for text in batch["text"]]
-                    scores = numpy.asarray(batch["scores"], dtype="float32").reshape(len(batch_texts), n_labels)
+                    scores = numpy.asarray(batch["scores"], dtype="float32").reshape(
+                        len(batch_texts), n_labels
+                    )
                     extras = [json.loads(e) if e else None for e in batch["extra"]]
                     # Never cache a NaN (as the plain backend): annotate then reports the text.
                     keep = [i for i in range(len(batch_texts)) if numpy.isfinite(scores[i]).all()]
                     if keep:
-                        cache.put_many(fingerprint, [batch_texts[i] for i in keep], scores[keep], [extras[i] for i in keep])
+                        cache.put_many(
+                            fingerprint,
+                            [batch_texts[i] for i in keep],
+                            scores[keep],
+                            [extras[i] for i in keep],
+                        )
                     n_scored += len(batch_texts)
                     progress.update(len(batch_texts))
             finally:
@@ -244,7 +277,12 @@ class RaySession:
         self._previous: Dict[int, Any] = {}
         if threading.current_thread() is threading.main_thread():
             self._previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
-        kwargs = {"include_dashboard": False, "logging_level": "ERROR", "log_to_driver": True, **init_kwargs}
+        kwargs = {
+            "include_dashboard": False,
+            "logging_level": "ERROR",
+            "log_to_driver": True,
+            **init_kwargs,
+        }
         try:
             ray.init(address="local" if self.owns_cluster else address, **kwargs)
         except BaseException:

@@ -1,5 +1,18 @@
 """The `spacy-distill` command line: one module per command."""
+
+from . import (
+    annotate,
+    augment,
+    check_teacher,
+    convert,
+    evaluate,
+    export,
+    init_config,
+    merge,
+    package,
+    tune,
+    word_vectors,
+)  # noqa: F401  (registers the commands)
 from ._app import app
-from . import annotate, augment, check_teacher, convert, evaluate, export, init_config, merge, package, tune, word_vectors  # noqa: F401  (registers the commands)
 
 __all__ = ["app"]

@@ -1,12 +1,11 @@
-from wasabi import msg
-from typing import Iterator
-from contextlib import contextmanager
-import sys
 import logging
 import re
-from typing import Dict, Mapping, Optional
+import sys
+from contextlib import contextmanager
+from typing import Dict, Iterator, Mapping, Optional
 
 import typer
+from wasabi import msg
 
 app = typer.Typer(
     name="spacy-distill",
@@ -29,7 +28,9 @@ def positive(value: float) -> float:
 @app.callback()
 def main(
     torch_threads: Optional[int] = typer.Option(
-        None, "--torch-threads", min=0,
+        None,
+        "--torch-threads",
+        min=0,
         help="Threads for torch, which runs the teachers (0: torch's default, one per core). One "
         "per core oversubscribes a busy machine: 1 was 4-7x faster per step on a shared 2-core one",
     ),
@@ -67,7 +68,9 @@ def option_flags(*names: str) -> Dict[str, str]:
     return {name: "--" + name.replace("_", "-") for name in names}
 
 
-def with_flags(message: str, flags: Mapping[str, str], value_flags: Optional[Mapping[str, str]] = None) -> str:
+def with_flags(
+    message: str, flags: Mapping[str, str], value_flags: Optional[Mapping[str, str]] = None
+) -> str:
     """A library message as the command line says it: the arguments it names in backticks
     (`hidden_loss`, `arch='bow'`) become the command's flags (--hidden-loss, --arch bow).
 
@@ -83,7 +86,9 @@ def with_flags(message: str, flags: Mapping[str, str], value_flags: Optional[Map
             return match.group(0)
         if value is None:
             return flags[name]
-        return (value_flags or {}).get(f"{name}={value}", f"{flags[name]} {value.strip(chr(34) + chr(39))}")
+        return (value_flags or {}).get(
+            f"{name}={value}", f"{flags[name]} {value.strip(chr(34) + chr(39))}"
+        )
 
     return _ARGUMENT.sub(flag, message)
 
@@ -98,7 +103,9 @@ class _LogPrinter(logging.Handler):
 
 
 @contextmanager
-def library_log_shown(level: int = logging.INFO, logger_name: str = "spacy_distill") -> Iterator[None]:
+def library_log_shown(
+    level: int = logging.INFO, logger_name: str = "spacy_distill"
+) -> Iterator[None]:
     """Show what the library logs at `level` or above while a command runs: the library never
     prints, the command line does."""
     logger, handler = logging.getLogger(logger_name), _LogPrinter(level)

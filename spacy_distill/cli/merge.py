@@ -4,15 +4,19 @@ from typing import List
 import typer
 from wasabi import msg
 
-from ..errors import DistillError
 from ..data.shards import merge_target_files
+from ..errors import DistillError
 from ._app import app
 
 
 @app.command("merge")
 def merge_cli(
     output_path: Path = typer.Argument(..., help="The merged target file"),
-    inputs: List[Path] = typer.Argument(..., help="Target files or folders to join (e.g. shard outputs, or their directories of chunks)", exists=True),
+    inputs: List[Path] = typer.Argument(
+        ...,
+        help="Target files or folders to join (e.g. shard outputs, or their directories of chunks)",
+        exists=True,
+    ),
 ):
     """Join target files (e.g. the outputs of `annotate --shard K/N`) in input-record order.
 

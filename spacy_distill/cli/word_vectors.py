@@ -18,26 +18,86 @@ from ._app import OVERRIDES_CONTEXT, app, import_code, positive
 @app.command("word-vectors", context_settings=OVERRIDES_CONTEXT)
 def word_vectors_cli(
     ctx: typer.Context,
-    output_path: Path = typer.Argument(..., help="The folder to write (words.json, vectors.npy, meta.json)"),
-    teacher: Optional[str] = typer.Option(None, "--teacher", "-t", help="A teacher .cfg file (with a teacher block), or a spaCy pipeline with a spacy-transformers transformer"),
-    from_token_states: bool = typer.Option(False, "--from-token-states", help="Average each word's in-context token states stored in the --data files (annotate --hidden token|both) instead of encoding words alone with --teacher: no teacher call"),
-    data: List[Path] = typer.Option(..., "--data", help="A .spacy target file whose words get vectors (repeatable: train, dev)", exists=True, dir_okay=False),
-    dims: int = typer.Option(DEFAULT_DIMS, "--dims", min=1, help="PCA dimensions (a student may use a prefix of them)"),
-    attr: str = typer.Option("lower", "--attr", help=f"How words are keyed: {', '.join(WORD_ATTRS)}"),
+    output_path: Path = typer.Argument(
+        ..., help="The folder to write (words.json, vectors.npy, meta.json)"
+    ),
+    teacher: Optional[str] = typer.Option(
+        None,
+        "--teacher",
+        "-t",
+        help="A teacher .cfg file (with a teacher block), or a spaCy pipeline with a spacy-transformers transformer",
+    ),
+    from_token_states: bool = typer.Option(
+        False,
+        "--from-token-states",
+        help="Average each word's in-context token states stored in the --data files (annotate --hidden token|both) instead of encoding words alone with --teacher: no teacher call",
+    ),
+    data: List[Path] = typer.Option(
+        ...,
+        "--data",
+        help="A .spacy target file whose words get vectors (repeatable: train, dev)",
+        exists=True,
+        dir_okay=False,
+    ),
+    dims: int = typer.Option(
+        DEFAULT_DIMS, "--dims", min=1, help="PCA dimensions (a student may use a prefix of them)"
+    ),
+    attr: str = typer.Option(
+        "lower", "--attr", help=f"How words are keyed: {', '.join(WORD_ATTRS)}"
+    ),
     min_count: int = typer.Option(1, "--min-count", min=1, help="Drop words seen fewer times"),
-    max_words: int = typer.Option(0, "--max-words", min=0, help="Keep the N most frequent words (0: all)"),
-    weighting: str = typer.Option("sif", "--weighting", help=f"Frequency weighting: {', '.join(WEIGHTINGS)}"),
-    sif_coefficient: float = typer.Option(DEFAULT_SIF_COEFFICIENT, "--sif-coefficient", callback=positive, help="a in a / (a + p(word)), > 0"),
-    layer: Optional[int] = typer.Option(None, "--layer", help="Teacher hidden layer (default: the teacher's own)"),
-    pooling: Optional[str] = typer.Option(None, "--pooling", help="Pooling over a word's pieces: mean, cls or last (default: the teacher's own)"),
+    max_words: int = typer.Option(
+        0, "--max-words", min=0, help="Keep the N most frequent words (0: all)"
+    ),
+    weighting: str = typer.Option(
+        "sif", "--weighting", help=f"Frequency weighting: {', '.join(WEIGHTINGS)}"
+    ),
+    sif_coefficient: float = typer.Option(
+        DEFAULT_SIF_COEFFICIENT,
+        "--sif-coefficient",
+        callback=positive,
+        help="a in a / (a + p(word)), > 0",
+    ),
+    layer: Optional[int] = typer.Option(
+        None, "--layer", help="Teacher hidden layer (default: the teacher's own)"
+    ),
+    pooling: Optional[str] = typer.Option(
+        None,
+        "--pooling",
+        help="Pooling over a word's pieces: mean, cls or last (default: the teacher's own)",
+    ),
     batch_size: int = typer.Option(256, "--batch-size", min=1, help="Words per teacher call"),
-    teacher_vocab: bool = typer.Option(False, "--teacher-vocab/--no-teacher-vocab", help="Also embed the whole words of the teacher tokenizer's vocabulary (e.g. ~22,000 for BERT's): words the data never showed get the teacher's vectors (--teacher only)"),
-    subwords: int = typer.Option(DEFAULT_BUCKETS, "--subwords", min=0, help="Hashed character n-gram vectors to fit to the word vectors: the unseen-word fallback of the static-subword students (0: none)"),
-    ngrams: str = typer.Option(f"{DEFAULT_MIN_N}-{DEFAULT_MAX_N}", "--ngrams", help="Character n-gram sizes MIN-MAX (word edges included)"),
-    cache: Optional[Path] = typer.Option(None, "--cache", help="Teacher cache (SQLite); default $SPACY_DISTILL_CACHE or ~/.cache/spacy-distill/teacher_cache.sqlite"),
-    use_cache: bool = typer.Option(True, "--use-cache/--no-cache", help="Reuse and store word encodings"),
+    teacher_vocab: bool = typer.Option(
+        False,
+        "--teacher-vocab/--no-teacher-vocab",
+        help="Also embed the whole words of the teacher tokenizer's vocabulary (e.g. ~22,000 for BERT's): words the data never showed get the teacher's vectors (--teacher only)",
+    ),
+    subwords: int = typer.Option(
+        DEFAULT_BUCKETS,
+        "--subwords",
+        min=0,
+        help="Hashed character n-gram vectors to fit to the word vectors: the unseen-word fallback of the static-subword students (0: none)",
+    ),
+    ngrams: str = typer.Option(
+        f"{DEFAULT_MIN_N}-{DEFAULT_MAX_N}",
+        "--ngrams",
+        help="Character n-gram sizes MIN-MAX (word edges included)",
+    ),
+    cache: Optional[Path] = typer.Option(
+        None,
+        "--cache",
+        help="Teacher cache (SQLite); default $SPACY_DISTILL_CACHE or ~/.cache/spacy-distill/teacher_cache.sqlite",
+    ),
+    use_cache: bool = typer.Option(
+        True, "--use-cache/--no-cache", help="Reuse and store word encodings"
+    ),
     lang: str = typer.Option("en", "--lang", help="Language of the data files"),
-    code: Optional[Path] = typer.Option(None, "--code", "-c", help="A Python file to import first, e.g. one registering your own teacher"),
+    code: Optional[Path] = typer.Option(
+        None,
+        "--code",
+        "-c",
+        help="A Python file to import first, e.g. one registering your own teacher",
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar"),
 ):
     """Teacher-derived word vectors for static-embedding students (init-config --vectors).
@@ -47,20 +107,35 @@ def word_vectors_cli(
     overrides = parse_config_overrides(ctx.args)
     import_code(code)
     if from_token_states == (teacher is not None):
-        msg.fail("Pass either --teacher (encode each word alone) or --from-token-states (average the stored "
-                 "in-context token states of the --data files)", exits=1)
+        msg.fail(
+            "Pass either --teacher (encode each word alone) or --from-token-states (average the stored "
+            "in-context token states of the --data files)",
+            exits=1,
+        )
     try:
         min_n, max_n = (int(n) for n in ngrams.split("-"))
     except ValueError:
         msg.fail(f"--ngrams must look like 3-5, got {ngrams!r}", exits=1)
     if from_token_states and teacher_vocab:
-        msg.fail("--teacher-vocab needs --teacher (its tokenizer's words are encoded by it)", exits=1)
+        msg.fail(
+            "--teacher-vocab needs --teacher (its tokenizer's words are encoded by it)", exits=1
+        )
     if from_token_states:
         try:
             result = build_word_vectors_from_token_states(
-                data, output_path, dims=dims, attr=attr, min_count=min_count, max_words=max_words or None,
-                weighting=weighting, sif_coefficient=sif_coefficient, lang=lang, show_progress=progress,
-                subword_buckets=subwords, min_n=min_n, max_n=max_n,
+                data,
+                output_path,
+                dims=dims,
+                attr=attr,
+                min_count=min_count,
+                max_words=max_words or None,
+                weighting=weighting,
+                sif_coefficient=sif_coefficient,
+                lang=lang,
+                show_progress=progress,
+                subword_buckets=subwords,
+                min_n=min_n,
+                max_n=max_n,
             )
         except DistillError as err:
             msg.fail(str(err), exits=1)
@@ -78,17 +153,35 @@ def word_vectors_cli(
     try:
         teacher_obj = load_teacher(teacher, overrides)
         result = build_word_vectors(
-            teacher_obj, data, output_path, dims=dims, attr=attr, min_count=min_count,
-            max_words=max_words or None, weighting=weighting, sif_coefficient=sif_coefficient,
-            layer=layer, pooling=pooling, cache=(cache or default_cache_path()) if use_cache else None,
-            batch_size=batch_size, lang=lang, show_progress=progress, teacher_vocab=teacher_vocab,
-            subword_buckets=subwords, min_n=min_n, max_n=max_n,
+            teacher_obj,
+            data,
+            output_path,
+            dims=dims,
+            attr=attr,
+            min_count=min_count,
+            max_words=max_words or None,
+            weighting=weighting,
+            sif_coefficient=sif_coefficient,
+            layer=layer,
+            pooling=pooling,
+            cache=(cache or default_cache_path()) if use_cache else None,
+            batch_size=batch_size,
+            lang=lang,
+            show_progress=progress,
+            teacher_vocab=teacher_vocab,
+            subword_buckets=subwords,
+            min_n=min_n,
+            max_n=max_n,
         )
     except DistillError as err:
         msg.fail(str(err), exits=1)
     vectors = result["vectors"]
     _report_extras(result)
-    rate = result["n_encoded"] / result["seconds"] if result["seconds"] and result["n_encoded"] else float("nan")
+    rate = (
+        result["n_encoded"] / result["seconds"]
+        if result["seconds"] and result["n_encoded"]
+        else float("nan")
+    )
     msg.good(
         f"Wrote {result['n_words']} word vectors ({vectors.dims} dims, {result['explained_variance']:.1%} "
         f"of the teacher's variance) to {output_path}"
@@ -101,7 +194,9 @@ def word_vectors_cli(
 
 def _report_extras(result) -> None:
     if result.get("n_teacher_words"):
-        msg.info(f"{result['n_teacher_words']} of the words come from the teacher's tokenizer vocabulary")
+        msg.info(
+            f"{result['n_teacher_words']} of the words come from the teacher's tokenizer vocabulary"
+        )
     sub = result.get("subwords")
     if sub:
         msg.info(

@@ -9,6 +9,7 @@ Original texts are not checked: duplicates that a dataset's own splits share are
 business, not the augmenter's. Augmenting with `eval_data` also refuses seeds whose text is an
 evaluation text, the one place where a parent's text is at hand.
 """
+
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
@@ -63,7 +64,11 @@ class EvalIndex:
         for file_path in iter_target_files(path):
             for i, doc in enumerate(read_targets(file_path, Vocab(), require_target=False)):
                 provenance = (doc.user_data.get(USER_DATA_KEY) or {}).get("provenance") or {}
-                source, line, doc_id = provenance.get("source"), provenance.get("line"), provenance.get("id")
+                source, line, doc_id = (
+                    provenance.get("source"),
+                    provenance.get("line"),
+                    provenance.get("id"),
+                )
                 where = f"{file_path}: doc {i}" + (f" ({source}:{line})" if source else "")
                 key = record_key(doc_id, source, line) if (doc_id is not None or source) else None
                 self.add(key, doc.text, where)
@@ -86,9 +91,7 @@ class EvalIndex:
         return None
 
 
-def find_leaks(
-    items: Iterable[Tuple[str, Optional[str], str]], index: EvalIndex
-) -> List[str]:
+def find_leaks(items: Iterable[Tuple[str, Optional[str], str]], index: EvalIndex) -> List[str]:
     """The augmented texts that leak.
 
     items (Iterable[Tuple[str, Optional[str], str]]): (where, parent, text) per train text;
@@ -125,7 +128,9 @@ def raise_on_leaks(
     )
 
 
-def check_records(records: Iterable[Record], eval_paths: Sequence[Union[str, Path]], train_name: str) -> None:
+def check_records(
+    records: Iterable[Record], eval_paths: Sequence[Union[str, Path]], train_name: str
+) -> None:
     """Refuse input records whose augmented texts overlap the evaluation sets.
 
     records (Iterable[Record]): the train records.

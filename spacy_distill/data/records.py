@@ -12,6 +12,7 @@ it cannot be encoded, tokenized or cached), text longer than spaCy makes into a 
 record whose id an earlier record of the same file has. Files are UTF-8, with or without a
 byte-order mark.
 """
+
 import codecs
 import csv
 import hashlib
@@ -78,7 +79,11 @@ def record_key(record_id: Optional[str], source: Optional[str], line: Optional[i
 
 
 def read_records(
-    path: Union[str, Path], *, text_field: str = "text", id_field: str = "id", unique_ids: bool = True
+    path: Union[str, Path],
+    *,
+    text_field: str = "text",
+    id_field: str = "id",
+    unique_ids: bool = True,
 ) -> Iterator[Union[Record, RecordError]]:
     """Read records from a JSONL or CSV file (by extension; anything but .csv/.tsv is JSONL).
 
@@ -132,7 +137,10 @@ class _FirstLines:
                 self._spill()
             return None
         digest = self._digest(key)
-        if self._db.execute("INSERT OR IGNORE INTO ids VALUES (?, ?)", (digest, line)).rowcount == 1:
+        if (
+            self._db.execute("INSERT OR IGNORE INTO ids VALUES (?, ?)", (digest, line)).rowcount
+            == 1
+        ):
             return None
         return self._db.execute("SELECT line FROM ids WHERE digest = ?", (digest,)).fetchone()[0]
 
@@ -172,7 +180,7 @@ def _decoded_lines(path: Path) -> Iterator[Tuple[int, str, Optional[RecordError]
                 if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
                     raise RecordError(f"{path}:1: the file is UTF-16 encoded; save it as UTF-8")
                 if raw.startswith(codecs.BOM_UTF8):
-                    raw = raw[len(codecs.BOM_UTF8):]
+                    raw = raw[len(codecs.BOM_UTF8) :]
             try:
                 yield number, raw.decode("utf8"), None
             except UnicodeDecodeError as err:
@@ -195,17 +203,23 @@ def _read_jsonl(path: Path, text_field: str, id_field: str) -> Iterator[Union[Re
             # "column 1" of a next line.
             data = json.loads(line.rstrip("\r\n"))
         except json.JSONDecodeError as err:
-            yield RecordError(f"{path}:{line_number}: invalid JSON ({err.msg} at column {err.colno})")
+            yield RecordError(
+                f"{path}:{line_number}: invalid JSON ({err.msg} at column {err.colno})"
+            )
             continue
         except RecursionError:
             yield RecordError(f"{path}:{line_number}: invalid JSON (nested too deeply)")
             continue
         if not isinstance(data, dict):
-            yield RecordError(f"{path}:{line_number}: expected a JSON object, got {type(data).__name__}")
+            yield RecordError(
+                f"{path}:{line_number}: expected a JSON object, got {type(data).__name__}"
+            )
             continue
         # Strictly decoded UTF-8 holds no surrogate: only a JSON escape can make one.
         escaped = "\\u" in line
-        yield _make_record(data, path, line_number, text_field, id_field, from_csv=False, escaped=escaped)
+        yield _make_record(
+            data, path, line_number, text_field, id_field, from_csv=False, escaped=escaped
+        )
 
 
 def _read_csv(path: Path, text_field: str, id_field: str) -> Iterator[Union[Record, RecordError]]:
@@ -232,7 +246,9 @@ def _read_csv(path: Path, text_field: str, id_field: str) -> Iterator[Union[Reco
     if fieldnames is None:
         raise RecordError(f"{path}: empty file (no header row with a '{text_field}' column)")
     if text_field not in fieldnames:
-        raise RecordError(f"{path}:1: the header has no '{text_field}' column (columns: {fieldnames})")
+        raise RecordError(
+            f"{path}:1: the header has no '{text_field}' column (columns: {fieldnames})"
+        )
     taken.clear()
     while True:
         try:
@@ -252,8 +268,10 @@ def _read_csv(path: Path, text_field: str, id_field: str) -> Iterator[Union[Reco
                     f"line {end}, the end of the file); close or escape (double) its quote"
                 )
             else:
-                yield RecordError(f"{path}:{start}: not valid CSV ({row}); quote fields holding quotes, "
-                                  'and double the quotes inside them ("")')
+                yield RecordError(
+                    f"{path}:{start}: not valid CSV ({row}); quote fields holding quotes, "
+                    'and double the quotes inside them ("")'
+                )
         elif decode_error is not None:
             yield decode_error
         elif None in row:
@@ -261,11 +279,19 @@ def _read_csv(path: Path, text_field: str, id_field: str) -> Iterator[Union[Reco
         else:
             # Only the JSON of 'params' can hold an escape that makes a surrogate.
             escaped = "\\u" in (row.get("params") or "")
-            yield _make_record(row, path, start, text_field, id_field, from_csv=True, escaped=escaped)
+            yield _make_record(
+                row, path, start, text_field, id_field, from_csv=True, escaped=escaped
+            )
 
 
 def _make_record(
-    data: dict, path: Path, line: int, text_field: str, id_field: str, from_csv: bool, escaped: bool = True
+    data: dict,
+    path: Path,
+    line: int,
+    text_field: str,
+    id_field: str,
+    from_csv: bool,
+    escaped: bool = True,
 ) -> Union[Record, RecordError]:
     where = f"{path}:{line}"
     text = data.get(text_field)
@@ -288,15 +314,21 @@ def _make_record(
     gold: Optional[Tuple[str, ...]] = None
     if label is not None:
         if not isinstance(label, str) or not label:
-            return RecordError(f"{where}: field 'label': expected a non-empty string, got {label!r}")
+            return RecordError(
+                f"{where}: field 'label': expected a non-empty string, got {label!r}"
+            )
         gold = (label,)
     elif labels is not None:
         if not isinstance(labels, list) or not all(isinstance(x, str) and x for x in labels):
-            return RecordError(f"{where}: field 'labels': expected a list of label names, got {labels!r}")
+            return RecordError(
+                f"{where}: field 'labels': expected a list of label names, got {labels!r}"
+            )
         gold = tuple(dict.fromkeys(labels))
     record_id = data.get(id_field)
     if record_id is not None and not isinstance(record_id, (str, int)):
-        return RecordError(f"{where}: field '{id_field}': expected a string or integer, got {record_id!r}")
+        return RecordError(
+            f"{where}: field '{id_field}': expected a string or integer, got {record_id!r}"
+        )
     parent, method, params = data.get("parent"), data.get("method"), data.get("params")
     if from_csv:
         parent, method = parent or None, method or None
@@ -314,8 +346,12 @@ def _make_record(
     if params is not None and not isinstance(params, dict):
         return RecordError(f"{where}: field 'params': expected an object, got {params!r}")
     fields = (
-        (text_field, text), ("labels" if labels is not None else "label", gold), (id_field, record_id),
-        ("parent", parent), ("method", method), ("params", params),
+        (text_field, text),
+        ("labels" if labels is not None else "label", gold),
+        (id_field, record_id),
+        ("parent", parent),
+        ("method", method),
+        ("params", params),
     )
     for name, value in fields if escaped else ():
         found = _lone_surrogate(value)
@@ -374,4 +410,3 @@ def label_set(paths) -> Tuple[Tuple[str, ...], bool]:
                 labels.update(item.labels or ())
                 multi = multi or item.multi_label
     return tuple(sorted(labels)), not multi
-

@@ -5,6 +5,7 @@ repeat; over a large corpus those sets outgrow memory. `DiskSet` keeps a 16-byte
 of each text in an SQLite table in a temporary file (SQLite's own page cache bounds the
 memory). A collision of two different texts needs about 2^64 texts, so a digest stands for its text.
 """
+
 import hashlib
 import sqlite3
 import tempfile
@@ -36,12 +37,19 @@ class DiskSet:
 
     def add(self, item: str) -> bool:
         """Add a string. RETURNS (bool): whether it was new."""
-        added = self._db.execute("INSERT OR IGNORE INTO seen VALUES (?)", (self._digest(item),)).rowcount == 1
+        added = (
+            self._db.execute(
+                "INSERT OR IGNORE INTO seen VALUES (?)", (self._digest(item),)
+            ).rowcount
+            == 1
+        )
         self._n += added
         return added
 
     def __contains__(self, item: str) -> bool:
-        row = self._db.execute("SELECT 1 FROM seen WHERE digest = ?", (self._digest(item),)).fetchone()
+        row = self._db.execute(
+            "SELECT 1 FROM seen WHERE digest = ?", (self._digest(item),)
+        ).fetchone()
         return row is not None
 
     def __len__(self) -> int:

@@ -1,9 +1,10 @@
 """Sharded annotation: N machines each annotate an interleaved share; `merge` joins them."""
+
 from pathlib import Path
 from typing import Optional, Sequence, Tuple, Union
 
-from ..arguments import check_int_argument
 from ..annotation.chunked import write_atomically
+from ..arguments import check_int_argument
 from ..errors import DistillError, TargetFormatError
 from .msgpack_codecs import cached_msgpack_codecs
 from .targets import TargetFileWriter, get_target, read_targets

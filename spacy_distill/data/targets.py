@@ -19,6 +19,7 @@ holds one text. Gold labels, when known, live where spaCy expects them, in `doc.
 
 See docs/target-format.md for the full description.
 """
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
@@ -116,7 +117,9 @@ class TeacherTarget:
         return decode_hidden(self.hidden, where, n_tokens=n_tokens)
 
     @classmethod
-    def from_dict(cls, data: Any, where: str = "doc", n_tokens: Optional[int] = None) -> "TeacherTarget":
+    def from_dict(
+        cls, data: Any, where: str = "doc", n_tokens: Optional[int] = None
+    ) -> "TeacherTarget":
         """Validate and read the user-data dict of one doc.
 
         data (Any): the value stored under doc.user_data["spacy_distill"].
@@ -158,7 +161,8 @@ class TeacherTarget:
                 raise fail("scores", "expected a list of numbers") from None
             if scores.shape != (len(labels),):
                 raise fail(
-                    "scores", f"expected {len(labels)} values (one per label), got shape {scores.shape}"
+                    "scores",
+                    f"expected {len(labels)} values (one per label), got shape {scores.shape}",
                 )
             if not numpy.all(numpy.isfinite(scores)):
                 bad = [labels[i] for i in numpy.flatnonzero(~numpy.isfinite(scores))]
@@ -172,7 +176,9 @@ class TeacherTarget:
                     )
             teacher = data.get("teacher")
             if not isinstance(teacher, dict) or not isinstance(teacher.get("id"), str):
-                raise fail("teacher", "scores are present, so a teacher {'id', 'fingerprint'} is required")
+                raise fail(
+                    "teacher", "scores are present, so a teacher {'id', 'fingerprint'} is required"
+                )
             teacher_id = teacher["id"]
             fingerprint = teacher.get("fingerprint")
             if fingerprint is not None and not isinstance(fingerprint, str):
@@ -192,7 +198,9 @@ class TeacherTarget:
             raise fail("provenance", "expected a dict")
         unknown = set(raw_provenance) - set(PROVENANCE_FIELDS)
         if unknown:
-            raise fail("provenance", f"unknown key(s) {sorted(unknown)}; allowed: {PROVENANCE_FIELDS}")
+            raise fail(
+                "provenance", f"unknown key(s) {sorted(unknown)}; allowed: {PROVENANCE_FIELDS}"
+            )
         line = raw_provenance.get("line")
         if line is not None and not isinstance(line, int):
             raise fail("provenance", f"'line' must be an integer, got {line!r}")
@@ -242,7 +250,9 @@ def get_target(doc: Doc, where: str = "doc") -> Optional[TeacherTarget]:
     return target
 
 
-def validate_gold(cats: Dict[str, float], labels: Sequence[str], exclusive: bool, where: str) -> None:
+def validate_gold(
+    cats: Dict[str, float], labels: Sequence[str], exclusive: bool, where: str
+) -> None:
     """Check gold cats: known labels, values 0 or 1, and one positive label when exclusive."""
     if not cats:
         return

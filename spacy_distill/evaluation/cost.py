@@ -3,6 +3,7 @@
 Memory is measured in a worker process of its own (`cost_worker`), so that the figures are the
 model's, not those of the process that evaluates it (which may hold a teacher, a corpus, or both).
 """
+
 import collections
 import json
 import os
@@ -21,7 +22,15 @@ WORKER_MODULE = "spacy_distill.evaluation.cost_worker"
 # What a packaged student never needs: measured `without_frameworks`, the worker cannot import
 # them, as in the venv with spaCy alone that the student ships to (with torch importable,
 # `import spacy` alone costs hundreds of MB through thinc and spacy-transformers' entry points).
-FRAMEWORKS = ("torch", "transformers", "spacy_transformers", "spacy_curated_transformers", "tensorflow", "jax", "cupy")
+FRAMEWORKS = (
+    "torch",
+    "transformers",
+    "spacy_transformers",
+    "spacy_curated_transformers",
+    "tensorflow",
+    "jax",
+    "cupy",
+)
 # The worker's exit status when the model needs one of them (it is then measured with them).
 NEEDS_FRAMEWORK_EXIT = 3
 # Blocked before anything is imported: `python -m` would import spacy_distill (and spaCy) first.
@@ -189,19 +198,36 @@ def measure_in_subprocess(
             for text in texts:
                 file_.write(json.dumps({"text": text}) + "\n")
         arguments = [
-            "--kind", kind,
-            "--spec", str(spec),
-            "--texts", str(texts_path),
-            "--output", str(result_path),
-            "--batch-size", str(batch_size),
-            "--warmup", str(warmup),
-            "--latency-n", str(latency_n),
-            "--overrides", json.dumps(overrides or {}),
+            "--kind",
+            kind,
+            "--spec",
+            str(spec),
+            "--texts",
+            str(texts_path),
+            "--output",
+            str(result_path),
+            "--batch-size",
+            str(batch_size),
+            "--warmup",
+            str(warmup),
+            "--latency-n",
+            str(latency_n),
+            "--overrides",
+            json.dumps(overrides or {}),
         ]
         environment = "with every installed package"
         if without_frameworks:
-            bootstrap = WITHOUT_FRAMEWORKS_BOOTSTRAP.format(frameworks=FRAMEWORKS, module=WORKER_MODULE)
-            cmd = [sys.executable, "-c", bootstrap, *arguments, "--without-frameworks", ",".join(FRAMEWORKS)]
+            bootstrap = WITHOUT_FRAMEWORKS_BOOTSTRAP.format(
+                frameworks=FRAMEWORKS, module=WORKER_MODULE
+            )
+            cmd = [
+                sys.executable,
+                "-c",
+                bootstrap,
+                *arguments,
+                "--without-frameworks",
+                ",".join(FRAMEWORKS),
+            ]
             returncode, tail = _run_worker(cmd, timeout=timeout, verbose=verbose, spec=spec)
             environment = f"without {', '.join(FRAMEWORKS[:3])} (as in a venv with spaCy alone)"
             if returncode == NEEDS_FRAMEWORK_EXIT:
@@ -242,15 +268,21 @@ def cost_summary(student: Dict[str, Any], teacher: Dict[str, Any]) -> Dict[str, 
         (teacher bytes on disk / student bytes).
     """
     return {
-        "speedup": _ratio(_lookup(student, "throughput", "docs_per_s"),
-                          _lookup(teacher, "throughput", "docs_per_s")),
-        "latency_ratio": _ratio(_lookup(teacher, "latency", "p50_ms"),
-                                _lookup(student, "latency", "p50_ms")),
-        "memory_ratio": _ratio(_lookup(teacher, None, "peak_rss_mb"),
-                               _lookup(student, None, "peak_rss_mb")),
+        "speedup": _ratio(
+            _lookup(student, "throughput", "docs_per_s"),
+            _lookup(teacher, "throughput", "docs_per_s"),
+        ),
+        "latency_ratio": _ratio(
+            _lookup(teacher, "latency", "p50_ms"), _lookup(student, "latency", "p50_ms")
+        ),
+        "memory_ratio": _ratio(
+            _lookup(teacher, None, "peak_rss_mb"), _lookup(student, None, "peak_rss_mb")
+        ),
         "model_memory_ratio": _ratio(_model_rss(teacher), _model_rss(student)),
-        "size_ratio": _ratio(_lookup(teacher, None, "size_on_disk_bytes"),
-                             _lookup(student, None, "size_on_disk_bytes")),
+        "size_ratio": _ratio(
+            _lookup(teacher, None, "size_on_disk_bytes"),
+            _lookup(student, None, "size_on_disk_bytes"),
+        ),
     }
 
 
@@ -300,8 +332,13 @@ def _run_worker(cmd: List[str], *, timeout: float, verbose: bool, spec: Any):
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"  # progress lines arrive while the work runs, not at exit
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-        text=True, encoding="utf8", errors="replace",
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        text=True,
+        encoding="utf8",
+        errors="replace",
     )
     tail: collections.deque = collections.deque(maxlen=40)
 

@@ -6,6 +6,7 @@ are this model's own. It can also be run by hand to reproduce a measurement:
     python -m spacy_distill.evaluation.cost_worker --kind pipeline --spec ./student \
         --texts texts.jsonl --output cost.json
 """
+
 import argparse
 import json
 import platform
@@ -40,9 +41,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--latency-n", type=int, default=200)
     parser.add_argument("--overrides", default="{}", help="teacher config overrides as JSON")
-    parser.add_argument("--without-frameworks", default="",
-                        help="comma-separated frameworks that cost.WITHOUT_FRAMEWORKS_BOOTSTRAP made unimportable: "
-                        "ignore their entry points too")
+    parser.add_argument(
+        "--without-frameworks",
+        default="",
+        help="comma-separated frameworks that cost.WITHOUT_FRAMEWORKS_BOOTSTRAP made unimportable: "
+        "ignore their entry points too",
+    )
     args = parser.parse_args(argv)
 
     texts = read_texts(args.texts)
@@ -64,7 +68,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             if not frameworks:
                 raise
             # The last line is the reason the report gives.
-            reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+            reason = (
+                str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+            )
             print(f"it does not load without {', '.join(frameworks[:3])}: {reason}", flush=True)
             return NEEDS_FRAMEWORK_EXIT
         model_id = f"{nlp.meta.get('lang', nlp.lang)}_{nlp.meta.get('name', 'pipeline')}"
@@ -151,7 +157,11 @@ def ignore_entry_points_of(frameworks) -> None:
     # EntryPoints. catalogue only calls `select(group=...)`, which a flat EntryPoints answers.
     with warnings.catch_warnings():  # 3.10-3.11 call the dict interface deprecated
         warnings.simplefilter("ignore", DeprecationWarning)
-        flat = [ep for group in available.values() for ep in group] if isinstance(available, dict) else list(available)
+        flat = (
+            [ep for group in available.values() for ep in group]
+            if isinstance(available, dict)
+            else list(available)
+        )
     catalogue.AVAILABLE_ENTRY_POINTS = importlib.metadata.EntryPoints(ep for ep in flat if keep(ep))
 
 

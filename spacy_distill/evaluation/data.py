@@ -1,4 +1,5 @@
 """The texts to evaluate on, with gold and (when annotated before) the teacher's outputs."""
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence, Union
@@ -6,10 +7,10 @@ from typing import List, Optional, Sequence, Union
 import numpy
 
 from ..arguments import check_int_argument
-from ..errors import DistillError, LabelMismatchError
 from ..data.records import read_records, split_errors
-from ..probabilities import scores_to_probabilities
 from ..data.targets import get_target, read_targets
+from ..errors import DistillError, LabelMismatchError
+from ..probabilities import scores_to_probabilities
 
 
 @dataclass
@@ -105,7 +106,9 @@ def load_evaluation_data(
 
 
 def _gold_row(cats, labels: Sequence[str]) -> numpy.ndarray:
-    return numpy.asarray([cats.get(label, numpy.nan) if cats else numpy.nan for label in labels], dtype="float64")
+    return numpy.asarray(
+        [cats.get(label, numpy.nan) if cats else numpy.nan for label in labels], dtype="float64"
+    )
 
 
 def teacher_probabilities(scores: numpy.ndarray, exclusive: bool) -> numpy.ndarray:

@@ -1,4 +1,5 @@
 """`spacy-distill evaluate`: student and teacher side by side on the same texts, in one run."""
+
 import logging
 import sys
 import time
@@ -9,11 +10,11 @@ import numpy
 import spacy
 from tqdm import tqdm
 
-from ..pipeline.meta import stored_calibration
 from ..arguments import check_int_argument
 from ..errors import LabelMismatchError
 from ..filter.decision import REVIEW, DecisionRule
 from ..filter.settings import ShippedDecision, shipped_decision
+from ..pipeline.meta import stored_calibration
 from ..pipeline.textcat_lookup import find_textcat, is_exclusive
 from ..teachers.loading import load_teacher
 from . import metrics
@@ -72,9 +73,15 @@ def evaluate(
     labels = list(nlp.get_pipe(name).labels)
     threshold = float(nlp.get_pipe(name).cfg.get("threshold", 0.5)) if not exclusive else 0.5
     dataset = load_evaluation_data(data, labels, exclusive=exclusive, limit=limit)
-    _log(f"evaluating on {len(dataset.texts)} texts from {dataset.source} ({dataset.n_gold} with gold)")
-    student_probs = _student_probabilities(nlp, name, dataset.texts, labels, batch_size, show_progress)
-    teacher_probs, teacher_id, teacher_from = teacher_probabilities_for(dataset, teacher, exclusive, show_progress)
+    _log(
+        f"evaluating on {len(dataset.texts)} texts from {dataset.source} ({dataset.n_gold} with gold)"
+    )
+    student_probs = _student_probabilities(
+        nlp, name, dataset.texts, labels, batch_size, show_progress
+    )
+    teacher_probs, teacher_id, teacher_from = teacher_probabilities_for(
+        dataset, teacher, exclusive, show_progress
+    )
 
     report: Dict[str, Any] = {
         "student": {"path": str(student), "component": name},
@@ -97,7 +104,9 @@ def evaluate(
             raise LabelMismatchError(
                 f"baseline {baseline} has labels {list(baseline_nlp.get_pipe(baseline_name).labels)}; the student has {labels}"
             )
-        models["gold_only"] = _student_probabilities(baseline_nlp, baseline_name, dataset.texts, labels, batch_size, show_progress)
+        models["gold_only"] = _student_probabilities(
+            baseline_nlp, baseline_name, dataset.texts, labels, batch_size, show_progress
+        )
         report["baseline"] = {"path": str(baseline), "component": baseline_name}
     for model_name, probs in models.items():
         if dataset.n_gold:
@@ -133,7 +142,9 @@ def evaluate(
     if dataset.n_gold:
         report["filter"] = filter_report(dataset.gold, student_probs, shipped)
     if teacher_probs is not None and dataset.n_gold:
-        report["cascade"] = _cascade(nlp, shipped, labels, exclusive, dataset.gold, student_probs, teacher_probs)
+        report["cascade"] = _cascade(
+            nlp, shipped, labels, exclusive, dataset.gold, student_probs, teacher_probs
+        )
     if measure_cost:
         report["cost"] = _measure_cost(student, teacher, dataset.texts, batch_size, latency_n)
     report["seconds"] = round(time.perf_counter() - started, 2)
@@ -148,14 +159,22 @@ def gold_check(quality: Dict[str, Any]) -> Dict[str, Any]:
     and the labels where either is worse (distillation should never end below gold alone)."""
     per_label = {}
     for label, base in quality["gold_only"]["per_label"].items():
-        row = {"gold_only_f1": base.get("f1"), "student_f1": quality["student"]["per_label"][label].get("f1")}
+        row = {
+            "gold_only_f1": base.get("f1"),
+            "student_f1": quality["student"]["per_label"][label].get("f1"),
+        }
         if "teacher" in quality:
             row["teacher_f1"] = quality["teacher"]["per_label"][label].get("f1")
         per_label[label] = row
 
     def worse(key: str) -> List[str]:
-        return [label for label, row in per_label.items()
-                if row.get(key) is not None and row["gold_only_f1"] is not None and row[key] < row["gold_only_f1"] - 1e-9]
+        return [
+            label
+            for label, row in per_label.items()
+            if row.get(key) is not None
+            and row["gold_only_f1"] is not None
+            and row[key] < row["gold_only_f1"] - 1e-9
+        ]
 
     return {
         "per_label": per_label,
@@ -165,7 +184,9 @@ def gold_check(quality: Dict[str, Any]) -> Dict[str, Any]:
     }
 
 
-def filter_report(gold: numpy.ndarray, student_probs: numpy.ndarray, shipped: ShippedDecision) -> Dict[str, Any]:
+def filter_report(
+    gold: numpy.ndarray, student_probs: numpy.ndarray, shipped: ShippedDecision
+) -> Dict[str, Any]:
     """What the shipped filter does on these docs, computed with its own rule: the quality of its
     decisions against gold next to the argmax's, and how often it gives each verdict (docs in
     the band get `review` when no teacher is set)."""
@@ -175,7 +196,9 @@ def filter_report(gold: numpy.ndarray, student_probs: numpy.ndarray, shipped: Sh
     verdicts = numpy.asarray(rule.verdicts(kept, student_probs), dtype=object)
     in_band = rule.margins(student_probs) < shipped.escalation_margin
     verdicts[in_band] = REVIEW
-    names, counts = numpy.unique(verdicts.astype(str), return_counts=True) if len(verdicts) else ([], [])
+    names, counts = (
+        numpy.unique(verdicts.astype(str), return_counts=True) if len(verdicts) else ([], [])
+    )
     return {
         "source": shipped.source,
         "thresholds": dict(rule.thresholds),
@@ -184,7 +207,9 @@ def filter_report(gold: numpy.ndarray, student_probs: numpy.ndarray, shipped: Sh
         "escalation_margin": shipped.escalation_margin,
         "decisions": decision_quality(gold, student_probs, rule),
         "argmax": decision_quality(gold, student_probs, argmax_rule),
-        "verdict_rates": {str(name): int(count) / len(verdicts) for name, count in zip(names, counts)},
+        "verdict_rates": {
+            str(name): int(count) / len(verdicts) for name, count in zip(names, counts)
+        },
         "review_band_rate": float(in_band.mean()) if len(in_band) else 0.0,
     }
 
@@ -194,23 +219,38 @@ def _cascade(nlp, shipped, labels, exclusive, gold, student_probs, teacher_probs
     from ..filter.cascade import cascade_curve
     from .tune import get_cascade
 
-    teacher_rule = DecisionRule(labels, exclusive, None, shipped.rule.actions, shipped.rule.default_action)
+    teacher_rule = DecisionRule(
+        labels, exclusive, None, shipped.rule.actions, shipped.rule.default_action
+    )
     tuned = get_cascade(nlp)
     named = [("tuned", float(tuned["margin"]))] if tuned.get("margin") is not None else []
-    return cascade_curve(gold, student_probs, teacher_probs, shipped.rule, teacher_rule, extra_margins=named)
+    return cascade_curve(
+        gold, student_probs, teacher_probs, shipped.rule, teacher_rule, extra_margins=named
+    )
 
 
-def _student_probabilities(nlp, name: str, texts: Sequence[str], labels: List[str], batch_size: int, show_progress: bool) -> numpy.ndarray:
+def _student_probabilities(
+    nlp, name: str, texts: Sequence[str], labels: List[str], batch_size: int, show_progress: bool
+) -> numpy.ndarray:
     rows = []
     # The filter (and any cascade teacher it holds) is not what is measured here.
     filters = [n for n in nlp.pipe_names if nlp.get_pipe_meta(n).factory == "semantic_filter"]
     docs = nlp.pipe(texts, batch_size=batch_size, disable=filters)
-    for doc in tqdm(docs, total=len(texts), desc="student", unit="doc", disable=not show_progress, file=sys.stderr):
+    for doc in tqdm(
+        docs,
+        total=len(texts),
+        desc="student",
+        unit="doc",
+        disable=not show_progress,
+        file=sys.stderr,
+    ):
         rows.append([doc.cats.get(label, 0.0) for label in labels])
     return numpy.asarray(rows, dtype="float64")
 
 
-def teacher_probabilities_for(dataset: EvaluationData, teacher: Optional[str], exclusive: bool, show_progress: bool = False):
+def teacher_probabilities_for(
+    dataset: EvaluationData, teacher: Optional[str], exclusive: bool, show_progress: bool = False
+):
     """The teacher's probabilities on the data: stored ones, else from running `teacher`.
 
     RETURNS: (probabilities or None, teacher id, where they came from).
@@ -228,25 +268,45 @@ def teacher_probabilities_for(dataset: EvaluationData, teacher: Optional[str], e
     order = [list(model.labels).index(label) for label in dataset.labels]
     rows = []
     size = max(1, int(getattr(model, "batch_size", 32)))
-    with tqdm(total=len(dataset.texts), desc="teacher", unit="doc", disable=not show_progress, file=sys.stderr) as bar:
+    with tqdm(
+        total=len(dataset.texts),
+        desc="teacher",
+        unit="doc",
+        disable=not show_progress,
+        file=sys.stderr,
+    ) as bar:
         for start in range(0, len(dataset.texts), size):
             batch = dataset.texts[start : start + size]
             rows.append(numpy.asarray(model.score(batch), dtype="float64")[:, order])
             bar.update(len(batch))
-    return teacher_probabilities(numpy.concatenate(rows), exclusive), model.teacher_id, "teacher run"
+    return (
+        teacher_probabilities(numpy.concatenate(rows), exclusive),
+        model.teacher_id,
+        "teacher run",
+    )
 
 
-def _measure_cost(student, teacher: Optional[str], texts: Sequence[str], batch_size: int, latency_n: int) -> Dict[str, Any]:
+def _measure_cost(
+    student, teacher: Optional[str], texts: Sequence[str], batch_size: int, latency_n: int
+) -> Dict[str, Any]:
     from . import cost
 
     result: Dict[str, Any] = {}
     _log("measuring the student's cost in a subprocess")
     # As it ships: in a venv with spaCy alone, not beside the teacher's torch.
-    result["student"] = cost.measure_in_subprocess("pipeline", str(student), list(texts), batch_size=batch_size,
-                                                   latency_n=latency_n, without_frameworks=True)
+    result["student"] = cost.measure_in_subprocess(
+        "pipeline",
+        str(student),
+        list(texts),
+        batch_size=batch_size,
+        latency_n=latency_n,
+        without_frameworks=True,
+    )
     if teacher is not None:
         _log("measuring the teacher's cost in a subprocess")
-        result["teacher"] = cost.measure_in_subprocess("teacher", str(teacher), list(texts), batch_size=batch_size, latency_n=latency_n)
+        result["teacher"] = cost.measure_in_subprocess(
+            "teacher", str(teacher), list(texts), batch_size=batch_size, latency_n=latency_n
+        )
         result["summary"] = cost.cost_summary(result["student"], result["teacher"])
     return result
 

@@ -10,6 +10,7 @@ Decisions follow spaCy's textcat: exclusive labels take the argmax (ties go to t
 index, as `numpy.argmax`), multi-label decisions are `p >= threshold`. Numpy only: the training
 scorer (`spacy_distill.training.scoring`) reads teacher agreement through these on the core install.
 """
+
 from typing import Any, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy
@@ -51,9 +52,7 @@ def check_2d(name: str, value: Any) -> numpy.ndarray:
     except (TypeError, ValueError) as err:
         raise ValueError(f"{name} must be a numeric (n_docs, n_labels) array: {err}") from None
     if array.ndim != 2:
-        raise ValueError(
-            f"{name} must be a 2-d (n_docs, n_labels) array, got shape {array.shape}."
-        )
+        raise ValueError(f"{name} must be a 2-d (n_docs, n_labels) array, got shape {array.shape}.")
     if array.shape[1] == 0:
         raise ValueError(f"{name} must have at least one label column, got shape {array.shape}.")
     return array

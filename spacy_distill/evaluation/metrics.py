@@ -12,6 +12,7 @@ as JSON directly.
 
 The teacher-vs-student metrics live in `teacher_metrics` and are re-exported here.
 """
+
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
 import numpy

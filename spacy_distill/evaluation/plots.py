@@ -5,6 +5,7 @@ each function, so `import spacy_distill` and a packaged student never load it. F
 drawn on a bare `Figure` with the Agg canvas rather than through `pyplot`: that writes files on
 a machine with no display, and leaves the backend of a user's notebook or GUI alone.
 """
+
 import math
 from pathlib import Path
 from typing import Any, List, Mapping, Optional, Sequence, Tuple, Union
@@ -37,22 +38,32 @@ def plot_reliability(
     n_models = max(len(curves), 1)
     for index, (name, curve) in enumerate(curves.items()):
         bins, ece = _bins_and_ece(curve, name)
-        filled = [b for b in bins if b.get("count") and b.get("confidence") is not None
-                  and b.get("accuracy") is not None]
+        filled = [
+            b
+            for b in bins
+            if b.get("count") and b.get("confidence") is not None and b.get("accuracy") is not None
+        ]
         label = name if ece is None else f"{name} (ECE {ece:.3f})"
         colour = f"C{index}"
         # Empty bins are left out rather than drawn at 0, which would read as "always wrong".
         top.plot(
-            [b["confidence"] for b in filled], [b["accuracy"] for b in filled],
-            marker="o", color=colour, label=label,
+            [b["confidence"] for b in filled],
+            [b["accuracy"] for b in filled],
+            marker="o",
+            color=colour,
+            label=label,
         )
         # Side-by-side bars inside each bin, so several models' counts stay readable.
         for b in bins:
             lo, hi = float(b["lo"]), float(b["hi"])
             width = (hi - lo) / n_models
             bottom.bar(
-                lo + index * width, b.get("count") or 0, width=width, align="edge",
-                color=colour, alpha=0.6,
+                lo + index * width,
+                b.get("count") or 0,
+                width=width,
+                align="edge",
+                color=colour,
+                alpha=0.6,
             )
     top.set_xlim(0, 1)
     top.set_ylim(0, 1)
@@ -108,8 +119,12 @@ def plot_confusion(
             for col in range(n):
                 value = counts[row, col]
                 axes.text(
-                    col, row, f"{int(value)}" if float(value).is_integer() else f"{value:.2g}",
-                    ha="center", va="center", fontsize="small",
+                    col,
+                    row,
+                    f"{int(value)}" if float(value).is_integer() else f"{value:.2g}",
+                    ha="center",
+                    va="center",
+                    fontsize="small",
                     color="white" if value > top / 2 else "black",
                 )
     return _save(figure, path)
@@ -148,12 +163,22 @@ def plot_speed_quality(
         # Area in proportion to size on disk, with a floor so a tiny student stays visible.
         area = 40.0 if not (size_mb and largest) else 40.0 + 600.0 * size_mb / largest
         axes.scatter(
-            point["docs_per_s"], point["quality"], s=area, color=f"C{index}", alpha=0.8,
-            edgecolors="black", linewidths=0.5,
+            point["docs_per_s"],
+            point["quality"],
+            s=area,
+            color=f"C{index}",
+            alpha=0.8,
+            edgecolors="black",
+            linewidths=0.5,
         )
         label = point["name"] if not size_mb else f"{point['name']} ({_format_mb(size_mb)})"
-        axes.annotate(label, (point["docs_per_s"], point["quality"]),
-                      textcoords="offset points", xytext=(6, 6), fontsize="small")
+        axes.annotate(
+            label,
+            (point["docs_per_s"], point["quality"]),
+            textcoords="offset points",
+            xytext=(6, 6),
+            fontsize="small",
+        )
     axes.set_xscale("log")
     if points:
         rates = [p["docs_per_s"] for p in points]
@@ -193,13 +218,29 @@ def plot_cascade(
         raise ValueError("plot_cascade: the cascade has no points")
     figure = _new_figure(6.4, 4.8)
     axes = figure.add_subplot(1, 1, 1)
-    axes.plot([p["escalation_rate"] for p in points], [p["accuracy"] for p in points],
-              marker="o", color="C0", label="student + teacher on the least certain")
-    axes.axhline(cascade["student_accuracy"], color="C1", linestyle="--", linewidth=1, label="student alone")
-    axes.axhline(cascade["teacher_accuracy"], color="C2", linestyle=":", linewidth=1, label="teacher alone")
+    axes.plot(
+        [p["escalation_rate"] for p in points],
+        [p["accuracy"] for p in points],
+        marker="o",
+        color="C0",
+        label="student + teacher on the least certain",
+    )
+    axes.axhline(
+        cascade["student_accuracy"], color="C1", linestyle="--", linewidth=1, label="student alone"
+    )
+    axes.axhline(
+        cascade["teacher_accuracy"], color="C2", linestyle=":", linewidth=1, label="teacher alone"
+    )
     for index, (name, point) in enumerate((cascade.get("named") or {}).items()):
-        axes.scatter([point["escalation_rate"]], [point["accuracy"]], s=80, marker="*", color=f"C{3 + index}",
-                     zorder=3, label=f"{name} band (margin {point['margin']:.3f})")
+        axes.scatter(
+            [point["escalation_rate"]],
+            [point["accuracy"]],
+            s=80,
+            marker="*",
+            color=f"C{3 + index}",
+            zorder=3,
+            label=f"{name} band (margin {point['margin']:.3f})",
+        )
     axes.set_xlim(-0.02, 1.02)
     axes.set_xlabel("fraction of docs escalated to the teacher")
     axes.set_ylabel("accuracy")
@@ -240,12 +281,21 @@ def plot_threshold_curve(
     figure = _new_figure(6.4, 4.4)
     axes = figure.add_subplot(1, 1, 1)
     for name, values in (("precision", precision), ("recall", recall), ("F1", f1)):
-        axes.plot(list(thresholds), _nan_for_none(values), label=name,
-                  linewidth=2.0 if name == "F1" else 1.2)
+        axes.plot(
+            list(thresholds),
+            _nan_for_none(values),
+            label=name,
+            linewidth=2.0 if name == "F1" else 1.2,
+        )
     if chosen is not None:
         axes.axvline(chosen, color="black", linestyle=":", linewidth=1)
-        axes.annotate(f"chosen {chosen:.3g}", (chosen, 0.02), textcoords="offset points",
-                      xytext=(4, 0), fontsize="small")
+        axes.annotate(
+            f"chosen {chosen:.3g}",
+            (chosen, 0.02),
+            textcoords="offset points",
+            xytext=(4, 0),
+            fontsize="small",
+        )
     axes.set_ylim(0, 1.02)
     axes.set_xlabel("threshold")
     axes.set_ylabel("score")
@@ -294,5 +344,3 @@ def _format_mb(size_mb: float) -> str:
 
 def _nan_for_none(values: Sequence[Optional[float]]) -> List[float]:
     return [math.nan if value is None else float(value) for value in values]
-
-

@@ -5,11 +5,19 @@ The one definition of teacher agreement and teacher KL: `spacy-distill evaluate`
 the training scorer (`spacy_distill.training.scoring`) logs them. Numpy only, so training needs neither
 scikit-learn nor scipy. Inputs as in `spacy_distill.evaluation.inputs`.
 """
+
 from typing import Any, Dict, Optional, Sequence
 
 import numpy
 
-from .inputs import Threshold, check_gold_values, check_pair, decide, exclusive_gold_rows, or_default
+from .inputs import (
+    Threshold,
+    check_gold_values,
+    check_pair,
+    decide,
+    exclusive_gold_rows,
+    or_default,
+)
 
 
 def agreement(

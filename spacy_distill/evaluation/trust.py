@@ -8,14 +8,15 @@ turns them into a report (per-label precision, recall, F1 and support), warnings
 where the teacher is weak, and a trust per label (its F1) for `spacy-distill.SoftTargetLoss.v2`,
 which scales alpha by the trust of each doc's gold label.
 """
+
 from pathlib import Path
 from typing import Any, Dict, List, Union
 
 import numpy
 
 from ..arguments import check_float_argument
-from ..errors import DistillError
 from ..data.targets import read_target_summary
+from ..errors import DistillError
 
 # Below this dev F1 a label's teacher is reported as weak.
 WEAK_F1 = 0.5
@@ -37,7 +38,9 @@ def teacher_quality(path: Union[str, Path]) -> Dict[str, Any]:
         raise DistillError(f"{path}: holds no teacher outputs; annotate it with the teacher first")
     both = ~numpy.isnan(data.gold).any(axis=1)
     if not both.any():
-        raise DistillError(f"{path}: no doc has gold labels, so the teacher cannot be checked against them")
+        raise DistillError(
+            f"{path}: no doc has gold labels, so the teacher cannot be checked against them"
+        )
     gold = data.gold[both] >= 0.5
     probs = data.teacher_probs[both]
     if exclusive:
@@ -52,8 +55,19 @@ def teacher_quality(path: Union[str, Path]) -> Dict[str, Any]:
         precision = tp / n_pred if n_pred else 0.0
         recall = tp / n_gold if n_gold else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per_label[label] = {"precision": precision, "recall": recall, "f1": f1, "support": int(n_gold), "predicted": int(n_pred)}
-    result: Dict[str, Any] = {"labels": labels, "exclusive": exclusive, "n": int(both.sum()), "per_label": per_label}
+        per_label[label] = {
+            "precision": precision,
+            "recall": recall,
+            "f1": f1,
+            "support": int(n_gold),
+            "predicted": int(n_pred),
+        }
+    result: Dict[str, Any] = {
+        "labels": labels,
+        "exclusive": exclusive,
+        "n": int(both.sum()),
+        "per_label": per_label,
+    }
     if exclusive:
         result["accuracy"] = float((predicted & gold).any(axis=1).mean())
     return result
@@ -68,13 +82,18 @@ def weak_labels(quality: Dict[str, Any], threshold: float = WEAK_F1) -> List[str
     """
     # An F1 lies in [0, 1]: a threshold outside it would call every label weak, or none.
     check_float_argument("threshold", threshold, 0.0, 1.0)
-    return [label for label, q in quality["per_label"].items() if q["support"] and q["f1"] < threshold]
+    return [
+        label for label, q in quality["per_label"].items() if q["support"] and q["f1"] < threshold
+    ]
 
 
 def label_trust(quality: Dict[str, Any]) -> Dict[str, float]:
     """Trust per label for `SoftTargetLoss.v2`: the teacher's F1 on it (1.0 without support:
     nothing says the teacher is wrong there)."""
-    return {label: (round(q["f1"], 4) if q["support"] else 1.0) for label, q in quality["per_label"].items()}
+    return {
+        label: (round(q["f1"], 4) if q["support"] else 1.0)
+        for label, q in quality["per_label"].items()
+    }
 
 
 __all__ = ["WEAK_F1", "label_trust", "teacher_quality", "weak_labels"]

@@ -13,6 +13,7 @@ is kept only where it raises the decisions' macro-F1 on dev without lowering the
 below the argmax's: tuning never makes the filter worse than argmax on dev. Precision and recall
 targets are the user's explicit request and are kept per label as asked.
 """
+
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy
@@ -57,7 +58,13 @@ def threshold_curve(gold: numpy.ndarray, probs: numpy.ndarray) -> Dict[str, nump
     # A cut halfway to the next lower score survives float rounding (meta.json keeps ~10
     # digits) and sits in the gap between the dev scores rather than on one of them.
     cut = (thresholds + numpy.r_[thresholds[1:], 0.0]) / 2
-    return {"thresholds": thresholds, "cut": cut, "precision": precision, "recall": recall, "f1": f1}
+    return {
+        "thresholds": thresholds,
+        "cut": cut,
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+    }
 
 
 def tune_thresholds(
@@ -88,8 +95,14 @@ def tune_thresholds(
         known = ~numpy.isnan(gold[:, j])
         y, p = gold[known, j], probs[known, j]
         if y.sum() == 0:
-            chosen[label] = {"threshold": None, "precision": None, "recall": None, "f1": None,
-                             "met": False, "support": 0}
+            chosen[label] = {
+                "threshold": None,
+                "precision": None,
+                "recall": None,
+                "f1": None,
+                "met": False,
+                "support": 0,
+            }
             continue
         curve = threshold_curve(y, p)
         if objective == "f1":
@@ -117,7 +130,9 @@ def tune_thresholds(
     return chosen
 
 
-def decision_quality(gold: numpy.ndarray, probs: numpy.ndarray, rule: DecisionRule) -> Dict[str, Any]:
+def decision_quality(
+    gold: numpy.ndarray, probs: numpy.ndarray, rule: DecisionRule
+) -> Dict[str, Any]:
     """Accuracy and macro-F1 of a rule's decisions (the labels it keeps) on docs with gold.
 
     gold (numpy.ndarray): (n, L) 0/1, NaN where unknown (rows with any NaN are left out).
@@ -174,7 +189,9 @@ def select_exclusive_thresholds(
     def quality(subset: frozenset) -> Dict[str, Any]:
         if subset not in cache:
             thresholds = {label: usable[label] for label in subset}
-            cache[subset] = decision_quality(gold, probs, DecisionRule(labels, True, thresholds, actions, default_action))
+            cache[subset] = decision_quality(
+                gold, probs, DecisionRule(labels, True, thresholds, actions, default_action)
+            )
         return cache[subset]
 
     argmax = quality(frozenset())
@@ -221,8 +238,16 @@ def save_thresholds(
 ) -> None:
     """Store tuned thresholds in `nlp.meta` (written to meta.json by `nlp.to_disk`), with how
     the decisions compared with the argmax on the tuning data (`decisions`)."""
-    thresholds = {label: info["threshold"] for label, info in chosen.items() if info["threshold"] is not None}
-    tuning = {"objective": objective, "value": value, "data": data, "per_label": chosen, "decisions": decisions}
+    thresholds = {
+        label: info["threshold"] for label, info in chosen.items() if info["threshold"] is not None
+    }
+    tuning = {
+        "objective": objective,
+        "value": value,
+        "data": data,
+        "per_label": chosen,
+        "decisions": decisions,
+    }
     write_thresholds(nlp.meta, thresholds, tuning)
 
 
@@ -244,7 +269,9 @@ def get_thresholds(nlp: Language) -> Dict[str, float]:
     return stored_thresholds(nlp.meta)
 
 
-def save_cascade(nlp: Language, band: Dict[str, Any], *, objective: str, value: float, data: str) -> None:
+def save_cascade(
+    nlp: Language, band: Dict[str, Any], *, objective: str, value: float, data: str
+) -> None:
     """Store the cascade band (`margin`, read by `semantic_filter`) and how it was chosen."""
     write_cascade(nlp.meta, band["margin"], objective=objective, value=value, data=data, dev=band)
 

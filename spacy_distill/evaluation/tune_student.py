@@ -1,6 +1,7 @@
 """Tune a saved student on dev data (what `spacy-distill tune` runs): calibrate its
 probabilities, choose per-label thresholds (`spacy_distill.evaluation.tune`), optionally the
 cascade band, and save it all with the pipeline (`spacy_distill.pipeline.meta`)."""
+
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
@@ -8,14 +9,20 @@ import numpy
 import spacy
 from spacy.language import Language
 
-from ..training.calibration import calibrate as fit_and_apply_temperature
 from ..errors import DistillError
 from ..filter.cascade import escalation_summary, margin_for_accuracy, margin_for_rate
 from ..filter.decision import ALLOW, DecisionRule
 from ..filter.settings import FILTER_FACTORY
 from ..pipeline.textcat_lookup import find_textcat, is_exclusive
+from ..training.calibration import calibrate as fit_and_apply_temperature
 from .data import load_evaluation_data
-from .tune import save_actions, save_cascade, save_thresholds, select_exclusive_thresholds, tune_thresholds
+from .tune import (
+    save_actions,
+    save_cascade,
+    save_thresholds,
+    select_exclusive_thresholds,
+    tune_thresholds,
+)
 
 
 def tune_student(
@@ -58,8 +65,14 @@ def tune_student(
         temperature fit, if calibrated.
     """
     if escalation_rate is not None and cascade_accuracy is not None:
-        raise DistillError("choose the band by `escalation_rate` or by `cascade_accuracy`, not both")
-    for arg, given in (("value", value), ("escalation_rate", escalation_rate), ("cascade_accuracy", cascade_accuracy)):
+        raise DistillError(
+            "choose the band by `escalation_rate` or by `cascade_accuracy`, not both"
+        )
+    for arg, given in (
+        ("value", value),
+        ("escalation_rate", escalation_rate),
+        ("cascade_accuracy", cascade_accuracy),
+    ):
         if given is not None and not 0.0 <= given <= 1.0:
             raise DistillError(f"{arg} must be in [0, 1], got {given!r}")
     nlp = spacy.load(student)
@@ -73,28 +86,40 @@ def tune_student(
     actions = dict(actions or {})
     calibration = None
     if calibrate:
-        calibration = fit_and_apply_temperature(nlp, name, dataset.gold, probs, exclusive=exclusive, data=str(data))
+        calibration = fit_and_apply_temperature(
+            nlp, name, dataset.gold, probs, exclusive=exclusive, data=str(data)
+        )
         calibration.pop("probabilities")
         # The model's own outputs now, so that thresholds sit where the runtime's scores fall.
         probs = _textcat_probabilities(nlp, dataset.texts, labels)
-    chosen: Dict[str, Any] = tune_thresholds(dataset.gold, probs, labels, objective=objective, value=value)
+    chosen: Dict[str, Any] = tune_thresholds(
+        dataset.gold, probs, labels, objective=objective, value=value
+    )
     decisions = None
     if exclusive and objective == "f1":
         selection = select_exclusive_thresholds(
-            dataset.gold, probs, labels, {k: v["threshold"] for k, v in chosen.items()},
-            actions=actions, default_action=default_action,
+            dataset.gold,
+            probs,
+            labels,
+            {k: v["threshold"] for k, v in chosen.items()},
+            actions=actions,
+            default_action=default_action,
         )
         for label, info in chosen.items():
             info["one_vs_rest_threshold"] = info["threshold"]
             info["threshold"] = selection["thresholds"].get(label)
         decisions = {"argmax": selection["argmax"], "tuned": selection["tuned"]}
-    save_thresholds(nlp, chosen, objective=objective, value=value, data=str(data), decisions=decisions)
+    save_thresholds(
+        nlp, chosen, objective=objective, value=value, data=str(data), decisions=decisions
+    )
     save_actions(nlp, actions, default_action)
     if escalation_rate is not None or cascade_accuracy is not None:
         thresholds = {k: v["threshold"] for k, v in chosen.items() if v["threshold"] is not None}
         rule = DecisionRule(labels, exclusive, thresholds, actions, default_action)
         if escalation_rate is not None:
-            band = escalation_summary(rule.margins(probs), margin_for_rate(rule.margins(probs), escalation_rate))
+            band = escalation_summary(
+                rule.margins(probs), margin_for_rate(rule.margins(probs), escalation_rate)
+            )
             band["met"] = True
             band_objective, band_value = "escalation_rate", escalation_rate
         else:
@@ -107,7 +132,12 @@ def tune_student(
                     "written by `spacy-distill annotate`, or `teacher`"
                 )
             band = margin_for_accuracy(
-                dataset.gold, probs, teacher_probs, rule, DecisionRule(labels, exclusive), cascade_accuracy  # type: ignore[arg-type]
+                dataset.gold,
+                probs,
+                teacher_probs,
+                rule,
+                DecisionRule(labels, exclusive),
+                cascade_accuracy,  # type: ignore[arg-type]
             )
             band_objective, band_value = "accuracy", cascade_accuracy
         save_cascade(nlp, band, objective=band_objective, value=band_value, data=str(data))  # type: ignore[arg-type]
@@ -125,4 +155,6 @@ def _textcat_probabilities(nlp: Language, texts: Sequence[str], labels: List[str
     """The classifier's probabilities, (n, L) in label order; a `semantic_filter` is left out,
     as it only reads them (and could escalate docs to a teacher)."""
     filters = [n for n in nlp.pipe_names if nlp.get_pipe_meta(n).factory == FILTER_FACTORY]
-    return numpy.asarray([[doc.cats[label] for label in labels] for doc in nlp.pipe(texts, disable=filters)])
+    return numpy.asarray(
+        [[doc.cats[label] for label in labels] for doc in nlp.pipe(texts, disable=filters)]
+    )

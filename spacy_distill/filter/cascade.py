@@ -6,6 +6,7 @@ least certain docs gives one point of the accuracy vs escalation-rate curve; a m
 escalates a target fraction, or reaches a target accuracy, is chosen on dev data whose teacher
 outputs were stored by `annotate` (no teacher run needed).
 """
+
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy
@@ -18,7 +19,9 @@ DEFAULT_RATES = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0)
 ESCALATE_ALL = 1.0 + 1e-6
 
 
-def correct_decisions(rule: DecisionRule, probs: numpy.ndarray, gold: numpy.ndarray) -> numpy.ndarray:
+def correct_decisions(
+    rule: DecisionRule, probs: numpy.ndarray, gold: numpy.ndarray
+) -> numpy.ndarray:
     """(n,) whether the rule's labels match gold: the gold label (exclusive) or the exact
     gold label set (multi-label). Rows of `gold` must be known (no NaN)."""
     kept = rule.kept(probs)
@@ -100,22 +103,30 @@ def cascade_curve(
     RETURNS (Dict[str, Any]): student_accuracy, teacher_accuracy, points (rate, margin,
         escalation_rate, accuracy) and named (the extra margins' points).
     """
-    margins, s_ok, t_ok, by_count = _cascade_on_gold(gold, student_probs, teacher_probs, student_rule, teacher_rule)
+    margins, s_ok, t_ok, by_count = _cascade_on_gold(
+        gold, student_probs, teacher_probs, student_rule, teacher_rule
+    )
     n = len(margins)
     points = []
     for rate in rates:
         k = int(round(rate * n))
-        points.append({
-            "target_rate": float(rate),
-            "margin": margin_for_count(margins, k),
-            "escalation_rate": k / n,
-            "accuracy": float(by_count[k]),
-        })
+        points.append(
+            {
+                "target_rate": float(rate),
+                "margin": margin_for_count(margins, k),
+                "escalation_rate": k / n,
+                "accuracy": float(by_count[k]),
+            }
+        )
     named = {}
     for name, margin in extra_margins:
         escalated = margins < margin
         acc = numpy.where(escalated, t_ok, s_ok).mean()
-        named[name] = {"margin": float(margin), "escalation_rate": float(escalated.mean()), "accuracy": float(acc)}
+        named[name] = {
+            "margin": float(margin),
+            "escalation_rate": float(escalated.mean()),
+            "accuracy": float(acc),
+        }
     return {
         "n": n,
         "student_accuracy": float(s_ok.mean()),
@@ -141,7 +152,9 @@ def margin_for_accuracy(
     """
     if not 0.0 <= target <= 1.0:
         raise DistillError(f"target accuracy must be in [0, 1], got {target}")
-    margins, s_ok, t_ok, by_count = _cascade_on_gold(gold, student_probs, teacher_probs, student_rule, teacher_rule)
+    margins, s_ok, t_ok, by_count = _cascade_on_gold(
+        gold, student_probs, teacher_probs, student_rule, teacher_rule
+    )
     reached = numpy.flatnonzero(by_count >= target - 1e-12)
     met = bool(len(reached))
     k = int(reached[0]) if met else int(numpy.argmax(by_count))
@@ -161,7 +174,10 @@ def escalation_summary(margins: numpy.ndarray, margin: Optional[float]) -> Dict[
     """How many docs a margin escalates."""
     if margin is None:
         return {"margin": None, "escalation_rate": 0.0}
-    return {"margin": float(margin), "escalation_rate": float((numpy.asarray(margins) < margin).mean())}
+    return {
+        "margin": float(margin),
+        "escalation_rate": float((numpy.asarray(margins) < margin).mean()),
+    }
 
 
 __all__: List[str] = [

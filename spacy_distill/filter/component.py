@@ -20,9 +20,10 @@ batch, so that its cats do not depend on the batch either.
 A teacher that fails does not lose the batch: its doubtful docs get `review` from the student,
 and a warning is logged, unless `cascade_strict` asks for the error.
 """
+
 import logging
 import re
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import numpy
 from spacy.language import Language
@@ -51,8 +52,19 @@ ERROR_CHARS = 200
 # as the classifier itself and fed the garbage collector; a tuple of strings and floats is cheap
 # to make, not tracked by the collector, and survives `DocBin(store_user_data=True)` and copies.
 RECORD_KEY = ("spacy_distill", "verdict")
-(_VERDICT, _LABELS, _DECIDED_BY, _IN_BAND, _ESCALATED, _MARGIN, _NAMES, _STUDENT, _TEACHER, _REASON,
- _TEACHER_ERROR) = range(11)
+(
+    _VERDICT,
+    _LABELS,
+    _DECIDED_BY,
+    _IN_BAND,
+    _ESCALATED,
+    _MARGIN,
+    _NAMES,
+    _STUDENT,
+    _TEACHER,
+    _REASON,
+    _TEACHER_ERROR,
+) = range(11)
 
 
 def _get_verdict(doc: Doc) -> Optional[str]:
@@ -86,7 +98,9 @@ def _get_verdict_details(doc: Doc) -> Optional[Dict[str, Any]]:
 _SECRETS = (
     (re.compile(r"(://)[^/\s@]+@"), r"\1***@"),
     (
-        re.compile(r"(?i)([?&](?:api[_-]?key|key|token|access_token|secret|password|sig|signature)=)[^&\s'\"]+"),
+        re.compile(
+            r"(?i)([?&](?:api[_-]?key|key|token|access_token|secret|password|sig|signature)=)[^&\s'\"]+"
+        ),
         r"\1***",
     ),
     (re.compile(r"(?i)\b(bearer|basic|token)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\1 ***"),
@@ -229,10 +243,20 @@ class SemanticFilter:
         if self._rule is None:
             labels = self.labels
             if not labels:
-                raise DistillError(f"{self.name}: the text classifier has no labels yet; train or load it first")
+                raise DistillError(
+                    f"{self.name}: the text classifier has no labels yet; train or load it first"
+                )
             try:
-                self._rule = DecisionRule(labels, self.exclusive, self.thresholds, self.actions, self.default_action)
-                self._teacher_rule = DecisionRule(labels, self.exclusive, self.teacher_thresholds, self.actions, self.default_action)
+                self._rule = DecisionRule(
+                    labels, self.exclusive, self.thresholds, self.actions, self.default_action
+                )
+                self._teacher_rule = DecisionRule(
+                    labels,
+                    self.exclusive,
+                    self.teacher_thresholds,
+                    self.actions,
+                    self.default_action,
+                )
             except DistillError as err:
                 raise DistillError(f"component '{self.name}': {err}") from None
         return self._rule
@@ -287,17 +311,54 @@ class SemanticFilter:
         for i in in_band:
             verdicts[i] = REVIEW
         if in_band and self.has_teacher:
-            self._escalate(docs, in_band, verdicts, labels, decided_by, escalated, teacher_rows, teacher_errors)
+            self._escalate(
+                docs, in_band, verdicts, labels, decided_by, escalated, teacher_rows, teacher_errors
+            )
         names = rule.labels
         margin_list = [m if ok else None for m, ok in zip(margins.tolist(), decided.tolist())]
-        for doc, verdict, kept_labels, by, band, esc, margin, student, teacher, reason, error in zip(
-            docs, verdicts, labels, decided_by, in_band_mask.tolist(), escalated, margin_list,
-            map(tuple, probs.tolist()), teacher_rows, reasons, teacher_errors,
+        for (
+            doc,
+            verdict,
+            kept_labels,
+            by,
+            band,
+            esc,
+            margin,
+            student,
+            teacher,
+            reason,
+            error,
+        ) in zip(
+            docs,
+            verdicts,
+            labels,
+            decided_by,
+            in_band_mask.tolist(),
+            escalated,
+            margin_list,
+            map(tuple, probs.tolist()),
+            teacher_rows,
+            reasons,
+            teacher_errors,
         ):
-            record = (verdict, kept_labels, by, band, esc, margin, names, student, teacher, reason, error)
+            record = (
+                verdict,
+                kept_labels,
+                by,
+                band,
+                esc,
+                margin,
+                names,
+                student,
+                teacher,
+                reason,
+                error,
+            )
             doc.user_data[RECORD_KEY] = record
 
-    def _escalate(self, docs, in_band, verdicts, labels, decided_by, escalated, teacher_rows, teacher_errors) -> None:
+    def _escalate(
+        self, docs, in_band, verdicts, labels, decided_by, escalated, teacher_rows, teacher_errors
+    ) -> None:
         """Let the teacher decide the doubtful docs `in_band`; those it fails on keep `review`."""
         probs, error = self._teacher_probabilities([docs[i].text for i in in_band])
         rule: DecisionRule = self._teacher_rule  # type: ignore[assignment]
@@ -329,7 +390,10 @@ class SemanticFilter:
             logger.warning(
                 "component '%s': the cascade teacher failed (%s); %d of the batch's %d doubtful doc(s) get "
                 "'review' from the student (cascade_strict = true raises instead)",
-                self.name, description, len(failed), len(in_band),
+                self.name,
+                description,
+                len(failed),
+                len(in_band),
             )
 
     def _teacher_probabilities(self, texts: List[str]) -> Tuple[numpy.ndarray, Optional[Exception]]:
@@ -396,4 +460,11 @@ class SemanticFilter:
         return self._teacher
 
 
-__all__ = ["SemanticFilter", "make_semantic_filter", "register_extensions", "VERDICT_ATTR", "DETAILS_ATTR", "RECORD_KEY"]
+__all__ = [
+    "SemanticFilter",
+    "make_semantic_filter",
+    "register_extensions",
+    "VERDICT_ATTR",
+    "DETAILS_ATTR",
+    "RECORD_KEY",
+]

@@ -17,6 +17,7 @@ One rule serves the runtime component, threshold and band tuning, and evaluation
   [0, 1] and sum to 1; spaCy's textcat gives an empty doc all zeros, which is no distribution.
   Multi-label scores must be finite and in [0, 1].
 """
+
 import operator
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
@@ -89,7 +90,9 @@ class DecisionRule:
                 raise DistillError(f"thresholds.{label} must be in [0, 1], got {value}")
         for label, action in self.actions.items():
             if not action.strip():
-                raise DistillError(f"actions.{label} is empty; use e.g. 'allow', 'block' or 'review'")
+                raise DistillError(
+                    f"actions.{label} is empty; use e.g. 'allow', 'block' or 'review'"
+                )
         self._cut = numpy.asarray(
             [self.thresholds.get(label, numpy.nan) for label in self.labels], dtype="float64"
         )
@@ -174,7 +177,11 @@ class DecisionRule:
         if self.exclusive:
             # One label at most: a lookup per doc instead of a nonzero() per row.
             names = tuple((label,) for label in self.labels) + ((),)
-            index = numpy.where(kept.any(axis=1), kept.argmax(axis=1), len(self.labels)) if kept.size else []
+            index = (
+                numpy.where(kept.any(axis=1), kept.argmax(axis=1), len(self.labels))
+                if kept.size
+                else []
+            )
             return [names[i] for i in numpy.asarray(index, dtype="int64").tolist()]
         return [tuple(self.labels[j] for j in numpy.flatnonzero(row)) for row in kept]
 
@@ -185,14 +192,22 @@ class DecisionRule:
         margins = self.margins(probs)
         return [
             Decision(verdict, labels, margin)
-            for verdict, labels, margin in zip(self.verdicts(kept, probs), self.kept_labels(kept), margins.tolist())
+            for verdict, labels, margin in zip(
+                self.verdicts(kept, probs), self.kept_labels(kept), margins.tolist()
+            )
         ]
 
     def probabilities(self, cats: Sequence[Mapping[str, float]]) -> numpy.ndarray:
         """(n, L) probabilities from `doc.cats` dicts, in this rule's label order."""
-        read = operator.itemgetter(*self.labels) if len(self.labels) > 1 else (lambda c: (c[self.labels[0]],))
+        read = (
+            operator.itemgetter(*self.labels)
+            if len(self.labels) > 1
+            else (lambda c: (c[self.labels[0]],))
+        )
         try:
-            return numpy.asarray([read(c) for c in cats], dtype="float64").reshape(len(cats), len(self.labels))
+            return numpy.asarray([read(c) for c in cats], dtype="float64").reshape(
+                len(cats), len(self.labels)
+            )
         except KeyError as err:
             raise DistillError(
                 f"doc.cats lacks label {err.args[0]!r}; the filter expects {list(self.labels)}"

@@ -6,6 +6,7 @@ default action, band); a pipeline without one with what `tune` stored in `meta.j
 `export --filter` writes into the filter. Reports built from this rule therefore describe the
 verdicts the exported filter gives.
 """
+
 from dataclasses import dataclass
 from typing import Dict, Optional
 
@@ -54,7 +55,9 @@ def shipped_decision(nlp: Language, labels, exclusive: bool) -> ShippedDecision:
     name = find_filter(nlp)
     if name is not None:
         component = nlp.get_pipe(name)
-        return ShippedDecision(component.rule, component.escalation_margin, f"semantic_filter '{name}'")
+        return ShippedDecision(
+            component.rule, component.escalation_margin, f"semantic_filter '{name}'"
+        )
     stored = stored_settings(nlp)
     thresholds = {k: v for k, v in stored["thresholds"].items() if k in labels}  # type: ignore[union-attr]
     actions = {k: v for k, v in stored["actions"].items() if k in labels}  # type: ignore[union-attr]

@@ -4,6 +4,7 @@ pooled into one vector per text.
 
 torch and transformers are imported where they are used, never when this module is imported.
 """
+
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -129,7 +130,9 @@ class HiddenStateExtractor(HFHiddenStates):
         self.n_layers = model_layers(config)
         self.width = model_width(config)
         self._check_layers()
-        self.max_length = resolve_max_length(self.model, self.tokenizer, max_length, self.model_name, minimum=1)
+        self.max_length = resolve_max_length(
+            self.model, self.tokenizer, max_length, self.model_name, minimum=1
+        )
         self.pad_token_id = self._hidden_pad_token_id()
         self._setup_early_exit()
         self.n_scored = 0
@@ -162,8 +165,11 @@ class HiddenStateExtractor(HFHiddenStates):
         if self._fingerprint is None:
             local = Path(self.model_name).exists()
             files = (
-                str(Path(self.model_name) / self.gguf_file) if local and self.gguf_file
-                else self.model_name if local else None
+                str(Path(self.model_name) / self.gguf_file)
+                if local and self.gguf_file
+                else self.model_name
+                if local
+                else None
             )
             self._fingerprint = fingerprint_of(
                 [
@@ -277,7 +283,8 @@ class HiddenStateExtractor(HFHiddenStates):
             return  # the last hidden state often has a final norm applied: run everything
         torch, _ = require_transformers()
         stacks = [
-            module for module in self._module.modules()
+            module
+            for module in self._module.modules()
             if isinstance(module, torch.nn.ModuleList) and len(module) == self.n_layers
         ]
         if len(stacks) != 1:
@@ -291,7 +298,10 @@ class HiddenStateExtractor(HFHiddenStates):
 
     def _load_model(self, device: str):
         kwargs = dict(
-            gguf_file=self.gguf_file, revision=self.revision, dtype=self.dtype, device=device,
+            gguf_file=self.gguf_file,
+            revision=self.revision,
+            dtype=self.dtype,
+            device=device,
             # False leaves it to the environment (SPACY_DISTILL_ALLOW_PICKLE).
             allow_pickle=True if self.allow_pickle else None,
         )
@@ -323,6 +333,7 @@ class HiddenStateExtractor(HFHiddenStates):
             raise DistillError(
                 f"last_k {self.last_k} exceeds the {n_states} hidden states of {self.model_name}"
             )
+
 
 class _EarlyExit(Exception):
     """Carries the wanted hidden state out of a forward pass that need not go further."""

@@ -6,6 +6,7 @@ states describe the text itself), selects a layer (or the mean of the last k), p
 per text and aligns the pieces to spaCy tokens by character offsets (see `hidden.alignment`).
 torch is imported where it is used.
 """
+
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy
@@ -71,7 +72,10 @@ def hf_hidden_states(
     if not texts:
         return []
     encoded = tokenizer(
-        texts, truncation=True, max_length=max_length, return_offsets_mapping=want_tokens,
+        texts,
+        truncation=True,
+        max_length=max_length,
+        return_offsets_mapping=want_tokens,
         verbose=False,
     )
     ids = [list(row) for row in encoded["input_ids"]]
@@ -96,7 +100,8 @@ def hf_hidden_states(
                 input_ids[row, : len(ids[i])] = torch.tensor(ids[i], dtype=torch.long)
                 mask[row, : len(ids[i])] = 1
             output = module(
-                input_ids=input_ids.to(device), attention_mask=mask.to(device),
+                input_ids=input_ids.to(device),
+                attention_mask=mask.to(device),
                 output_hidden_states=True,
             )
             hidden_states = getattr(output, "hidden_states", None)
@@ -152,7 +157,11 @@ class HFHiddenStates:
         return self.tokenizer
 
     def hidden_settings(
-        self, *, layer: Optional[int] = None, last_k: Optional[int] = None, pooling: Optional[str] = None
+        self,
+        *,
+        layer: Optional[int] = None,
+        last_k: Optional[int] = None,
+        pooling: Optional[str] = None,
     ) -> Dict[str, Any]:
         """The hidden-state settings `hidden_states` uses; None takes the default.
 
@@ -189,9 +198,17 @@ class HFHiddenStates:
         """
         spec = self.hidden_settings(layer=layer, last_k=last_k, pooling=pooling)
         return hf_hidden_states(
-            self._hidden_module(), self.tokenizer, texts, docs, level=level, layer=spec["layer"],
-            last_k=spec["last_k"], pooling=spec["pooling"], max_length=self._hidden_max_length(),
-            batch_size=self.batch_size, pad_token_id=self._hidden_pad_token_id(),
+            self._hidden_module(),
+            self.tokenizer,
+            texts,
+            docs,
+            level=level,
+            layer=spec["layer"],
+            last_k=spec["last_k"],
+            pooling=spec["pooling"],
+            max_length=self._hidden_max_length(),
+            batch_size=self.batch_size,
+            pad_token_id=self._hidden_pad_token_id(),
             model_name=self.model_name,
         )
 

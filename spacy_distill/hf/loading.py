@@ -9,6 +9,7 @@ when they are loaded, so they are refused unless the caller opts in (`allow_pick
 the environment variable SPACY_DISTILL_ALLOW_PICKLE=1, which reaches every teacher, augmenter
 and Ray worker without a config change). GGUF files are parsed, not unpickled: always allowed.
 """
+
 import hashlib
 import json
 import os
@@ -151,7 +152,10 @@ def load_model(
     cls = getattr(transformers, auto_class)
     weights = weights_kwargs(name, gguf_file=gguf_file, allow_pickle=allow_pickle)
     load_kwargs: Dict[str, Any] = {
-        "revision": revision, "torch_dtype": resolve_dtype(dtype), **weights, **kwargs
+        "revision": revision,
+        "torch_dtype": resolve_dtype(dtype),
+        **weights,
+        **kwargs,
     }
     if gguf_file:
         load_kwargs["gguf_file"] = gguf_file
@@ -160,7 +164,11 @@ def load_model(
     except (OSError, ValueError) as err:
         # A hub model without safetensors fails here: say why pickles were not tried.
         hub_safetensors_only = weights.get("use_safetensors") and not Path(name).is_dir()
-        hint = f"; only safetensors weights were looked for: {_PICKLE_OPT_IN}" if hub_safetensors_only else ""
+        hint = (
+            f"; only safetensors weights were looked for: {_PICKLE_OPT_IN}"
+            if hub_safetensors_only
+            else ""
+        )
         raise DistillError(f"{name}: cannot load {auto_class} ({err}){hint}") from err
     model.to(resolve_device(device))
     model.eval()
@@ -182,7 +190,13 @@ def fingerprint_of(parts: Iterable[Any], model_files: Optional[str] = None) -> s
     digest.update(json.dumps(list(parts), sort_keys=True, default=str).encode("utf8"))
     if model_files:
         path = Path(model_files)
-        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else []
+        files = (
+            [path]
+            if path.is_file()
+            else sorted(p for p in path.rglob("*") if p.is_file())
+            if path.is_dir()
+            else []
+        )
         for file_path in files:
             stat = file_path.stat()
             digest.update(f"{file_path.name}:{stat.st_size}:{int(stat.st_mtime)}".encode("utf8"))
@@ -191,10 +205,16 @@ def fingerprint_of(parts: Iterable[Any], model_files: Optional[str] = None) -> s
 
 def offline_hint() -> str:
     """A note for errors: weights are never downloaded at run time in offline setups."""
-    return "" if os.environ.get("HF_HUB_OFFLINE") != "1" else " (HF_HUB_OFFLINE=1: only local files are used)"
+    return (
+        ""
+        if os.environ.get("HF_HUB_OFFLINE") != "1"
+        else " (HF_HUB_OFFLINE=1: only local files are used)"
+    )
 
 
-def resolve_max_length(model, tokenizer, max_length: Optional[int], model_name: str, *, minimum: int = 1) -> int:
+def resolve_max_length(
+    model, tokenizer, max_length: Optional[int], model_name: str, *, minimum: int = 1
+) -> int:
     """The input length in tokens: the one asked for, checked against the model's positions,
     or (None) the tokenizer's model_max_length capped at MAX_LENGTH_CAP and the positions."""
     positions = getattr(model.config, "max_position_embeddings", None)
@@ -203,7 +223,9 @@ def resolve_max_length(model, tokenizer, max_length: Optional[int], model_name: 
         candidates = [limit, MAX_LENGTH_CAP] + ([positions] if positions else [])
         return int(min(candidates))
     if not isinstance(max_length, int) or max_length < minimum:
-        raise DistillError(f"max_length must be an integer of {minimum} or more, got {max_length!r}")
+        raise DistillError(
+            f"max_length must be an integer of {minimum} or more, got {max_length!r}"
+        )
     if positions and max_length > positions:
         raise DistillError(
             f"max_length {max_length} exceeds the {positions} positions of {model_name} "

@@ -5,6 +5,7 @@ Importing `spacy_distill.hidden.model` registers `spacy-distill.HiddenProjector.
 `spacy-distill.HiddenStateLoss.v1`; `spacy_distill.pipeline.distill_hidden` registers the
 `distill_hidden` factory. Neither imports torch.
 """
+
 from .alignment import HiddenStates, align_ragged, align_to_tokens, pool_pieces, token_spans
 from .extract import HiddenStateTeacher, require_hidden_teacher
 from .storage import HiddenProjection, HiddenRequest, StoredHidden, decode_hidden, encode_hidden

@@ -10,6 +10,7 @@ token, or a token past the teacher's truncation) gets a zero vector and mask 0: 
 
 Only numpy is used here; teachers pass their states in as arrays.
 """
+
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
@@ -163,7 +164,9 @@ def select_layer(hidden_states: Sequence, layer: Optional[int], last_k: Optional
         if not isinstance(last_k, int) or not 1 <= last_k <= n_states:
             raise DistillError(f"last_k must be between 1 and {n_states}, got {last_k!r}")
         selected = list(hidden_states[-last_k:])
-        total = selected[0].float() if hasattr(selected[0], "float") else selected[0].astype("float32")
+        total = (
+            selected[0].float() if hasattr(selected[0], "float") else selected[0].astype("float32")
+        )
         for state in selected[1:]:
             total = total + (state.float() if hasattr(state, "float") else state)
         return total / last_k

@@ -4,6 +4,7 @@ A teacher gives hidden states when it says so (`TeacherBase.supports_hidden`); a
 without `TeacherBase` does when it implements `HiddenStateTeacher`. The states of Hugging Face
 models are read by `spacy_distill.hf.features`.
 """
+
 from typing import Any, Dict, List, Optional, Protocol, Sequence, runtime_checkable
 
 from ..errors import DistillError
@@ -19,7 +20,11 @@ class HiddenStateTeacher(Protocol):
     """
 
     def hidden_settings(
-        self, *, layer: Optional[int] = None, last_k: Optional[int] = None, pooling: Optional[str] = None
+        self,
+        *,
+        layer: Optional[int] = None,
+        last_k: Optional[int] = None,
+        pooling: Optional[str] = None,
     ) -> Dict[str, Any]:
         """The resolved settings (`layer`, `last_k`, `pooling`, `width`, `model`) that
         `hidden_states` uses with these arguments (None: the teacher's defaults)."""
@@ -81,12 +86,16 @@ def resolve_hidden_spec(
     if layer is not None and last_k is not None:
         raise DistillError(f"give either a hidden layer ({layer}) or last_k ({last_k}), not both")
     if layer is None and last_k is None:
-        layer, last_k = (None, default_last_k) if default_last_k is not None else (default_layer, None)
+        layer, last_k = (
+            (None, default_last_k) if default_last_k is not None else (default_layer, None)
+        )
     pooling = pooling or default_pooling
     if pooling not in POOLINGS:
         raise DistillError(f"hidden pooling must be one of {POOLINGS}, got {pooling!r}")
     if last_k is not None and not (isinstance(last_k, int) and 1 <= last_k <= n_states):
-        raise DistillError(f"last_k must be between 1 and {n_states} (the hidden states), got {last_k!r}")
+        raise DistillError(
+            f"last_k must be between 1 and {n_states} (the hidden states), got {last_k!r}"
+        )
     if layer is not None and not (isinstance(layer, int) and -n_states <= layer < n_states):
         raise DistillError(
             f"hidden layer {layer!r} is out of range: the model has {n_states} hidden states "

@@ -5,6 +5,7 @@ through a listener) to the teacher's width: pooled per doc first (doc level), or
 `spacy-distill.HiddenStateLoss.v1` compares the mapped vectors with the teacher's stored ones
 (MSE, cosine distance, or both), skipping rows without a teacher vector.
 """
+
 from typing import List, Optional, Tuple
 
 import numpy
@@ -82,7 +83,9 @@ class HiddenStateLoss(Loss):
         self.weight = float(weight)
         self.eps = float(eps)
 
-    def __call__(self, guesses: Floats2d, truths: Tuple[Floats2d, numpy.ndarray]) -> Tuple[Floats2d, float]:
+    def __call__(
+        self, guesses: Floats2d, truths: Tuple[Floats2d, numpy.ndarray]
+    ) -> Tuple[Floats2d, float]:
         return self.get_grad_and_loss(guesses, truths)
 
     def get_grad(self, guesses: Floats2d, truths: Tuple[Floats2d, numpy.ndarray]) -> Floats2d:
@@ -116,16 +119,16 @@ class HiddenStateLoss(Loss):
         grad = xp.zeros(s.shape, dtype="float64")
         if self.kind in ("mse", "both"):
             diff = s - t
-            loss_rows += (diff ** 2).sum(axis=1, keepdims=True) / width
+            loss_rows += (diff**2).sum(axis=1, keepdims=True) / width
             grad += 2.0 * diff / width
         if self.kind in ("cosine", "both"):
-            s_norm = xp.sqrt((s ** 2).sum(axis=1, keepdims=True) + self.eps)
-            t_norm = xp.sqrt((t ** 2).sum(axis=1, keepdims=True) + self.eps)
+            s_norm = xp.sqrt((s**2).sum(axis=1, keepdims=True) + self.eps)
+            t_norm = xp.sqrt((t**2).sum(axis=1, keepdims=True) + self.eps)
             dot = (s * t).sum(axis=1, keepdims=True)
             cos = dot / (s_norm * t_norm)
             loss_rows += 1.0 - cos
             # d cos / d s = t / (|s||t|) - cos * s / |s|^2
-            grad += -(t / (s_norm * t_norm) - cos * s / (s_norm ** 2))
+            grad += -(t / (s_norm * t_norm) - cos * s / (s_norm**2))
         scale = self.weight / n_rows
         loss = float((m * loss_rows).sum()) * scale
         return xp.asarray(grad * m * scale, dtype=guesses.dtype), loss

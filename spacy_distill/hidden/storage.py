@@ -5,6 +5,7 @@ Arrays are stored as raw little-endian float16 bytes (token masks as uint8 bytes
 shapes, so a target file stays a plain msgpack DocBin that any reader can decode without
 pickles. See docs/target-format.md and docs/hidden-states.md.
 """
+
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -48,7 +49,8 @@ class StoredHidden:
         """What must agree across the docs of one training corpus: teacher settings and projection."""
         proj = self.projection or {}
         return json.dumps(
-            [self.source, self.width, proj.get("method"), proj.get("fingerprint")], sort_keys=True,
+            [self.source, self.width, proj.get("method"), proj.get("fingerprint")],
+            sort_keys=True,
             default=str,
         )
 
@@ -72,7 +74,9 @@ def encode_hidden(
             tokens = projection.apply(tokens)
             tokens[~numpy.asarray(states.token_mask, dtype=bool)] = 0.0
     width = int((doc if doc is not None else tokens).shape[-1])  # type: ignore[union-attr]
-    level = "both" if doc is not None and tokens is not None else "doc" if doc is not None else "token"
+    level = (
+        "both" if doc is not None and tokens is not None else "doc" if doc is not None else "token"
+    )
     hidden: Dict[str, Any] = {
         "version": HIDDEN_VERSION,
         "level": level,
@@ -192,7 +196,11 @@ class HiddenProjection:
     """
 
     def __init__(
-        self, method: str, matrix: numpy.ndarray, mean: numpy.ndarray, meta: Optional[Dict[str, Any]] = None
+        self,
+        method: str,
+        matrix: numpy.ndarray,
+        mean: numpy.ndarray,
+        meta: Optional[Dict[str, Any]] = None,
     ) -> None:
         if method not in REDUCTIONS:
             raise DistillError(f"hidden reduction must be one of {REDUCTIONS}, got {method!r}")
@@ -261,7 +269,12 @@ class HiddenProjection:
                 "annotate more texts, lower dims or use reduction='random'"
             )
         mean, components, explained = principal_components(x, dims)
-        return cls("pca", components.T, mean, {"n_fitted": int(x.shape[0]), "explained_variance": explained})
+        return cls(
+            "pca",
+            components.T,
+            mean,
+            {"n_fitted": int(x.shape[0]), "explained_variance": explained},
+        )
 
     def to_disk(self, path: Union[str, Path]) -> Path:
         """Save as one `.npz` (arrays plus JSON metadata; loads without pickle)."""
@@ -272,10 +285,16 @@ class HiddenProjection:
             "version": PROJECTION_VERSION,
             "method": self.method,
             "fingerprint": self.fingerprint,
-            **{k: v for k, v in self.meta.items() if k not in ("format", "version", "method", "fingerprint")},
+            **{
+                k: v
+                for k, v in self.meta.items()
+                if k not in ("format", "version", "method", "fingerprint")
+            },
         }
         with path.open("wb") as file_:
-            numpy.savez(file_, matrix=self.matrix, mean=self.mean, meta=numpy.asarray(json.dumps(meta)))
+            numpy.savez(
+                file_, matrix=self.matrix, mean=self.mean, meta=numpy.asarray(json.dumps(meta))
+            )
         return path
 
     @classmethod
@@ -362,7 +381,9 @@ class HiddenRequest:
         teacher = require_hidden_teacher(teacher)
         if self.dims is not None and self.projection_path is None and output_path is not None:
             output_path = Path(output_path)
-            self.projection_path = output_path.with_name(output_path.stem + ".hidden-projection.npz")
+            self.projection_path = output_path.with_name(
+                output_path.stem + ".hidden-projection.npz"
+            )
         self.source = dict(
             teacher.hidden_settings(layer=self.layer, last_k=self.last_k, pooling=self.pooling)
         )
@@ -389,11 +410,17 @@ class HiddenRequest:
             if self.reduction == "random":
                 self._set_projection(HiddenProjection.random(width, self.dims, self.seed))
 
-    def fields(self, teacher: Any, texts: Sequence[str], docs: Sequence[Any]) -> List[Dict[str, Any]]:
+    def fields(
+        self, teacher: Any, texts: Sequence[str], docs: Sequence[Any]
+    ) -> List[Dict[str, Any]]:
         """The `hidden` fields of a batch of texts (their docs give the spaCy tokens)."""
         states = teacher.hidden_states(
-            list(texts), list(docs), level=self.level, layer=self.source.get("layer"),
-            last_k=self.source.get("last_k"), pooling=self.source.get("pooling"),
+            list(texts),
+            list(docs),
+            level=self.level,
+            layer=self.source.get("layer"),
+            last_k=self.source.get("last_k"),
+            pooling=self.source.get("pooling"),
         )
         if len(states) != len(texts):
             raise DistillError(

@@ -15,6 +15,7 @@ scores are unchanged; an empty doc simply has no features (spaCy's own forward c
 mixed batch with `ngram_size >= 2`, see `empty_docs`). On any array backend other than numpy the
 per-doc loop is kept.
 """
+
 from typing import List, Tuple
 
 import numpy
@@ -30,8 +31,14 @@ def extract_ngrams_batched(model: Model, docs: List[Doc], is_train: bool) -> Tup
     n_docs = len(docs)
     lengths = numpy.fromiter((len(doc) for doc in docs), dtype="int64", count=n_docs)
     if not lengths.sum():
-        return _features(numpy.zeros((0,), dtype="uint64"), numpy.zeros((0,), dtype="f"), numpy.zeros((n_docs,), dtype="int32"))
-    unigrams = numpy.concatenate([doc.to_array(attr) for doc in docs if len(doc)]).astype("uint64", copy=False)
+        return _features(
+            numpy.zeros((0,), dtype="uint64"),
+            numpy.zeros((0,), dtype="f"),
+            numpy.zeros((n_docs,), dtype="int32"),
+        )
+    unigrams = numpy.concatenate([doc.to_array(attr) for doc in docs if len(doc)]).astype(
+        "uint64", copy=False
+    )
     doc_of_token = numpy.repeat(numpy.arange(n_docs, dtype="int64"), lengths)
     keys = [unigrams]
     owners = [doc_of_token]
@@ -49,7 +56,9 @@ def extract_ngrams_batched(model: Model, docs: List[Doc], is_train: bool) -> Tup
     order = numpy.lexsort((all_keys, all_owners))
     sorted_keys, sorted_owners = all_keys[order], all_owners[order]
     starts = numpy.flatnonzero(
-        numpy.r_[True, (sorted_keys[1:] != sorted_keys[:-1]) | (sorted_owners[1:] != sorted_owners[:-1])]
+        numpy.r_[
+            True, (sorted_keys[1:] != sorted_keys[:-1]) | (sorted_owners[1:] != sorted_owners[:-1])
+        ]
     )
     counts = numpy.diff(numpy.r_[starts, len(sorted_keys)]).astype("f")
     per_doc = numpy.bincount(sorted_owners[starts], minlength=n_docs).astype("int32")

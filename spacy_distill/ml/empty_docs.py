@@ -22,10 +22,10 @@ An empty doc in a mixed batch is scored from no features, i.e. from the model's 
 The guard leaves that as it is (an exported pipeline must score as the trained one does);
 `semantic_filter` gives empty docs all-zero `doc.cats` and its default action in any batch.
 """
+
 from typing import Callable, Dict, Set
 
 import numpy
-
 from spacy.language import Language
 from spacy.util import registry
 from thinc.api import Model

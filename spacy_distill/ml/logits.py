@@ -19,6 +19,7 @@ forward function, which thinc keeps private: thinc names a chain after its layer
 `>>`, `with_cpu` and `resizable` after the layer they wrap, and the output layers by their kind.
 A model loaded from disk keeps these names (thinc stores them with the weights).
 """
+
 from typing import Any, Callable, Optional, Tuple
 
 from thinc.model import Model
@@ -26,7 +27,13 @@ from thinc.types import Floats2d
 
 from ..errors import UnsupportedModelError
 
-CHAIN, WITH_CPU, RESIZABLE, SOFTMAX, ACTIVATION = "chain", "with_cpu", "resizable", "softmax", "activation"
+CHAIN, WITH_CPU, RESIZABLE, SOFTMAX, ACTIVATION = (
+    "chain",
+    "with_cpu",
+    "resizable",
+    "softmax",
+    "activation",
+)
 _ACTIVATIONS = ("softmax_activation", "logistic", "sigmoid_activation")
 _WRAPPERS = (CHAIN, WITH_CPU, RESIZABLE)
 

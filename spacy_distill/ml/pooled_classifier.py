@@ -9,15 +9,26 @@ Maxout layer (layer-normalised, with dropout) before the same output layer: thin
 attrs as spaCy's. So `ml.logits` reads its logits as it reads TextCatReduce's, spaCy's `textcat`
 components use it unchanged, and `spacy-distill export` keeps it as is.
 """
+
 from functools import partial
 from typing import List, Optional
 
-from spacy.ml.models.textcat import resize_and_set_ref
-from spacy.ml.models.textcat import resize_linear_weighted
+from spacy.ml.models.textcat import resize_and_set_ref, resize_linear_weighted
 from spacy.tokens import Doc
 from spacy.util import registry
-from thinc.api import Linear, Logistic, Maxout, Model, Softmax, chain, concatenate, list2ragged
-from thinc.api import reduce_max, reduce_mean, resizable
+from thinc.api import (
+    Linear,
+    Logistic,
+    Maxout,
+    Model,
+    Softmax,
+    chain,
+    concatenate,
+    list2ragged,
+    reduce_max,
+    reduce_mean,
+    resizable,
+)
 from thinc.types import Floats2d
 
 from ..errors import DistillError
@@ -48,26 +59,36 @@ def build_pooled_classifier(
     nO (Optional[int]): the number of classes (set from the labels at initialisation).
     RETURNS (Model[List[Doc], Floats2d]): class probabilities per doc.
     """
-    reductions = [r for use, r in ((use_reduce_mean, reduce_mean), (use_reduce_max, reduce_max)) if use]
+    reductions = [
+        r for use, r in ((use_reduce_mean, reduce_mean), (use_reduce_max, reduce_max)) if use
+    ]
     if not reductions:
         raise DistillError(f"[{ARCHITECTURE}] needs use_reduce_mean or use_reduce_max")
     if not isinstance(hidden_width, int) or hidden_width < 0:
-        raise DistillError(f"[{ARCHITECTURE}] hidden_width must be an integer >= 0, got {hidden_width!r}")
+        raise DistillError(
+            f"[{ARCHITECTURE}] hidden_width must be an integer >= 0, got {hidden_width!r}"
+        )
     nO_tok2vec = tok2vec.maybe_get_dim("nO")
     nI = nO_tok2vec * len(reductions) if nO_tok2vec is not None else None
     layers = [tok2vec, list2ragged(), concatenate(*(r() for r in reductions))]
     if hidden_width:
-        layers.append(Maxout(nO=hidden_width, nI=nI, nP=maxout_pieces, dropout=hidden_dropout, normalize=True))
+        layers.append(
+            Maxout(nO=hidden_width, nI=nI, nP=maxout_pieces, dropout=hidden_dropout, normalize=True)
+        )
         nI = hidden_width
     fill_defaults = {"b": 0, "W": 0}
     if exclusive_classes:
         output_layer = Softmax(nO=nO, nI=nI)
         fill_defaults["b"] = NEG_VALUE
-        resizable_layer: Model = resizable(output_layer, resize_layer=partial(resize_linear_weighted, fill_defaults=fill_defaults))
+        resizable_layer: Model = resizable(
+            output_layer, resize_layer=partial(resize_linear_weighted, fill_defaults=fill_defaults)
+        )
         model = chain(*layers, resizable_layer)
     else:
         output_layer = Linear(nO=nO, nI=nI)
-        resizable_layer = resizable(output_layer, resize_layer=partial(resize_linear_weighted, fill_defaults=fill_defaults))
+        resizable_layer = resizable(
+            output_layer, resize_layer=partial(resize_linear_weighted, fill_defaults=fill_defaults)
+        )
         model = chain(*layers, resizable_layer, Logistic())
     model.set_ref("output_layer", output_layer)
     model.attrs["resize_output"] = partial(resize_and_set_ref, resizable_layer=resizable_layer)

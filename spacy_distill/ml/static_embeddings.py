@@ -12,6 +12,7 @@ states. The words' keys and the table live in the model's weights (`attrs["keys"
 copied in at `initialize` from the folder that `spacy-distill word-vectors` wrote; a trained or
 exported student needs neither that folder, nor the teacher, nor torch.
 """
+
 from typing import Dict, List, Optional, Tuple
 
 import numpy
@@ -24,14 +25,15 @@ from thinc.types import Floats2d
 
 from ..errors import DistillError
 from ..vectors.vocabulary import WORD_ATTRS
-
 from . import pooled_classifier  # noqa: F401  (registers spacy-distill.TextCatPooled.v1, the static students' head)
 
 ARCHITECTURE = "spacy-distill.StaticEmbeddings.v1"
 
 
 @registry.architectures(ARCHITECTURE)
-def build_static_embeddings(width: int, vectors: Optional[str], attr: str = "lower") -> Model[List[Doc], List[Floats2d]]:
+def build_static_embeddings(
+    width: int, vectors: Optional[str], attr: str = "lower"
+) -> Model[List[Doc], List[Floats2d]]:
     """A trainable embedding table over the training vocabulary, initialised from word vectors.
 
     width (int): the output width: the first `width` (PCA-ordered) dimensions of the vectors.
@@ -41,7 +43,9 @@ def build_static_embeddings(width: int, vectors: Optional[str], attr: str = "low
     RETURNS (Model[List[Doc], List[Floats2d]]): one (n_tokens, width) array per doc.
     """
     if attr not in WORD_ATTRS:
-        raise DistillError(f"[{ARCHITECTURE}] attr must be one of {tuple(WORD_ATTRS)}, got {attr!r}")
+        raise DistillError(
+            f"[{ARCHITECTURE}] attr must be one of {tuple(WORD_ATTRS)}, got {attr!r}"
+        )
     if not isinstance(width, int) or width < 1:
         raise DistillError(f"[{ARCHITECTURE}] width must be a positive integer, got {width!r}")
     return Model(
@@ -51,7 +55,12 @@ def build_static_embeddings(width: int, vectors: Optional[str], attr: str = "low
         dims={"nO": width, "nV": None},
         params={"E": None},
         # spaCy sets "dropout_rate" from [training] dropout on every layer that has it.
-        attrs={"keys": None, "vectors": None if vectors is None else str(vectors), "attr": attr, "dropout_rate": 0.0},
+        attrs={
+            "keys": None,
+            "vectors": None if vectors is None else str(vectors),
+            "attr": attr,
+            "dropout_rate": 0.0,
+        },
     )
 
 
@@ -142,7 +151,11 @@ def store_in_half_precision(model: Model) -> int:
 def _full_precision_for_training(model: Model) -> None:
     """Tables stored in half precision become float32 again before they learn."""
     for name in _TABLES:
-        if model.has_param(name) and model.get_param(name) is not None and model.get_param(name).dtype != numpy.float32:
+        if (
+            model.has_param(name)
+            and model.get_param(name) is not None
+            and model.get_param(name).dtype != numpy.float32
+        ):
             model.set_param(name, model.ops.asarray2f(model.get_param(name).astype("float32")))
 
 
@@ -203,7 +216,9 @@ def build_static_embeddings_v2(
     RETURNS (Model[List[Doc], List[Floats2d]]): one (n_tokens, width) array per doc.
     """
     if attr not in WORD_ATTRS:
-        raise DistillError(f"[{ARCHITECTURE_V2}] attr must be one of {tuple(WORD_ATTRS)}, got {attr!r}")
+        raise DistillError(
+            f"[{ARCHITECTURE_V2}] attr must be one of {tuple(WORD_ATTRS)}, got {attr!r}"
+        )
     if not isinstance(width, int) or width < 1:
         raise DistillError(f"[{ARCHITECTURE_V2}] width must be a positive integer, got {width!r}")
     return Model(
@@ -212,8 +227,15 @@ def build_static_embeddings_v2(
         init=init_v2,
         dims={"nO": width, "nV": None, "nB": None},
         params={"E": None, "N": None},
-        attrs={"keys": None, "vectors": None if vectors is None else str(vectors), "attr": attr,
-               "subwords": bool(subwords), "min_n": None, "max_n": None, "dropout_rate": 0.0},
+        attrs={
+            "keys": None,
+            "vectors": None if vectors is None else str(vectors),
+            "attr": attr,
+            "subwords": bool(subwords),
+            "min_n": None,
+            "max_n": None,
+            "dropout_rate": 0.0,
+        },
     )
 
 
@@ -231,7 +253,9 @@ def init_v2(model: Model, X=None, Y=None) -> Model:
             )
         settings = table.meta["subwords"]
         N = numpy.ascontiguousarray(table.subwords[:, :width])
-        flat, lengths = ragged_buckets(table.words, settings["buckets"], settings["min_n"], settings["max_n"])
+        flat, lengths = ragged_buckets(
+            table.words, settings["buckets"], settings["min_n"], settings["max_n"]
+        )
         # Known words start at their teacher vector exactly: the row holds what the n-grams miss.
         E[1:] -= segment_mean(N, flat, lengths)[order]
         model.attrs["min_n"], model.attrs["max_n"] = int(settings["min_n"]), int(settings["max_n"])
@@ -265,7 +289,12 @@ class _ComposedCache:
     @classmethod
     def get(cls, model: Model, E, N) -> "_ComposedCache":
         cache = cls._by_model.get(model.id)
-        if cache is None or cache.E is not E or cache.N is not N or len(cache.index) > cls.MAX_WORDS:
+        if (
+            cache is None
+            or cache.E is not E
+            or cache.N is not N
+            or len(cache.index) > cls.MAX_WORDS
+        ):
             if cache is None and len(cls._by_model) >= cls.MAX_MODELS:
                 cls._by_model.pop(next(iter(cls._by_model)))
             cache = cls._by_model[model.id] = cls(E, N)
@@ -284,7 +313,9 @@ class _ComposedCache:
             vectors = compose(missing)
             start = len(self.index)
             if start + len(missing) > len(self.table):
-                grown = numpy.zeros((max(2 * len(self.table), start + len(missing)), self.table.shape[1]), "float32")
+                grown = numpy.zeros(
+                    (max(2 * len(self.table), start + len(missing)), self.table.shape[1]), "float32"
+                )
                 grown[:start] = self.table[:start]
                 self.table = grown
             self.table[start : start + len(missing)] = vectors
@@ -322,8 +353,13 @@ def forward_v2(model: Model, docs: List[Doc], is_train: bool):
         return numpy.where(keys[position] == uniq[which], position + 1, 0)
 
     def buckets(which: numpy.ndarray):
-        parts = BucketCache.lookup(uniq[which].tolist(), strings, int(N.shape[0]), model.attrs["min_n"],
-                                   model.attrs["max_n"])
+        parts = BucketCache.lookup(
+            uniq[which].tolist(),
+            strings,
+            int(N.shape[0]),
+            model.attrs["min_n"],
+            model.attrs["max_n"],
+        )
         return numpy.concatenate(parts), numpy.asarray([len(p) for p in parts], dtype="int64")
 
     def compose(which: numpy.ndarray) -> numpy.ndarray:
@@ -337,7 +373,9 @@ def forward_v2(model: Model, docs: List[Doc], is_train: bool):
         cache = _ComposedCache.get(model, E, N)
         found = cache.rows(uniq, compose)  # may grow (replace) cache.table: read it after
         vectors = cache.table[found[inverse]]
-        return model.ops.unflatten(model.ops.asarray2f(vectors), model.ops.asarray1i(lengths)), lambda d: []
+        return model.ops.unflatten(
+            model.ops.asarray2f(vectors), model.ops.asarray1i(lengths)
+        ), lambda d: []
     _ComposedCache.drop(model)  # the parameters are about to change
     everything = numpy.arange(len(uniq))
     rows = word_rows(everything)
@@ -349,7 +387,9 @@ def forward_v2(model: Model, docs: List[Doc], is_train: bool):
     rate = float(model.attrs.get("dropout_rate") or 0.0)
     keep = None
     if rate > 0:
-        keep = ((numpy.random.random_sample(n_tokens) >= rate).astype("float32") / (1.0 - rate)).reshape(-1, 1)
+        keep = (
+            (numpy.random.random_sample(n_tokens) >= rate).astype("float32") / (1.0 - rate)
+        ).reshape(-1, 1)
         vectors = vectors * keep
     outputs = model.ops.unflatten(model.ops.asarray2f(vectors), model.ops.asarray1i(lengths))
 
@@ -365,7 +405,10 @@ def forward_v2(model: Model, docs: List[Doc], is_train: bool):
             dE[0] = d_words[rows == 0].sum(axis=0)
         model.inc_grad("E", model.ops.asarray2f(dE))
         if use_subwords:
-            model.inc_grad("N", model.ops.asarray2f(segment_scatter(d_words, flat, sub_lengths, int(N.shape[0]))))
+            model.inc_grad(
+                "N",
+                model.ops.asarray2f(segment_scatter(d_words, flat, sub_lengths, int(N.shape[0]))),
+            )
         return []
 
     return outputs, backprop

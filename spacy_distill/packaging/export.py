@@ -21,6 +21,7 @@ What changes, and why:
 Only the filter (if added) ties the package to spacy-distill, whose core install is spaCy and a
 few small packages: the exported student never needs torch or transformers.
 """
+
 import copy
 import re
 from pathlib import Path
@@ -34,13 +35,13 @@ from spacy.language import Language
 from spacy.util import load_model_from_config
 from thinc.api import Config, Model
 
+from ..data.targets import read_target_summary
 from ..errors import DistillError
 from ..filter.settings import stored_settings
 from ..ml.empty_docs import GUARD_CALLBACK, needs_guard
 from ..ml.static_embeddings import store_in_half_precision
 from ..pipeline.meta import write_card
 from ..pipeline.textcat_lookup import find_textcat
-from ..data.targets import read_target_summary
 
 # distilling factory -> (spaCy factory, spaCy scorer)
 PLAIN_TEXTCAT = {
@@ -94,13 +95,17 @@ def check_package_version(version: Any) -> None:
     try:
         Version(version if isinstance(version, str) else "")
     except InvalidVersion:
-        raise DistillError(f"version {version!r}: not a package version (PEP 440), e.g. 1.0.0") from None
+        raise DistillError(
+            f"version {version!r}: not a package version (PEP 440), e.g. 1.0.0"
+        ) from None
 
 
 def is_training_only(nlp: Language, name: str) -> bool:
     """Whether a component only matters during training (and is dropped on export)."""
     factory = nlp.get_pipe_meta(name).factory
-    return factory in TRAINING_ONLY_FACTORIES or bool(getattr(nlp.get_pipe(name), "is_training_only", False))
+    return factory in TRAINING_ONLY_FACTORIES or bool(
+        getattr(nlp.get_pipe(name), "is_training_only", False)
+    )
 
 
 def exported_config(
@@ -147,7 +152,11 @@ def exported_config(
         pipeline.append(name)
         config["components"][name] = {"factory": FILTER_FACTORY, **filter_config}
     config["nlp"]["pipeline"] = pipeline
-    if any(needs_guard(nlp.get_pipe(n).model) for n in pipeline if n in nlp.pipe_names and hasattr(nlp.get_pipe(n), "model")):
+    if any(
+        needs_guard(nlp.get_pipe(n).model)
+        for n in pipeline
+        if n in nlp.pipe_names and hasattr(nlp.get_pipe(n), "model")
+    ):
         callback = config["nlp"].get("after_pipeline_creation")
         if callback and callback.get("@callbacks") != GUARD_CALLBACK:
             raise DistillError(
@@ -189,7 +198,8 @@ def distillation_card(
             "architecture": (block.get("model") or {}).get("@architectures"),
             "labels": list(nlp.get_pipe(textcat).labels),
         },
-        "loss": {key: loss.get(key) for key in ("@losses", "temperature", "alpha") if key in loss} or None,
+        "loss": {key: loss.get(key) for key in ("@losses", "temperature", "alpha") if key in loss}
+        or None,
         "teacher": None,
         "data": {},
     }
@@ -268,7 +278,10 @@ def filter_settings(
 
 
 def check_equivalence(
-    original: Language, exported: Language, textcat: str, texts: Sequence[str],
+    original: Language,
+    exported: Language,
+    textcat: str,
+    texts: Sequence[str],
     tolerance: float = EQUIVALENCE_TOLERANCE,
 ) -> float:
     """The largest difference between the two pipelines' `doc.cats` on these texts; raises if
@@ -289,7 +302,8 @@ def _cats(nlp: Language, texts: Iterable[str], labels: List[str]) -> numpy.ndarr
     filters = [n for n in nlp.pipe_names if nlp.get_pipe_meta(n).factory == FILTER_FACTORY]
     with nlp.select_pipes(disable=filters):
         return numpy.asarray(
-            [[doc.cats.get(label, numpy.nan) for label in labels] for doc in nlp.pipe(texts)], dtype="float64"
+            [[doc.cats.get(label, numpy.nan) for label in labels] for doc in nlp.pipe(texts)],
+            dtype="float64",
         ).reshape(-1, len(labels))
 
 
@@ -353,10 +367,14 @@ def export_pipeline(
             raise DistillError(f"{report_path}: not a JSON report ({err})") from err
     train_path = _data_path(train_data, nlp.config["paths"].get("train"), "train")
     dev_path = _data_path(dev_data, nlp.config["paths"].get("dev"), "dev")
-    card = distillation_card(nlp, textcat, train_data=train_path, dev_data=dev_path, report=report_data)
+    card = distillation_card(
+        nlp, textcat, train_data=train_path, dev_data=dev_path, report=report_data
+    )
     filter_config = None
     if add_filter:
-        filter_config = filter_settings(nlp, textcat, actions=actions or {}, default_action=default_action)
+        filter_config = filter_settings(
+            nlp, textcat, actions=actions or {}, default_action=default_action
+        )
     config = exported_config(nlp, filter_config=filter_config)
     meta = copy.deepcopy(nlp.meta)
     write_card(meta, card)
@@ -367,7 +385,9 @@ def export_pipeline(
     if license:
         meta["license"] = license
     meta["description"] = _card_description(card)
-    exported = load_model_from_config(config, vocab=nlp.vocab, meta=meta, auto_fill=True, validate=True)
+    exported = load_model_from_config(
+        config, vocab=nlp.vocab, meta=meta, auto_fill=True, validate=True
+    )
     exported.tokenizer.from_bytes(nlp.tokenizer.to_bytes())
     for pipe_name, pipe in exported.pipeline:
         if pipe_name in nlp.pipe_names and hasattr(pipe, "from_bytes"):
@@ -376,13 +396,26 @@ def export_pipeline(
     inlined = inline_tok2vec(exported)
     halved = 0
     if half_precision:
-        halved = sum(store_in_half_precision(pipe.model) for _, pipe in exported.pipeline if isinstance(getattr(pipe, "model", None), Model))
+        halved = sum(
+            store_in_half_precision(pipe.model)
+            for _, pipe in exported.pipeline
+            if isinstance(getattr(pipe, "model", None), Model)
+        )
     if halved:
-        card["tables"] = {"dtype": "float16", "bytes_saved": halved, "tolerance": HALF_PRECISION_TOLERANCE}
+        card["tables"] = {
+            "dtype": "float16",
+            "bytes_saved": halved,
+            "tolerance": HALF_PRECISION_TOLERANCE,
+        }
         write_card(exported.meta, card)
     texts = list(check_texts or FALLBACK_TEXTS)
-    difference = check_equivalence(nlp, exported, textcat, texts,
-                                   tolerance=HALF_PRECISION_TOLERANCE if halved else EQUIVALENCE_TOLERANCE)
+    difference = check_equivalence(
+        nlp,
+        exported,
+        textcat,
+        texts,
+        tolerance=HALF_PRECISION_TOLERANCE if halved else EQUIVALENCE_TOLERANCE,
+    )
     # The whole exported pipeline, filter included, must run before anything is written.
     for _ in exported.pipe(texts):
         pass
@@ -420,7 +453,9 @@ def inline_tok2vec(nlp: Language) -> List[str]:
     removed = []
     for name in [n for n in nlp.pipe_names if nlp.get_pipe_meta(n).factory == "tok2vec"]:
         listening = list(nlp.get_pipe(name).listening_components)
-        if not listening or any(not nlp.get_pipe_meta(n).factory.startswith("textcat") for n in listening):
+        if not listening or any(
+            not nlp.get_pipe_meta(n).factory.startswith("textcat") for n in listening
+        ):
             continue
         for listener in listening:
             paths = list(_listener_paths(nlp.config["components"][listener], name))
@@ -434,7 +469,9 @@ def _listener_paths(block: Any, upstream: str, prefix: str = "") -> Iterable[str
     """Dotted config paths of the `spacy.Tok2VecListener.v1` blocks on `upstream` (or `*`)."""
     if not isinstance(block, dict):
         return
-    if block.get("@architectures", "").startswith("spacy.Tok2VecListener") and block.get("upstream") in (upstream, "*"):
+    if block.get("@architectures", "").startswith("spacy.Tok2VecListener") and block.get(
+        "upstream"
+    ) in (upstream, "*"):
         yield prefix
         return
     for key, value in block.items():

@@ -17,6 +17,7 @@ Where spacy-distill itself is installed, its entry points provide the same names
 prefers entry points) and the copy registers nothing: importing both would register every
 factory twice, which spaCy refuses (E004).
 """
+
 import importlib.util
 import logging
 import re
@@ -30,8 +31,8 @@ import srsly
 
 from ..about import __version__
 from ..errors import DistillError
-from .export import check_package_name, check_package_version
 from ..pipeline.meta import write_package_runtime
+from .export import check_package_name, check_package_version
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,12 @@ RUNTIME_MODULES = (
     "vectors/vocabulary.py",
 )
 # Importing these registers every name an exported pipeline can refer to.
-REGISTERING_MODULES = ("filter.component", "ml.empty_docs", "ml.pooled_classifier", "ml.static_embeddings")
+REGISTERING_MODULES = (
+    "filter.component",
+    "ml.empty_docs",
+    "ml.pooled_classifier",
+    "ml.static_embeddings",
+)
 
 RUNTIME_INIT = '''"""The run time of a spacy-distill student: the plugin's components, copied from
 spacy-distill {version} by `spacy-distill package`, so that this package needs spaCy alone.
@@ -90,9 +96,12 @@ def write_runtime(package_dir: Union[str, Path]) -> Path:
     for folder in sorted({p.parent for p in target.rglob("*.py")} - {target}):
         (folder / "__init__.py").touch()
     imports = "\n".join(
-        "    from .{} import {}  # noqa: F401  (registers its names)".format(*m.rsplit(".", 1)) for m in REGISTERING_MODULES
+        "    from .{} import {}  # noqa: F401  (registers its names)".format(*m.rsplit(".", 1))
+        for m in REGISTERING_MODULES
     )
-    (target / "__init__.py").write_text(RUNTIME_INIT.format(version=__version__, imports=imports), encoding="utf8")
+    (target / "__init__.py").write_text(
+        RUNTIME_INIT.format(version=__version__, imports=imports), encoding="utf8"
+    )
     return target
 
 
@@ -131,7 +140,9 @@ def package_pipeline(
         raise DistillError(f"formats {unknown}: expected any of {list(BUILD_FORMATS)}")
     for required in ("config.cfg", "meta.json"):
         if not (input_dir / required).is_file():
-            raise DistillError(f"{input_dir}: not a saved pipeline (no {required}); pass an exported student")
+            raise DistillError(
+                f"{input_dir}: not a saved pipeline (no {required}); pass an exported student"
+            )
     meta = srsly.read_json(input_dir / "meta.json")
     name = name or meta.get("name")
     version = version or meta.get("version")
@@ -147,16 +158,28 @@ def package_pipeline(
     main_path = output_dir / f"{model_name}-{version}"
     package_path = main_path / model_name
     if package_path.exists() and not force:
-        raise DistillError(f"{package_path}: the package folder exists; remove it or pass force=True")
+        raise DistillError(
+            f"{package_path}: the package folder exists; remove it or pass force=True"
+        )
     output_dir.mkdir(parents=True, exist_ok=True)
     try:
-        package(input_dir, output_dir, name=name, version=version, create_sdist=False,
-                create_wheel=False, force=force, silent=True)
+        package(
+            input_dir,
+            output_dir,
+            name=name,
+            version=version,
+            create_sdist=False,
+            create_wheel=False,
+            force=force,
+            silent=True,
+        )
     except SystemExit as err:  # spaCy's package step exits on its own checks
         raise DistillError(f"{input_dir}: spaCy's package step failed (exit {err.code})") from err
     write_runtime(package_path)
     (package_path / "__init__.py").write_text(
-        TEMPLATE_INIT.format(imports=f"from . import {RUNTIME_PACKAGE}  # noqa: F401  (the plugin's components)"),
+        TEMPLATE_INIT.format(
+            imports=f"from . import {RUNTIME_PACKAGE}  # noqa: F401  (the plugin's components)"
+        ),
         encoding="utf8",
     )
     setup_py = main_path / "setup.py"
@@ -167,12 +190,18 @@ def package_pipeline(
             "spacy-distill cannot add its runtime to the package"
         )
     subpackages = " + ".join(f"[model_name + '.{p}']" for p in runtime_packages())
-    setup_py.write_text(setup.replace(SETUP_PACKAGES, f"packages=[model_name] + {subpackages},"), encoding="utf8")
+    setup_py.write_text(
+        setup.replace(SETUP_PACKAGES, f"packages=[model_name] + {subpackages},"), encoding="utf8"
+    )
     package_meta = srsly.read_json(main_path / "meta.json")
-    requirements = [r for r in package_meta.get("requirements", []) if _requirement_name(r) != PLUGIN]
+    requirements = [
+        r for r in package_meta.get("requirements", []) if _requirement_name(r) != PLUGIN
+    ]
     if not any(_requirement_name(r) == "spacy" for r in requirements):
         # spaCy 3.8's template no longer requires spaCy itself; the runtime does
-        requirements.insert(0, f"spacy{package_meta.get('spacy_version') or f'>={_spacy_version()}'}")
+        requirements.insert(
+            0, f"spacy{package_meta.get('spacy_version') or f'>={_spacy_version()}'}"
+        )
     package_meta["requirements"] = requirements
     # Which plugin the copied run time came from, beside the distillation card.
     write_package_runtime(package_meta, __version__, RUNTIME_PACKAGE)
@@ -202,17 +231,26 @@ def _build(main_path: Path, fmt: str) -> Path:
     """Build one format with `python -m build`, without an isolated environment where
     setuptools is at hand (no index needed), and RETURN the file it made."""
     if importlib.util.find_spec("build") is None:
-        raise DistillError(f"building a {fmt} needs the `build` package: pip install build (or spacy-distill[package])")
+        raise DistillError(
+            f"building a {fmt} needs the `build` package: pip install build (or spacy-distill[package])"
+        )
     dist = main_path / "dist"
     before = set(dist.glob("*")) if dist.exists() else set()
     command = [sys.executable, "-m", "build", ".", f"--{fmt}"]
-    if importlib.util.find_spec("setuptools") is not None and importlib.util.find_spec("wheel") is not None:
+    if (
+        importlib.util.find_spec("setuptools") is not None
+        and importlib.util.find_spec("wheel") is not None
+    ):
         command.append("--no-isolation")
     logger.info("building the %s of %s", fmt, main_path.name)
     result = subprocess.run(command, cwd=main_path, capture_output=True, text=True)
     if result.returncode != 0:
-        raise DistillError(f"{main_path}: building the {fmt} failed:\n{(result.stdout + result.stderr)[-2000:]}")
+        raise DistillError(
+            f"{main_path}: building the {fmt} failed:\n{(result.stdout + result.stderr)[-2000:]}"
+        )
     made = sorted(set(dist.glob("*.whl" if fmt == "wheel" else "*.tar.gz")) - before)
     if not made:  # rebuilt with the same name: the newest file of that kind
-        made = sorted(dist.glob("*.whl" if fmt == "wheel" else "*.tar.gz"), key=lambda p: p.stat().st_mtime)[-1:]
+        made = sorted(
+            dist.glob("*.whl" if fmt == "wheel" else "*.tar.gz"), key=lambda p: p.stat().st_mtime
+        )[-1:]
     return made[-1]

@@ -8,6 +8,7 @@ annotate --hidden` stored in the target file. Its gradient flows through the lis
 tok2vec that the text classifier shares. At inference it passes docs through untouched and
 scores nothing; `spacy-distill export` drops it (`is_training_only`).
 """
+
 from itertools import islice
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
@@ -19,10 +20,10 @@ from spacy.tokens import Doc
 from spacy.training import Example, validate_examples, validate_get_examples
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 
+from ..data.targets import USER_DATA_KEY
 from ..errors import DistillError
 from ..hidden.model import HiddenStateLoss
 from ..hidden.storage import StoredHidden, decode_hidden
-from ..data.targets import USER_DATA_KEY
 
 DEFAULT_HIDDEN_MODEL_STR = """
 [model]
@@ -261,16 +262,18 @@ class DistillHidden(TrainablePipe):
             raise DistillError(
                 f"{where}: field 'hidden': holds token-level states only, but component "
                 f"'{self.name}' is doc-level; annotate with --hidden doc (or both), or use "
-                "level = \"token\" in its model"
+                'level = "token" in its model'
             )
         if self.level == "token" and stored.tokens is None:
             raise DistillError(
                 f"{where}: field 'hidden': holds doc-level states only, but component "
                 f"'{self.name}' is token-level; annotate with --hidden token (or both), or use "
-                "level = \"doc\" in its model"
+                'level = "doc" in its model'
             )
 
-    def _doc_truths(self, examples: List[Example], width: int) -> Tuple[numpy.ndarray, numpy.ndarray]:
+    def _doc_truths(
+        self, examples: List[Example], width: int
+    ) -> Tuple[numpy.ndarray, numpy.ndarray]:
         target = numpy.zeros((len(examples), width), dtype="float32")
         mask = numpy.zeros((len(examples),), dtype="float32")
         for i, eg in enumerate(examples):
@@ -281,7 +284,9 @@ class DistillHidden(TrainablePipe):
                 mask[i] = 1.0
         return target, mask
 
-    def _token_truths(self, examples: List[Example], width: int) -> Tuple[numpy.ndarray, numpy.ndarray]:
+    def _token_truths(
+        self, examples: List[Example], width: int
+    ) -> Tuple[numpy.ndarray, numpy.ndarray]:
         targets, masks = [], []
         for i, eg in enumerate(examples):
             n_tokens = len(eg.predicted)
@@ -328,7 +333,8 @@ class DistillHidden(TrainablePipe):
         if nlp is None:
             return
         upstream = [
-            name for name, pipe in nlp.pipeline
+            name
+            for name, pipe in nlp.pipeline
             if any(listener in getattr(pipe, "listeners", []) for listener in listeners)
         ]
         if not upstream:

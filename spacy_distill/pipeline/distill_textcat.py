@@ -6,6 +6,7 @@ training: the loss reads the teacher's scores stored on `Example.reference` by a
 (see `spacy_distill.data.targets`), and works on the student's logits so that temperature acts on
 them. Prediction, `doc.cats`, serialization and every textcat architecture are spaCy's own.
 """
+
 from itertools import islice
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
@@ -18,11 +19,11 @@ from spacy.training import Example, validate_examples, validate_get_examples
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 from thinc.types import Floats2d
 
+from ..data.targets import USER_DATA_KEY, TeacherTarget, get_target
 from ..errors import LabelMismatchError, UnsupportedModelError
-from ..training.losses import SoftTargetLoss, SoftTargets, make_soft_targets
 from ..ml.empty_docs import guard_empty_docs
 from ..ml.logits import forward_logits, has_readable_logits
-from ..data.targets import USER_DATA_KEY, TeacherTarget, get_target
+from ..training.losses import SoftTargetLoss, SoftTargets, make_soft_targets
 
 DEFAULT_DISTILL_TEXTCAT_MODEL_STR = """
 [model]
@@ -179,7 +180,9 @@ class SoftTargetTraining:
             found: List[str] = []
             for eg in islice(get_examples(), 1000):
                 target = get_target(eg.reference)
-                for label in (target.labels if target is not None else ()) + tuple(eg.reference.cats):
+                for label in (target.labels if target is not None else ()) + tuple(
+                    eg.reference.cats
+                ):
                     if label not in found:
                         found.append(label)
             labels = found

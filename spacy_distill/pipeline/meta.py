@@ -15,6 +15,7 @@ section holds, each written by one step and read by the others:
 Readers return copies and an empty value when a field was never written; writers replace one
 field and leave the rest of the section as it was.
 """
+
 from typing import Any, Dict, MutableMapping, Optional
 
 META_KEY = "spacy_distill"
@@ -68,9 +69,20 @@ def stored_escalation_margin(meta: Meta) -> float:
     return float(stored_cascade(meta).get("margin") or 0.0)
 
 
-def write_cascade(meta: Meta, margin: float, *, objective: str, value: float, data: str, dev: Dict[str, Any]) -> None:
+def write_cascade(
+    meta: Meta, margin: float, *, objective: str, value: float, data: str, dev: Dict[str, Any]
+) -> None:
     """Store the cascade band's margin and how it was chosen (`dev`: its summary on the data)."""
-    _write(meta, cascade={"margin": margin, "objective": objective, "value": value, "data": data, "dev": dev})
+    _write(
+        meta,
+        cascade={
+            "margin": margin,
+            "objective": objective,
+            "value": value,
+            "data": data,
+            "dev": dev,
+        },
+    )
 
 
 def stored_calibration(meta: Meta) -> Dict[str, Any]:

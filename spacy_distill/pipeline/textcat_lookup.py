@@ -1,4 +1,5 @@
 """Find the text classifier of a pipeline (a teacher's, or a student's to evaluate)."""
+
 from typing import Optional
 
 from spacy.language import Language
@@ -26,7 +27,9 @@ def find_textcat(nlp: Language, component: Optional[str] = None) -> str:
     ]
     if component is not None:
         if component not in nlp.pipe_names:
-            raise DistillError(f"The pipeline has no component '{component}'; it has {nlp.pipe_names}")
+            raise DistillError(
+                f"The pipeline has no component '{component}'; it has {nlp.pipe_names}"
+            )
         if component not in candidates:
             raise DistillError(
                 f"Component '{component}' is not a text classifier (factories: {sorted(TEXTCAT_FACTORIES)})"

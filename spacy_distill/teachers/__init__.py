@@ -3,6 +3,7 @@
 Every module here imports torch, transformers or httpx only when one of its teachers is
 built, so importing them (and `spacy_distill`) stays light.
 """
+
 from ..hf.extractor import HiddenStateExtractor
 from . import ensemble, hf_classifier, hf_probe, hf_prompt, openai_server  # noqa: F401  (registration)
 from .base import LabelMapping, Teacher, TeacherBase, as_capable

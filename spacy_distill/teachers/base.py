@@ -1,4 +1,5 @@
 """What a teacher is, and the label mapping every teacher shares."""
+
 from typing import Any, Dict, List, Optional, Protocol, Sequence, Tuple, runtime_checkable
 
 import numpy
@@ -76,7 +77,11 @@ class TeacherBase:
         return None
 
     def hidden_settings(
-        self, *, layer: Optional[int] = None, last_k: Optional[int] = None, pooling: Optional[str] = None
+        self,
+        *,
+        layer: Optional[int] = None,
+        last_k: Optional[int] = None,
+        pooling: Optional[str] = None,
     ) -> Dict[str, Any]:
         """The resolved settings (`layer`, `last_k`, `pooling`, `width`, `model`) that
         `hidden_states` uses with these arguments (None: the teacher's defaults)."""

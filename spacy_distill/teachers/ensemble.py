@@ -1,5 +1,6 @@
 """A teacher that fuses several teachers' scores: a weighted mean of their probabilities, or of
 their log-probabilities (geometric pooling)."""
+
 import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 

@@ -3,6 +3,7 @@
 torch and transformers are imported when a teacher is built (through `hf.loading`), never when
 this module is imported.
 """
+
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -97,7 +98,9 @@ class HFClassifierTeacher(HFHiddenStates, TeacherBase):
         self.label_map = dict(label_map or {})
         self.mapping = LabelMapping(self.teacher_labels, self.label_map, self.exclusive)
         self.labels: Tuple[str, ...] = self.mapping.labels
-        self.max_length = resolve_max_length(self.model, self.tokenizer, max_length, self.model_name, minimum=2)
+        self.max_length = resolve_max_length(
+            self.model, self.tokenizer, max_length, self.model_name, minimum=2
+        )
         self._ensure_padding()
         self.teacher_id = teacher_id or (
             f"hf:{self.model_name}" + (f"@{revision}" if revision else "")

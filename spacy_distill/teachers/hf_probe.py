@@ -5,6 +5,7 @@ The features come from `HiddenStateExtractor` (`spacy_distill.hf.extractor`), th
 `ProbeHead` (`probe_head`), fitted and checked by `probe_training`. torch, transformers and
 scikit-learn are imported where they are used, never when this module is imported.
 """
+
 import hashlib
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -64,12 +65,20 @@ class HFProbeTeacher(TeacherBase):
         if head_path is not None and (head_path / HEAD_META).exists():
             self.head = ProbeHead.from_disk(head_path)
             check_probe_head(
-                self.head, head_path, extractor, train_data=train_data, labels=labels,
-                multi_label=self.multi_label, regularization=self.regularization,
+                self.head,
+                head_path,
+                extractor,
+                train_data=train_data,
+                labels=labels,
+                multi_label=self.multi_label,
+                regularization=self.regularization,
             )
         elif train_data is not None:
             self.head = fit_probe_head(
-                extractor, Path(train_data), labels, multi_label=self.multi_label,
+                extractor,
+                Path(train_data),
+                labels,
+                multi_label=self.multi_label,
                 regularization=self.regularization,
             )
             if head_path is not None:
@@ -116,7 +125,9 @@ class HFProbeTeacher(TeacherBase):
         """`HiddenStateExtractor.hidden_settings` of the extractor."""
         return self.extractor.hidden_settings(**kwargs)
 
-    def hidden_states(self, texts: Sequence[str], docs: Optional[Sequence[Any]] = None, **kwargs: Any) -> List[Any]:
+    def hidden_states(
+        self, texts: Sequence[str], docs: Optional[Sequence[Any]] = None, **kwargs: Any
+    ) -> List[Any]:
         """`HiddenStateExtractor.hidden_states` of the extractor: the states the probe reads."""
         return self.extractor.hidden_states(texts, docs, **kwargs)
 

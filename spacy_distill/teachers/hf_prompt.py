@@ -24,9 +24,6 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import numpy
 
 from ..errors import DistillError
-from ..probabilities import log_softmax
-from ..registry import registry
-from .base import TeacherBase
 from ..hf.features import HFHiddenStates
 from ..hf.loading import (
     fingerprint_of,
@@ -36,6 +33,9 @@ from ..hf.loading import (
     require_transformers,
     split_gguf_path,
 )
+from ..probabilities import log_softmax
+from ..registry import registry
+from .base import TeacherBase
 from .prompt_lm import ContinuationScorer, PromptEncoder, pad_token_id
 from .prompting import TemplatePrompt, calibrate, calibration_offsets
 

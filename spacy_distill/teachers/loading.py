@@ -1,4 +1,5 @@
 """Build a teacher from the command line: a teacher config file or a spaCy pipeline."""
+
 import hashlib
 import json
 from pathlib import Path
@@ -13,7 +14,6 @@ from ..errors import DistillError
 from ..registry import registry
 from .base import Teacher, TeacherBase, as_capable
 
-
 # Teacher settings that may name a file or folder: a relative one is read against the config's
 # folder (so `training/teacher.cfg` works from anywhere), if it exists there.
 PATH_SETTINGS = ("model", "head", "train_data", "gguf_file")
@@ -27,7 +27,12 @@ def resolve_relative_paths(block: Dict[str, Any], folder: Path) -> Dict[str, Any
     for key, value in block.items():
         if isinstance(value, dict):
             value = resolve_relative_paths(value, folder)
-        elif key in PATH_SETTINGS and isinstance(value, str) and value and not Path(value).is_absolute():
+        elif (
+            key in PATH_SETTINGS
+            and isinstance(value, str)
+            and value
+            and not Path(value).is_absolute()
+        ):
             candidate = folder / value
             if candidate.exists():
                 value = str(candidate.resolve())
@@ -50,7 +55,9 @@ def import_code(code_path: Optional[Union[str, Path]]) -> None:
     try:
         import_file("python_code", path)
     except Exception as err:  # whatever the user's module raises on import
-        raise DistillError(f"{path}: cannot import this code file ({type(err).__name__}: {err})") from err
+        raise DistillError(
+            f"{path}: cannot import this code file ({type(err).__name__}: {err})"
+        ) from err
 
 
 def load_teacher(spec: Union[str, Path], overrides: Optional[Dict[str, Any]] = None) -> Teacher:
@@ -122,7 +129,9 @@ class LazyTeacher(TeacherBase):
     the teacher is built at once and its record saved.
     """
 
-    def __init__(self, build: Callable[[], Teacher], config: Any = None, key: Optional[str] = None) -> None:
+    def __init__(
+        self, build: Callable[[], Teacher], config: Any = None, key: Optional[str] = None
+    ) -> None:
         """
         build (Callable[[], Teacher]): builds the teacher (e.g. `load_teacher` with its arguments).
         config (Any): the resolved config the teacher is built from (kept for error messages).
@@ -142,7 +151,9 @@ class LazyTeacher(TeacherBase):
     def use_records(self, store: Optional[TeacherRecords]) -> None:
         """Answer from the record `store` keeps under `key`; without one, build now and save it."""
         self._store = store
-        found = store.teacher_record(self.key) if store is not None and self.key is not None else None
+        found = (
+            store.teacher_record(self.key) if store is not None and self.key is not None else None
+        )
         if found is not None and all(name in found for name in RECORD_FIELDS):
             self._record = found
         else:
@@ -212,7 +223,9 @@ class LazyTeacher(TeacherBase):
     def score(self, texts: Sequence[str]) -> numpy.ndarray:
         return self.build().score(texts)
 
-    def score_with_members(self, texts: Sequence[str]) -> Tuple[numpy.ndarray, Dict[str, numpy.ndarray]]:
+    def score_with_members(
+        self, texts: Sequence[str]
+    ) -> Tuple[numpy.ndarray, Dict[str, numpy.ndarray]]:
         return as_capable(self.build()).score_with_members(texts)
 
     def stats(self) -> Dict[str, Any]:
@@ -222,7 +235,9 @@ class LazyTeacher(TeacherBase):
     def hidden_settings(self, **kwargs: Any) -> Dict[str, Any]:
         return as_capable(self.build()).hidden_settings(**kwargs)
 
-    def hidden_states(self, texts: Sequence[str], docs: Optional[Sequence[Any]] = None, **kwargs: Any) -> List[Any]:
+    def hidden_states(
+        self, texts: Sequence[str], docs: Optional[Sequence[Any]] = None, **kwargs: Any
+    ) -> List[Any]:
         return as_capable(self.build()).hidden_states(texts, docs, **kwargs)
 
 
@@ -230,9 +245,12 @@ def teacher_record(teacher: Teacher) -> Dict[str, Any]:
     """What a LazyTeacher keeps of a built teacher (RECORD_FIELDS), as JSON values."""
     capable = as_capable(teacher)
     return {
-        "fingerprint": str(capable.fingerprint), "labels": list(capable.labels),
-        "exclusive": bool(capable.exclusive), "teacher_id": str(capable.teacher_id),
-        "batch_size": capable.batch_size, "method": capable.method,
+        "fingerprint": str(capable.fingerprint),
+        "labels": list(capable.labels),
+        "exclusive": bool(capable.exclusive),
+        "teacher_id": str(capable.teacher_id),
+        "batch_size": capable.batch_size,
+        "method": capable.method,
     }
 
 
@@ -248,12 +266,16 @@ def teacher_key(config: Any, paths: Sequence[Union[str, Path]] = ()) -> str:
                 stat = file_.stat()
                 files.append([str(file_), stat.st_size, stat.st_mtime_ns])
     versions = {name: _version(name) for name in KEY_PACKAGES}
-    text = json.dumps({"config": config, "files": files, "versions": versions}, sort_keys=True, default=str)
+    text = json.dumps(
+        {"config": config, "files": files, "versions": versions}, sort_keys=True, default=str
+    )
     return hashlib.sha256(text.encode("utf8")).hexdigest()
 
 
 def lazy_teacher(
-    spec: Union[str, Path], overrides: Optional[Dict[str, Any]] = None, code: Optional[Union[str, Path]] = None
+    spec: Union[str, Path],
+    overrides: Optional[Dict[str, Any]] = None,
+    code: Optional[Union[str, Path]] = None,
 ) -> LazyTeacher:
     """The teacher `load_teacher(spec, overrides)` builds, built only when needed (`LazyTeacher`).
 

@@ -27,9 +27,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy
 
 from ..errors import DistillError
+from ..hf.loading import fingerprint_of
 from ..registry import registry
 from .base import TeacherBase
-from ..hf.loading import fingerprint_of
 
 # answer_matches, match_scores, token_matches and redact were defined here once: still importable.
 from .openai_answers import (  # noqa: F401

@@ -4,6 +4,7 @@ then saved as plain numpy arrays and JSON, so scoring needs neither scikit-learn
 
 scikit-learn is imported where a head is fitted, never when this module is imported.
 """
+
 import hashlib
 import json
 from pathlib import Path

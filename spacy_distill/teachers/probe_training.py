@@ -1,14 +1,15 @@
 """Fitting a probe head on gold examples, and checking that a saved head fits the extractor and
 data it is loaded with (the head records both when it is fitted)."""
+
 import warnings
 from collections import Counter
 from pathlib import Path
 from typing import List, Optional, Sequence, Union
 
 from ..annotation.chunked import file_sha256
+from ..data.records import Record, read_records, split_errors
 from ..errors import DistillError, LabelMismatchError
 from ..hf.extractor import HiddenStateExtractor
-from ..data.records import Record, read_records, split_errors
 from .probe_head import ProbeHead
 
 EXTRACTOR_FIELDS = ("model", "gguf_file", "revision", "layer", "last_k", "pooling", "max_length")
@@ -60,7 +61,9 @@ def fit_probe_head(
                 "needs two labels or more"
             )
     features = extractor.features([record.text for record in records])
-    head = ProbeHead.fit(features, gold, labels, multi_label=multi_label, regularization=regularization)
+    head = ProbeHead.fit(
+        features, gold, labels, multi_label=multi_label, regularization=regularization
+    )
     head.meta.update(
         {
             "extractor": extractor.settings,
@@ -92,8 +95,7 @@ def check_probe_head(
     kind, labels, regularization or training data; warn when only the model files differ."""
     meta = head.meta
     fix = (
-        f"use the settings it was fitted with, or delete {path} (or point head elsewhere) "
-        "to refit"
+        f"use the settings it was fitted with, or delete {path} (or point head elsewhere) to refit"
     )
     saved = meta.get("extractor") or {}
     current = extractor.settings

@@ -1,4 +1,5 @@
 """A teacher that is any spaCy pipeline with a text classifier (e.g. a spacy-transformers one)."""
+
 import hashlib
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -50,7 +51,9 @@ class SpacyTeacher(TeacherBase):
         self.pipe = nlp.get_pipe(self.component)
         self.teacher_exclusive = is_exclusive(nlp, self.component)
         if len(self.pipe.labels) < 1:
-            raise DistillError(f"Teacher component '{self.component}' has no labels; is it trained?")
+            raise DistillError(
+                f"Teacher component '{self.component}' has no labels; is it trained?"
+            )
         self.mapping = LabelMapping(self.pipe.labels, label_map, self.teacher_exclusive)
         self.labels: Tuple[str, ...] = self.mapping.labels
         self.exclusive = self.teacher_exclusive
@@ -130,9 +133,7 @@ class SpacyTeacher(TeacherBase):
 
     def _score(self, texts: Sequence[str]) -> numpy.ndarray:
         if self._reads_logits:
-            docs = list(
-                self.nlp.pipe(texts, batch_size=self.batch_size, disable=[self.component])
-            )
+            docs = list(self.nlp.pipe(texts, batch_size=self.batch_size, disable=[self.component]))
             try:
                 logits, _ = forward_logits(self.pipe.model, docs, is_train=False)
                 scores = self.pipe.model.ops.to_numpy(logits).astype("float64")
@@ -154,7 +155,11 @@ class SpacyTeacher(TeacherBase):
         return self.mapping.apply(scores).astype("float32")
 
     def hidden_settings(
-        self, *, layer: Optional[int] = None, last_k: Optional[int] = None, pooling: Optional[str] = None
+        self,
+        *,
+        layer: Optional[int] = None,
+        last_k: Optional[int] = None,
+        pooling: Optional[str] = None,
     ) -> Dict[str, Any]:
         """The hidden-state settings `hidden_states` uses: the pipeline's spacy-transformers
         output (`doc._.trf_data`); layers other than the last need the transformer to return all
@@ -168,7 +173,9 @@ class SpacyTeacher(TeacherBase):
         """
         trf = self._trf_sample
         if trf is None:  # one short text tells the width and the hidden states available
-            trf = self._trf_sample = self._trf_data(next(iter(self._trf_docs(["A sample text."]))), "a sample text")
+            trf = self._trf_sample = self._trf_data(
+                next(iter(self._trf_docs(["A sample text."]))), "a sample text"
+            )
         n_states = len(self._all_states(trf, need_all=False)) or 1
         if layer not in (None, -1) or last_k is not None:
             n_states = len(self._all_states(trf, need_all=True))
@@ -195,8 +202,14 @@ class SpacyTeacher(TeacherBase):
         level (str): "doc", "token" or "both".
         RETURNS (List[HiddenStates]): one per text.
         """
-        from ..hidden.alignment import HiddenStates, align_ragged, align_to_tokens, check_level
-        from ..hidden.alignment import select_layer, token_spans
+        from ..hidden.alignment import (
+            HiddenStates,
+            align_ragged,
+            align_to_tokens,
+            check_level,
+            select_layer,
+            token_spans,
+        )
 
         check_level(level)
         spec = self.hidden_settings(layer=layer, last_k=last_k, pooling=pooling)
@@ -207,7 +220,9 @@ class SpacyTeacher(TeacherBase):
         for i, teacher_doc in enumerate(self._trf_docs(list(texts))):
             trf = self._trf_data(teacher_doc, texts[i])
             states = self._all_states(trf, need_all=spec["layer"] != -1)
-            state = numpy.asarray(select_layer(states, spec["layer"], spec["last_k"]), dtype="float32")
+            state = numpy.asarray(
+                select_layer(states, spec["layer"], spec["last_k"]), dtype="float32"
+            )
             flat = state.reshape(-1, state.shape[-1])
             indices = numpy.asarray(_to_numpy(trf.align.dataXd), dtype="int64").reshape(-1)
             lengths = numpy.asarray(_to_numpy(trf.align.lengths), dtype="int64")
@@ -215,16 +230,25 @@ class SpacyTeacher(TeacherBase):
             result = HiddenStates(n_pieces=int(len(numpy.unique(indices))))
             if level in ("doc", "both"):
                 if spec["pooling"] == "mean":
-                    result.doc = vectors[mask].mean(axis=0) if mask.any() else numpy.zeros(flat.shape[1], "float32")
+                    result.doc = (
+                        vectors[mask].mean(axis=0)
+                        if mask.any()
+                        else numpy.zeros(flat.shape[1], "float32")
+                    )
                 elif spec["pooling"] == "cls":
                     result.doc = flat[0].copy()
                 else:
-                    result.doc = flat[int(indices.max())].copy() if len(indices) else flat[-1].copy()
+                    result.doc = (
+                        flat[int(indices.max())].copy() if len(indices) else flat[-1].copy()
+                    )
             if want_tokens:
                 own = token_spans(teacher_doc)
                 keep = numpy.flatnonzero(mask)
                 result.tokens, result.token_mask = align_to_tokens(
-                    texts[i], token_spans(docs[i]), [own[k] for k in keep], vectors[keep]  # type: ignore[index]
+                    texts[i],
+                    token_spans(docs[i]),
+                    [own[k] for k in keep],
+                    vectors[keep],  # type: ignore[index]
                 )
             results.append(result)
         return results
@@ -250,7 +274,7 @@ class SpacyTeacher(TeacherBase):
         if need_all:
             raise DistillError(
                 f"teacher {self.teacher_id}: a hidden layer other than the last needs all hidden "
-                "states; set transformer_config = {\"output_hidden_states\": true} in "
+                'states; set transformer_config = {"output_hidden_states": true} in '
                 "[components.transformer.model] of the teacher pipeline"
             )
         return [_to_numpy(output["last_hidden_state"])]
@@ -283,4 +307,6 @@ def configure_spacy_teacher(
     try:
         return SpacyTeacher(nlp, component=component, label_map=label_map, batch_size=batch_size)
     except DistillError as err:
-        raise DistillError(f"teacher {model}: {err}") from err  # which pipeline, for the CLI's one line
+        raise DistillError(
+            f"teacher {model}: {err}"
+        ) from err  # which pipeline, for the CLI's one line

@@ -1,5 +1,6 @@
 """Training a student: the distillation losses, the target corpus reader, the scorer, temperature
 calibration and the student configs (the sections per architecture part and their composition)."""
+
 from .student_config import (
     ARCHITECTURES,
     DEFAULT_VECTOR_ARCH,

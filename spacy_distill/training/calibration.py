@@ -11,6 +11,7 @@ is divided by t, which gives exactly z / t. The calibrated student is still a pl
 with no extra layer and no runtime cost, exports unchanged, and `meta.json` records what was done
 (`spacy_distill.training.calibration`: temperature, NLL and ECE before and after, data).
 """
+
 import math
 from typing import Any, Dict
 
@@ -20,9 +21,9 @@ from thinc.api import Model
 
 from ..errors import DistillError
 from ..ml.logits import logit_layer
+from ..pipeline.meta import stored_calibration, write_calibration  # noqa: E402
 from ..probabilities import scores_to_probabilities
 
-from ..pipeline.meta import stored_calibration, write_calibration  # noqa: E402
 MIN_TEMPERATURE, MAX_TEMPERATURE = 0.05, 20.0
 _EPS = 1e-12
 
@@ -34,7 +35,9 @@ def logits_from_probabilities(probs: numpy.ndarray, exclusive: bool) -> numpy.nd
     return numpy.log(p) if exclusive else numpy.log(p) - numpy.log1p(-p)
 
 
-def scaled_probabilities(logits: numpy.ndarray, temperature: float, exclusive: bool) -> numpy.ndarray:
+def scaled_probabilities(
+    logits: numpy.ndarray, temperature: float, exclusive: bool
+) -> numpy.ndarray:
     """softmax(z / t) or sigmoid(z / t)."""
     return scores_to_probabilities(logits, exclusive, temperature)
 
@@ -62,7 +65,9 @@ def fit_temperature(gold: numpy.ndarray, probs: numpy.ndarray, exclusive: bool) 
     y, z = gold[known], logits_from_probabilities(probs[known], exclusive)
 
     def loss(log_t: float) -> float:
-        return negative_log_likelihood(y, scaled_probabilities(z, math.exp(log_t), exclusive), exclusive)
+        return negative_log_likelihood(
+            y, scaled_probabilities(z, math.exp(log_t), exclusive), exclusive
+        )
 
     lo, hi = math.log(MIN_TEMPERATURE), math.log(MAX_TEMPERATURE)
     ratio = (math.sqrt(5) - 1) / 2
@@ -90,7 +95,13 @@ def apply_temperature(model: Model, temperature: float) -> None:
 
 
 def calibrate(
-    nlp: Language, component: str, gold: numpy.ndarray, probs: numpy.ndarray, *, exclusive: bool, data: str
+    nlp: Language,
+    component: str,
+    gold: numpy.ndarray,
+    probs: numpy.ndarray,
+    *,
+    exclusive: bool,
+    data: str,
 ) -> Dict[str, Any]:
     """Fit a temperature on (gold, probs), apply it to the component's weights and record it in
     `nlp.meta` (a previous calibration's temperature is multiplied in).
@@ -103,7 +114,9 @@ def calibrate(
     temperature = fit_temperature(gold, probs, exclusive)
     apply_temperature(nlp.get_pipe(component).model, temperature)
     known = ~numpy.isnan(gold).any(axis=1)
-    after = scaled_probabilities(logits_from_probabilities(probs, exclusive), temperature, exclusive)
+    after = scaled_probabilities(
+        logits_from_probabilities(probs, exclusive), temperature, exclusive
+    )
     previous = float(stored_calibration(nlp.meta).get("total_temperature") or 1.0)
     record = {
         "temperature": temperature,

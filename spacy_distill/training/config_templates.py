@@ -2,6 +2,7 @@
 the embeddings and encoders under them, the hidden-state components and the training skeleton.
 `spacy_distill.training.student_config` composes them per architecture; every builder returns a
 plain dict that `thinc.api.Config` serialises, so no part is written twice."""
+
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Union
 
@@ -120,7 +121,12 @@ def static_cnn(width: int, attr: str) -> Section:
 
 
 def textcat_model(
-    arch: str, exclusive: bool, *, width: Optional[int] = None, attr: Optional[str] = None, hidden_width: int = 128
+    arch: str,
+    exclusive: bool,
+    *,
+    width: Optional[int] = None,
+    attr: Optional[str] = None,
+    hidden_width: int = 128,
 ) -> Section:
     """The model section of architecture `arch` (a key of ARCHITECTURE_PARTS); `width` and
     `attr` are the static embeddings' (unused by bow, cnn and ensemble)."""
@@ -140,7 +146,9 @@ def textcat_model(
     return pooled_model(exclusive, tok2vec, hidden_width)
 
 
-def soft_target_loss(temperature: float, alpha: float, trust: Optional[Dict[str, float]] = None) -> Section:
+def soft_target_loss(
+    temperature: float, alpha: float, trust: Optional[Dict[str, float]] = None
+) -> Section:
     """SoftTargetLoss v1, or v2 with the teacher's trust per label."""
     section = {
         "@losses": f"spacy-distill.SoftTargetLoss.{'v1' if trust is None else 'v2'}",
@@ -174,7 +182,11 @@ def distill_hidden_component(
             "nP": 3,
             "tok2vec": tok2vec,
         },
-        "loss": {"@losses": "spacy-distill.HiddenStateLoss.v1", "kind": loss, "weight": float(weight)},
+        "loss": {
+            "@losses": "spacy-distill.HiddenStateLoss.v1",
+            "kind": loss,
+            "weight": float(weight),
+        },
     }
 
 
@@ -229,11 +241,15 @@ def training_config(
                 "@batchers": "spacy.batch_by_words.v1",
                 "discard_oversize": False,
                 "tolerance": 0.2,
-                "size": {"@schedules": "compounding.v1", "start": 100, "stop": 1000, "compound": 1.001},
+                "size": {
+                    "@schedules": "compounding.v1",
+                    "start": 100,
+                    "stop": 1000,
+                    "compound": 1.001,
+                },
             },
             "optimizer": {"@optimizers": "Adam.v1", "learn_rate": 0.001},
             "score_weights": dict(score_weights),
         },
         "initialize": {"components": {component: {"labels": list(labels)}}},
     }
-

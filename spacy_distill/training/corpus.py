@@ -1,4 +1,5 @@
 """A corpus reader for teacher-target files, for `[corpora]` in a training config."""
+
 from pathlib import Path
 from typing import Callable, Iterator, List, Optional, Sequence, Union
 
@@ -6,8 +7,8 @@ from spacy.language import Language
 from spacy.training import Example
 
 from ..data.msgpack_codecs import cached_msgpack_codecs
-from ..registry import registry
 from ..data.targets import USER_DATA_KEY, read_targets
+from ..registry import registry
 
 
 class TargetCorpus:

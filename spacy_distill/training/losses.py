@@ -18,6 +18,7 @@ label (multi-label), e.g. the teacher's dev F1 per label (`spacy_distill.evaluat
 never predicts a rare class then stops overruling the gold of that class, so distillation with
 gold does not end below gold alone where the teacher is blind.
 """
+
 from typing import Dict, NamedTuple, Optional, Sequence, Tuple
 
 import numpy
@@ -68,7 +69,9 @@ class SoftTargetLoss(Loss):
         """
         for label, value in dict(label_trust or {}).items():
             if not 0.0 <= float(value) <= 1.0:
-                raise ValueError(f"SoftTargetLoss: label_trust.{label} must be in [0, 1], got {value}")
+                raise ValueError(
+                    f"SoftTargetLoss: label_trust.{label} must be in [0, 1], got {value}"
+                )
         if not temperature > 0:
             raise ValueError(f"SoftTargetLoss: temperature must be > 0, got {temperature}")
         if not 0.0 <= alpha <= 1.0:
@@ -127,9 +130,8 @@ class SoftTargetLoss(Loss):
             p_T = _sigmoid(xp, teacher / T)
             q_T = _sigmoid(xp, z / T)
             # Bernoulli KL(p || q) from logits, stable: softplus terms instead of logs of sigmoids.
-            kl = (
-                p_T * (_softplus(xp, -z / T) - _softplus(xp, -teacher / T))
-                + (1 - p_T) * (_softplus(xp, z / T) - _softplus(xp, teacher / T))
+            kl = p_T * (_softplus(xp, -z / T) - _softplus(xp, -teacher / T)) + (1 - p_T) * (
+                _softplus(xp, z / T) - _softplus(xp, teacher / T)
             )
             d_kl = T * (q_T - p_T)
             bce = gold * _softplus(xp, -z) + (1 - gold) * _softplus(xp, z)
@@ -142,7 +144,6 @@ class SoftTargetLoss(Loss):
             grad = grad / z.shape[0]
         return xp.asarray(grad, dtype=guesses.dtype), loss
 
-
     def _alpha(self, xp, gold, truths: SoftTargets):
         """alpha, or with label_trust: (n, 1) per doc (exclusive) or (n, L) per cell."""
         if not self.label_trust:
@@ -154,8 +155,12 @@ class SoftTargetLoss(Loss):
             )
         unknown = sorted(set(self.label_trust) - set(truths.labels))
         if unknown:
-            raise ValueError(f"SoftTargetLoss: label_trust names labels {unknown} that the component lacks ({list(truths.labels)})")
-        trust = xp.asarray([self.label_trust.get(label, 1.0) for label in truths.labels], dtype="float64")
+            raise ValueError(
+                f"SoftTargetLoss: label_trust names labels {unknown} that the component lacks ({list(truths.labels)})"
+            )
+        trust = xp.asarray(
+            [self.label_trust.get(label, 1.0) for label in truths.labels], dtype="float64"
+        )
         if truths.exclusive:
             # The trust of the doc's gold label (docs without gold do not mix: value unused).
             return self.alpha * trust[gold.argmax(axis=1)].reshape((-1, 1))
@@ -208,7 +213,9 @@ def configure_soft_target_loss_v2(
     label_trust (Optional[Dict[str, float]]): label -> trust in [0, 1]; labels left out: 1.
     RETURNS (SoftTargetLoss): the loss.
     """
-    return SoftTargetLoss(temperature=temperature, alpha=alpha, normalize=normalize, label_trust=label_trust)
+    return SoftTargetLoss(
+        temperature=temperature, alpha=alpha, normalize=normalize, label_trust=label_trust
+    )
 
 
 def make_soft_targets(
@@ -225,4 +232,10 @@ def make_soft_targets(
     )
 
 
-__all__ = ["SoftTargetLoss", "SoftTargets", "configure_soft_target_loss", "configure_soft_target_loss_v2", "make_soft_targets"]
+__all__ = [
+    "SoftTargetLoss",
+    "SoftTargets",
+    "configure_soft_target_loss",
+    "configure_soft_target_loss_v2",
+    "make_soft_targets",
+]

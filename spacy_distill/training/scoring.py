@@ -1,13 +1,14 @@
 """Scores for distilling text classifiers: spaCy's gold metrics plus agreement with the teacher."""
+
 from typing import Any, Callable, Dict, Iterable, List
 
 import numpy
 from spacy.scorer import Scorer
 from spacy.training import Example
 
+from ..data.targets import get_target
 from ..evaluation.teacher_metrics import agreement, mean_kl
 from ..registry import registry
-from ..data.targets import get_target
 
 
 def score_teacher_agreement(

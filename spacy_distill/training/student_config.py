@@ -1,5 +1,6 @@
 """Complete training configs for distilled students (what `spacy-distill init-config` writes):
 the architecture checks and defaults, composed from the sections of `config_templates`."""
+
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple, Union
 
@@ -8,8 +9,8 @@ from spacy import util
 from thinc.api import Config
 
 from ..arguments import check_float_argument, check_int_argument
-from ..errors import DistillError
 from ..data.targets import read_target_summary
+from ..errors import DistillError
 from .config_templates import (
     ARCHITECTURE_PARTS,
     Section,
@@ -22,10 +23,14 @@ from .config_templates import (
 
 ARCHITECTURES = tuple(ARCHITECTURE_PARTS)
 # Students whose embeddings start from teacher-derived word vectors (`spacy-distill word-vectors`).
-VECTOR_ARCHITECTURES = tuple(a for a, (_, encoder) in ARCHITECTURE_PARTS.items() if encoder not in (None, "hash-cnn"))
+VECTOR_ARCHITECTURES = tuple(
+    a for a, (_, encoder) in ARCHITECTURE_PARTS.items() if encoder not in (None, "hash-cnn")
+)
 # Students on `spacy-distill.StaticEmbeddings.v2`: word table + character n-gram fallback (the
 # vectors folder must hold subword vectors, `word-vectors --subwords N`).
-SUBWORD_ARCHITECTURES = tuple(a for a, (_, encoder) in ARCHITECTURE_PARTS.items() if encoder == "subword")
+SUBWORD_ARCHITECTURES = tuple(
+    a for a, (_, encoder) in ARCHITECTURE_PARTS.items() if encoder == "subword"
+)
 DEFAULT_CNN_WIDTH = 64
 # The subword students' default width: on tweets 128 of 256 PCA dimensions kept 0.947 of the
 # teacher against 0.953 (3 seeds each, within their spread) at half the size (18 MB in float16,
@@ -119,7 +124,10 @@ def make_student_config(
     summary = read_target_summary(train)
     dev = dev if dev is not None else train
     dev_summary = read_target_summary(dev)
-    if dev_summary["labels"] != summary["labels"] or dev_summary["exclusive"] != summary["exclusive"]:
+    if (
+        dev_summary["labels"] != summary["labels"]
+        or dev_summary["exclusive"] != summary["exclusive"]
+    ):
         raise DistillError(
             f"{dev}: labels {dev_summary['labels']} (exclusive={dev_summary['exclusive']}) differ "
             f"from {train}: {summary['labels']} (exclusive={summary['exclusive']})"
@@ -127,10 +135,14 @@ def make_student_config(
     exclusive = summary["exclusive"]
     if factory == "distill":
         factory_name = "distill_textcat" if exclusive else "distill_textcat_multilabel"
-        loss = soft_target_loss(temperature, alpha, resolve_label_trust(label_trust, dev, summary["labels"]))
+        loss = soft_target_loss(
+            temperature, alpha, resolve_label_trust(label_trust, dev, summary["labels"])
+        )
     else:
         if label_trust is not None:
-            raise DistillError("`label_trust` weighs the teacher term of the distilling loss: not for factory 'textcat'")
+            raise DistillError(
+                "`label_trust` weighs the teacher term of the distilling loss: not for factory 'textcat'"
+            )
         factory_name = "textcat" if exclusive else "textcat_multilabel"
         loss = None
     if factory == "textcat" and summary["n_gold"] == 0:
@@ -156,7 +168,14 @@ def make_student_config(
     )
     if hidden is not None:
         _add_hidden(
-            sections, component, train, arch, hidden, loss=hidden_loss, weight=hidden_weight, projector=hidden_projector
+            sections,
+            component,
+            train,
+            arch,
+            hidden,
+            loss=hidden_loss,
+            weight=hidden_weight,
+            projector=hidden_projector,
         )
     # Fill every default and validate, as `spacy init fill-config` does.
     nlp = util.load_model_from_config(Config(sections), auto_fill=True, validate=False)
@@ -165,7 +184,9 @@ def make_student_config(
 
 
 def resolve_label_trust(
-    label_trust: Optional[Union[str, Path, Dict[str, float]]], dev: Union[str, Path], labels: Sequence[str]
+    label_trust: Optional[Union[str, Path, Dict[str, float]]],
+    dev: Union[str, Path],
+    labels: Sequence[str],
 ) -> Optional[Dict[str, float]]:
     """The label -> trust mapping `label_trust` stands for (see `make_student_config`), checked
     against the student's labels: every value in [0, 1], no unknown label."""
@@ -174,30 +195,48 @@ def resolve_label_trust(
     if isinstance(label_trust, dict):
         trust, source = dict(label_trust), "label_trust"
     elif str(label_trust) == "auto":
-        from ..evaluation.trust import label_trust as trust_from_quality, teacher_quality
+        from ..evaluation.trust import label_trust as trust_from_quality
+        from ..evaluation.trust import teacher_quality
 
-        trust, source = trust_from_quality(teacher_quality(dev)), f"{dev} (the teacher's F1 per label)"
+        trust, source = (
+            trust_from_quality(teacher_quality(dev)),
+            f"{dev} (the teacher's F1 per label)",
+        )
     else:
         path = Path(label_trust)
         if not path.is_file():
-            raise DistillError(f"label_trust: {path} is neither 'auto' nor a file (the JSON of `check-teacher --output`)")
+            raise DistillError(
+                f"label_trust: {path} is neither 'auto' nor a file (the JSON of `check-teacher --output`)"
+            )
         try:
             report = srsly.read_json(path)
         except ValueError as err:
             raise DistillError(f"{path}: not JSON ({err})") from err
         if not isinstance(report, dict) or not isinstance(report.get("label_trust"), dict):
-            raise DistillError(f"{path}: no 'label_trust' object (write it with `spacy-distill check-teacher DEV --output`)")
+            raise DistillError(
+                f"{path}: no 'label_trust' object (write it with `spacy-distill check-teacher DEV --output`)"
+            )
         trust, source = report["label_trust"], str(path)
     unknown = sorted(set(trust) - set(labels))
     if unknown:
-        raise DistillError(f"{source}: trust for labels the student does not have: {unknown} (its labels: {list(labels)})")
+        raise DistillError(
+            f"{source}: trust for labels the student does not have: {unknown} (its labels: {list(labels)})"
+        )
     for label, value in trust.items():
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= float(value) <= 1.0:
-            raise DistillError(f"{source}: the trust of {label!r} must be a number in [0, 1], got {value!r}")
+        if (
+            not isinstance(value, (int, float))
+            or isinstance(value, bool)
+            or not 0.0 <= float(value) <= 1.0
+        ):
+            raise DistillError(
+                f"{source}: the trust of {label!r} must be a number in [0, 1], got {value!r}"
+            )
     return {label: float(trust[label]) for label in labels if label in trust}
 
 
-def _model_section(arch: str, exclusive: bool, vectors: Optional[Union[str, Path]], width: Optional[int]) -> Section:
+def _model_section(
+    arch: str, exclusive: bool, vectors: Optional[Union[str, Path]], width: Optional[int]
+) -> Section:
     """The textcat model of an architecture, with the word vectors' width and attribute checked."""
     if arch not in VECTOR_ARCHITECTURES:
         if vectors is not None or width is not None:
@@ -222,13 +261,17 @@ def _model_section(arch: str, exclusive: bool, vectors: Optional[Union[str, Path
         else:
             width = table.dims
     if not 1 <= width <= table.dims:
-        raise DistillError(f"`width` must be between 1 and the vectors' {table.dims} dims ({vectors}), got {width}")
+        raise DistillError(
+            f"`width` must be between 1 and the vectors' {table.dims} dims ({vectors}), got {width}"
+        )
     if arch in SUBWORD_ARCHITECTURES and table.subwords is None:
         raise DistillError(
             f"`arch={arch!r}` falls back on character n-gram vectors for unseen words, but {vectors} holds none: "
             "remake it with `spacy-distill word-vectors ... --subwords 32768` (the default)"
         )
-    return textcat_model(arch, exclusive, width=width, attr=table.attr, hidden_width=DEFAULT_HIDDEN_WIDTH)
+    return textcat_model(
+        arch, exclusive, width=width, attr=table.attr, hidden_width=DEFAULT_HIDDEN_WIDTH
+    )
 
 
 def choose_architecture(
@@ -267,12 +310,22 @@ def choose_architecture(
             "default) for the static-subword students, which also place words the training data never showed. "
             f"{DEFAULT_VECTOR_REASON}"
         )
-    return DEFAULT_VECTOR_ARCH, f"{size}, teacher word vectors with subword vectors given: {DEFAULT_VECTOR_REASON}"
+    return (
+        DEFAULT_VECTOR_ARCH,
+        f"{size}, teacher word vectors with subword vectors given: {DEFAULT_VECTOR_REASON}",
+    )
 
 
 def _add_hidden(
-    sections: Section, component: str, train: Union[str, Path], arch: str, level: str, *,
-    loss: str, weight: float, projector: str,
+    sections: Section,
+    component: str,
+    train: Union[str, Path],
+    arch: str,
+    level: str,
+    *,
+    loss: str,
+    weight: float,
+    projector: str,
 ) -> None:
     """Move the textcat's tok2vec into a shared tok2vec component that the textcat and a
     `distill_hidden` component listen to."""
@@ -281,7 +334,9 @@ def _add_hidden(
     if loss not in HIDDEN_LOSSES:
         raise DistillError(f"`hidden_loss` must be one of {HIDDEN_LOSSES}, got {loss!r}")
     if projector not in HIDDEN_PROJECTORS:
-        raise DistillError(f"`hidden_projector` must be one of {HIDDEN_PROJECTORS}, got {projector!r}")
+        raise DistillError(
+            f"`hidden_projector` must be one of {HIDDEN_PROJECTORS}, got {projector!r}"
+        )
     if arch == "bow":
         raise DistillError(
             "`hidden` needs a student with a tok2vec to teach, but `arch='bow'` has none (its "
@@ -295,15 +350,19 @@ def _add_hidden(
     sections["components"][SHARED_TOK2VEC] = {"factory": "tok2vec", "model": tok2vec}
     sections["components"]["distill_hidden"] = distill_hidden_component(
         listener(tok2vec_width, SHARED_TOK2VEC),
-        teacher_width=teacher_width, level=level, projector=projector, loss=loss, weight=weight,
+        teacher_width=teacher_width,
+        level=level,
+        projector=projector,
+        loss=loss,
+        weight=weight,
     )
     sections["nlp"]["pipeline"] = [SHARED_TOK2VEC, component, "distill_hidden"]
 
 
 def _stored_hidden_width(train: Union[str, Path], level: str) -> int:
     """The width of the hidden states stored in the first doc of the training file."""
-    from ..hidden.storage import decode_hidden
     from ..data.targets import USER_DATA_KEY, read_targets
+    from ..hidden.storage import decode_hidden
 
     for index, doc in enumerate(read_targets(train)):
         hidden = (doc.user_data.get(USER_DATA_KEY) or {}).get("hidden")

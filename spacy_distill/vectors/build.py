@@ -1,14 +1,15 @@
 """`spacy-distill word-vectors`: count the training vocabulary, encode each word with the teacher
 (cached) or average its stored in-context token states, reduce, weight and save. See `encode`,
 `contextual` and `reduce` for the why of each step."""
+
 import time
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 import numpy
 
-from ..arguments import check_float_argument, check_int_argument
 from ..annotation.cache import TeacherCache
+from ..arguments import check_float_argument, check_int_argument
 from .contextual import average_token_states
 from .encode import TeacherWordEncoder, encode_words
 from .reduce import DEFAULT_SIF_COEFFICIENT, frequency_weights, pca_reduce
@@ -70,9 +71,18 @@ def build_word_vectors(
     check_int_argument("batch_size", batch_size, 1)
     if layer is not None:
         check_int_argument("layer", layer)
-    _check_settings(dims=dims, min_count=min_count, max_words=max_words, sif_coefficient=sif_coefficient,
-                    subword_buckets=subword_buckets, min_n=min_n, max_n=max_n)
-    paths, vocabulary = _vocabulary(data, dims=dims, attr=attr, min_count=min_count, max_words=max_words, lang=lang)
+    _check_settings(
+        dims=dims,
+        min_count=min_count,
+        max_words=max_words,
+        sif_coefficient=sif_coefficient,
+        subword_buckets=subword_buckets,
+        min_n=min_n,
+        max_n=max_n,
+    )
+    paths, vocabulary = _vocabulary(
+        data, dims=dims, attr=attr, min_count=min_count, max_words=max_words, lang=lang
+    )
     n_teacher_words = 0
     if teacher_vocab:
         from .teacher_vocab import teacher_words
@@ -81,25 +91,56 @@ def build_word_vectors(
         extra = [w for w in teacher_words(teacher, attr) if w not in known]
         n_teacher_words = len(extra)
         # Count 0: p(word) = 0 under SIF, the weight of the rarest data words.
-        vocabulary = Vocabulary(vocabulary.words + extra, vocabulary.counts + [0] * len(extra), vocabulary.attr)
+        vocabulary = Vocabulary(
+            vocabulary.words + extra, vocabulary.counts + [0] * len(extra), vocabulary.attr
+        )
     encoder = TeacherWordEncoder(teacher, layer=layer, pooling=pooling)
     store = TeacherCache(cache) if cache is not None else None
     try:
-        encoded = encode_words(encoder, vocabulary.words, cache=store, batch_size=batch_size, show_progress=show_progress)
+        encoded = encode_words(
+            encoder,
+            vocabulary.words,
+            cache=store,
+            batch_size=batch_size,
+            show_progress=show_progress,
+        )
     finally:
         if store is not None:
             store.close()
     meta = {
         "teacher": {"id": encoder.teacher_id, "fingerprint": teacher.fingerprint},
-        "encoder": {"method": encoder.method, "settings": encoder.settings, "fingerprint": encoder.fingerprint,
-                    "teacher_width": int(encoded["vectors"].shape[1])},
+        "encoder": {
+            "method": encoder.method,
+            "settings": encoder.settings,
+            "fingerprint": encoder.fingerprint,
+            "teacher_width": int(encoded["vectors"].shape[1]),
+        },
     }
-    meta["vocabulary_extra"] = {"teacher_vocab": bool(teacher_vocab), "n_teacher_words": n_teacher_words}
-    result = _reduce_and_save(encoded["vectors"], vocabulary, paths, meta, output, dims=dims, min_count=min_count,
-                              max_words=max_words, weighting=weighting, sif_coefficient=sif_coefficient,
-                              subword_buckets=subword_buckets, min_n=min_n, max_n=max_n)
-    result.update(n_cached=encoded["n_cached"], n_encoded=encoded["n_encoded"], seconds=encoded["seconds"],
-                  n_teacher_words=n_teacher_words)
+    meta["vocabulary_extra"] = {
+        "teacher_vocab": bool(teacher_vocab),
+        "n_teacher_words": n_teacher_words,
+    }
+    result = _reduce_and_save(
+        encoded["vectors"],
+        vocabulary,
+        paths,
+        meta,
+        output,
+        dims=dims,
+        min_count=min_count,
+        max_words=max_words,
+        weighting=weighting,
+        sif_coefficient=sif_coefficient,
+        subword_buckets=subword_buckets,
+        min_n=min_n,
+        max_n=max_n,
+    )
+    result.update(
+        n_cached=encoded["n_cached"],
+        n_encoded=encoded["n_encoded"],
+        seconds=encoded["seconds"],
+        n_teacher_words=n_teacher_words,
+    )
     return result
 
 
@@ -128,27 +169,60 @@ def build_word_vectors_from_token_states(
     RETURNS (Dict[str, Any]): as `build_word_vectors` ("n_encoded" 0), plus "n_missing" (word
         types with no state) and "n_docs".
     """
-    _check_settings(dims=dims, min_count=min_count, max_words=max_words, sif_coefficient=sif_coefficient,
-                    subword_buckets=subword_buckets, min_n=min_n, max_n=max_n)
-    paths, vocabulary = _vocabulary(data, dims=dims, attr=attr, min_count=min_count, max_words=max_words, lang=lang)
+    _check_settings(
+        dims=dims,
+        min_count=min_count,
+        max_words=max_words,
+        sif_coefficient=sif_coefficient,
+        subword_buckets=subword_buckets,
+        min_n=min_n,
+        max_n=max_n,
+    )
+    paths, vocabulary = _vocabulary(
+        data, dims=dims, attr=attr, min_count=min_count, max_words=max_words, lang=lang
+    )
     start = time.time()
     averaged = average_token_states(paths, vocabulary, lang=lang, show_progress=show_progress)
     counts = averaged["n_states"]
     meta = {
         "teacher": averaged["teacher"],
-        "encoder": {"method": "token-states", "settings": averaged["source"],
-                    "teacher_width": int(averaged["vectors"].shape[1]), "n_docs": averaged["n_docs"],
-                    "n_missing": averaged["n_missing"], "median_states_per_word": float(numpy.median(counts))},
+        "encoder": {
+            "method": "token-states",
+            "settings": averaged["source"],
+            "teacher_width": int(averaged["vectors"].shape[1]),
+            "n_docs": averaged["n_docs"],
+            "n_missing": averaged["n_missing"],
+            "median_states_per_word": float(numpy.median(counts)),
+        },
     }
-    result = _reduce_and_save(averaged["vectors"], vocabulary, paths, meta, output, dims=dims, min_count=min_count,
-                              max_words=max_words, weighting=weighting, sif_coefficient=sif_coefficient,
-                              subword_buckets=subword_buckets, min_n=min_n, max_n=max_n)
-    result.update(n_cached=0, n_encoded=0, seconds=time.time() - start, n_missing=averaged["n_missing"],
-                  n_docs=averaged["n_docs"])
+    result = _reduce_and_save(
+        averaged["vectors"],
+        vocabulary,
+        paths,
+        meta,
+        output,
+        dims=dims,
+        min_count=min_count,
+        max_words=max_words,
+        weighting=weighting,
+        sif_coefficient=sif_coefficient,
+        subword_buckets=subword_buckets,
+        min_n=min_n,
+        max_n=max_n,
+    )
+    result.update(
+        n_cached=0,
+        n_encoded=0,
+        seconds=time.time() - start,
+        n_missing=averaged["n_missing"],
+        n_docs=averaged["n_docs"],
+    )
     return result
 
 
-def _check_settings(*, dims, min_count, max_words, sif_coefficient, subword_buckets, min_n, max_n) -> None:
+def _check_settings(
+    *, dims, min_count, max_words, sif_coefficient, subword_buckets, min_n, max_n
+) -> None:
     """The numbers both sources of vectors take, checked before any file is read: a bad one
     would otherwise fail after the (slow) encoding or averaging."""
     check_int_argument("dims", dims, 1)
@@ -168,8 +242,22 @@ def _vocabulary(data, *, dims, attr, min_count, max_words, lang) -> Tuple[List[P
     return paths, count_words(paths, attr=attr, min_count=min_count, max_words=max_words, lang=lang)
 
 
-def _reduce_and_save(raw, vocabulary, paths, meta, output, *, dims, min_count, max_words, weighting,
-                     sif_coefficient, subword_buckets=0, min_n=DEFAULT_MIN_N, max_n=DEFAULT_MAX_N) -> Dict[str, Any]:
+def _reduce_and_save(
+    raw,
+    vocabulary,
+    paths,
+    meta,
+    output,
+    *,
+    dims,
+    min_count,
+    max_words,
+    weighting,
+    sif_coefficient,
+    subword_buckets=0,
+    min_n=DEFAULT_MIN_N,
+    max_n=DEFAULT_MAX_N,
+) -> Dict[str, Any]:
     """PCA, frequency weights, subword vectors, the meta and the folder: what both sources of
     vectors share."""
     if subword_buckets:
@@ -181,18 +269,41 @@ def _reduce_and_save(raw, vocabulary, paths, meta, output, *, dims, min_count, m
         reduced = reduced * weights[:, None]
     meta = {
         **meta,
-        "vocabulary": {"hash": vocabulary.hash, "data": [str(p) for p in paths], "min_count": min_count,
-                       "max_words": max_words, "n_tokens": vocabulary.total},
-        "reduction": {"method": "pca", "standardized": True, "dims_requested": int(dims), **reduction},
-        "weighting": {"method": weighting, "coefficient": sif_coefficient if weighting != "none" else None},
+        "vocabulary": {
+            "hash": vocabulary.hash,
+            "data": [str(p) for p in paths],
+            "min_count": min_count,
+            "max_words": max_words,
+            "n_tokens": vocabulary.total,
+        },
+        "reduction": {
+            "method": "pca",
+            "standardized": True,
+            "dims_requested": int(dims),
+            **reduction,
+        },
+        "weighting": {
+            "method": weighting,
+            "coefficient": sif_coefficient if weighting != "none" else None,
+        },
     }
     subwords = None
     if subword_buckets:
         # Fitted to the final (reduced, weighted) vectors: what the student's table starts from.
-        subwords, fit = fit_ngram_vectors(vocabulary.words, reduced, buckets=subword_buckets, min_n=min_n, max_n=max_n)
-        meta["subwords"] = {"method": "hashed-char-ngrams", "hash": "murmurhash.hash_unicode", "buckets": int(subword_buckets),
-                            "min_n": int(min_n), "max_n": int(max_n), **fit}
-    vectors = WordVectors(vocabulary.words, reduced, attr=vocabulary.attr, meta=meta, subwords=subwords)
+        subwords, fit = fit_ngram_vectors(
+            vocabulary.words, reduced, buckets=subword_buckets, min_n=min_n, max_n=max_n
+        )
+        meta["subwords"] = {
+            "method": "hashed-char-ngrams",
+            "hash": "murmurhash.hash_unicode",
+            "buckets": int(subword_buckets),
+            "min_n": int(min_n),
+            "max_n": int(max_n),
+            **fit,
+        }
+    vectors = WordVectors(
+        vocabulary.words, reduced, attr=vocabulary.attr, meta=meta, subwords=subwords
+    )
     if output is not None:
         vectors.to_disk(output)
     return {

@@ -11,6 +11,7 @@ Tokens that no word piece covers (mask 0) and whitespace tokens are skipped. A w
 whose tokens has a state gets the mean of all the word vectors: it is centred to zero by the PCA
 that follows, the same start as an unknown word.
 """
+
 from pathlib import Path
 from typing import Any, Dict, Iterable, Union
 
@@ -18,13 +19,17 @@ import numpy
 import spacy
 from tqdm import tqdm
 
-from ..errors import DistillError
 from ..data.targets import get_target, read_targets
+from ..errors import DistillError
 from .vocabulary import WORD_ATTRS, Vocabulary
 
 
 def average_token_states(
-    paths: Iterable[Union[str, Path]], vocabulary: Vocabulary, *, lang: str = "en", show_progress: bool = True
+    paths: Iterable[Union[str, Path]],
+    vocabulary: Vocabulary,
+    *,
+    lang: str = "en",
+    show_progress: bool = True,
 ) -> Dict[str, Any]:
     """Mean stored token state per word type of the vocabulary.
 
@@ -57,7 +62,10 @@ def average_token_states(
                     "to build word vectors from them"
                 )
             if signature is None:
-                signature, source = stored.signature, {**stored.source, "projection": stored.projection}
+                signature, source = (
+                    stored.signature,
+                    {**stored.source, "projection": stored.projection},
+                )
                 teacher = {"id": target.teacher_id, "fingerprint": target.fingerprint}
                 sums = numpy.zeros((len(vocabulary), stored.width), dtype="float64")
             elif stored.signature != signature:
@@ -81,5 +89,11 @@ def average_token_states(
     vectors = numpy.empty_like(sums)
     vectors[present] = sums[present] / counts[present, None]
     vectors[~present] = vectors[present].mean(axis=0)
-    return {"vectors": vectors, "n_states": counts, "n_missing": int((~present).sum()), "teacher": teacher,
-            "source": source, "n_docs": n_docs}
+    return {
+        "vectors": vectors,
+        "n_states": counts,
+        "n_missing": int((~present).sum()),
+        "teacher": teacher,
+        "source": source,
+        "n_docs": n_docs,
+    }

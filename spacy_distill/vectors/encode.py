@@ -10,6 +10,7 @@ Encodings are cached per word in the teacher cache (SQLite), under a fingerprint
 teacher's fingerprint and the encoding settings: a rerun, or a larger vocabulary, only encodes
 the words not seen before.
 """
+
 import hashlib
 import json
 import sys
@@ -90,8 +91,15 @@ class TeacherWordEncoder:
             )
         self.fingerprint = hashlib.sha256(
             json.dumps(
-                ["spacy-distill.word-vectors", ENCODER_VERSION, teacher.fingerprint, self.method, self.settings],
-                sort_keys=True, default=str,
+                [
+                    "spacy-distill.word-vectors",
+                    ENCODER_VERSION,
+                    teacher.fingerprint,
+                    self.method,
+                    self.settings,
+                ],
+                sort_keys=True,
+                default=str,
             ).encode("utf8")
         ).hexdigest()
 
@@ -101,7 +109,9 @@ class TeacherWordEncoder:
         if self.method == "features":
             vectors = self.teacher.features(words)
         else:
-            states = self.teacher.hidden_states(words, None, level="doc", layer=self._layer, pooling=self._pooling)
+            states = self.teacher.hidden_states(
+                words, None, level="doc", layer=self._layer, pooling=self._pooling
+            )
             vectors = numpy.stack([s.doc for s in states]) if states else numpy.zeros((0, 0))
         vectors = numpy.asarray(vectors, dtype="float32")
         if vectors.ndim != 2 or vectors.shape[0] != len(words):
@@ -136,13 +146,18 @@ def encode_words(
     start = time.perf_counter()
     rows: List[Optional[numpy.ndarray]] = [None] * len(words)
     if cache is not None and encoder.width:
-        for i, (vector, _) in cache.get_many(encoder.fingerprint, words, int(encoder.width)).items():
+        for i, (vector, _) in cache.get_many(
+            encoder.fingerprint, words, int(encoder.width)
+        ).items():
             rows[i] = vector
     missing = [i for i, row in enumerate(rows) if row is None]
     n_cached = len(words) - len(missing)
     with tqdm(
-        total=len(missing), desc=f"encoding words ({n_cached} cached)", unit="word",
-        disable=not show_progress or not missing, file=sys.stderr,
+        total=len(missing),
+        desc=f"encoding words ({n_cached} cached)",
+        unit="word",
+        disable=not show_progress or not missing,
+        file=sys.stderr,
     ) as bar:
         for offset in range(0, len(missing), batch_size):
             index = missing[offset : offset + batch_size]
@@ -150,7 +165,9 @@ def encode_words(
             vectors = encoder.encode(batch)
             if not numpy.isfinite(vectors).all():
                 bad = batch[int(numpy.flatnonzero(~numpy.isfinite(vectors).all(axis=1))[0])]
-                raise DistillError(f"teacher {encoder.teacher_id} gave a non-finite vector for the word {bad!r}")
+                raise DistillError(
+                    f"teacher {encoder.teacher_id} gave a non-finite vector for the word {bad!r}"
+                )
             for i, vector in zip(index, vectors):
                 rows[i] = vector
             if cache is not None:
@@ -158,7 +175,9 @@ def encode_words(
             bar.update(len(index))
     widths = {len(row) for row in rows}  # type: ignore[arg-type]
     if len(widths) > 1:
-        raise DistillError(f"teacher {encoder.teacher_id}: word vectors of different widths {sorted(widths)}")
+        raise DistillError(
+            f"teacher {encoder.teacher_id}: word vectors of different widths {sorted(widths)}"
+        )
     matrix = numpy.stack(rows).astype("float32") if rows else numpy.zeros((0, 0), "float32")  # type: ignore[arg-type]
     return {
         "vectors": matrix,
@@ -166,4 +185,3 @@ def encode_words(
         "n_encoded": len(missing),
         "seconds": time.perf_counter() - start,
     }
-

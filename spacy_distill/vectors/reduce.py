@@ -12,6 +12,7 @@
    model2vec's estimate when no counts exist). Mean pooling then hears content words over
    function words.
 """
+
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy

@@ -13,6 +13,7 @@ vectors learn from every training token, and an unseen word is scored through th
 uses murmurhash (a spaCy dependency) on the word's keyed form, so the exported student computes
 the same buckets with nothing but spaCy installed.
 """
+
 from typing import Dict, Iterable, List, Sequence, Tuple
 
 import numpy
@@ -34,10 +35,14 @@ def check_ngram_settings(buckets: int, min_n: int, max_n: int) -> None:
     if not isinstance(buckets, int) or buckets < 1:
         raise DistillError(f"subword buckets must be a positive integer, got {buckets!r}")
     if not (isinstance(min_n, int) and isinstance(max_n, int) and 1 <= min_n <= max_n):
-        raise DistillError(f"character n-gram sizes must satisfy 1 <= min_n <= max_n, got {min_n}, {max_n}")
+        raise DistillError(
+            f"character n-gram sizes must satisfy 1 <= min_n <= max_n, got {min_n}, {max_n}"
+        )
 
 
-def word_buckets(word: str, buckets: int, min_n: int = DEFAULT_MIN_N, max_n: int = DEFAULT_MAX_N) -> numpy.ndarray:
+def word_buckets(
+    word: str, buckets: int, min_n: int = DEFAULT_MIN_N, max_n: int = DEFAULT_MAX_N
+) -> numpy.ndarray:
     """The sorted, distinct buckets of a word's character n-grams (empty for whitespace).
 
     word (str): the word, in the form the vectors are keyed by (e.g. lowercase).
@@ -54,7 +59,9 @@ def word_buckets(word: str, buckets: int, min_n: int = DEFAULT_MIN_N, max_n: int
     return numpy.unique(numpy.asarray([hash_unicode(g) % buckets for g in grams], dtype="int64"))
 
 
-def ragged_buckets(words: Iterable[str], buckets: int, min_n: int, max_n: int) -> Tuple[numpy.ndarray, numpy.ndarray]:
+def ragged_buckets(
+    words: Iterable[str], buckets: int, min_n: int, max_n: int
+) -> Tuple[numpy.ndarray, numpy.ndarray]:
     """Bucket ids of many words, flat, and each word's count."""
     parts = [word_buckets(w, buckets, min_n, max_n) for w in words]
     lengths = numpy.asarray([len(p) for p in parts], dtype="int64")
@@ -62,7 +69,9 @@ def ragged_buckets(words: Iterable[str], buckets: int, min_n: int, max_n: int) -
     return flat, lengths
 
 
-def segment_mean(table: numpy.ndarray, flat: numpy.ndarray, lengths: numpy.ndarray, chunk: int = 4096) -> numpy.ndarray:
+def segment_mean(
+    table: numpy.ndarray, flat: numpy.ndarray, lengths: numpy.ndarray, chunk: int = 4096
+) -> numpy.ndarray:
     """Row i: the mean of table[flat[segment i]] (zero for an empty segment); float32.
 
     thinc's reduce_mean (compiled) on chunks of segments: numpy's reduceat along rows is an
@@ -79,19 +88,25 @@ def segment_mean(table: numpy.ndarray, flat: numpy.ndarray, lengths: numpy.ndarr
         if not len(keep):
             continue
         start = int(ends[first] - lengths[first])
-        rows = numpy.ascontiguousarray(table[flat[start : start + int(part.sum())]], dtype="float32")
+        rows = numpy.ascontiguousarray(
+            table[flat[start : start + int(part.sum())]], dtype="float32"
+        )
         out[first + keep] = _OPS.reduce_mean(rows, part[keep].astype("int32"))
     return out
 
 
-def segment_scatter(grad: numpy.ndarray, flat: numpy.ndarray, lengths: numpy.ndarray, n_rows: int) -> numpy.ndarray:
+def segment_scatter(
+    grad: numpy.ndarray, flat: numpy.ndarray, lengths: numpy.ndarray, n_rows: int
+) -> numpy.ndarray:
     """The transpose of `segment_mean`: spread each segment's gradient over its rows."""
     out = numpy.zeros((n_rows, grad.shape[1]), dtype="float32")
     lengths = numpy.asarray(lengths, dtype="int64")
     keep = numpy.flatnonzero(lengths)
     if not len(keep):
         return out
-    spread = _OPS.backprop_reduce_mean(numpy.ascontiguousarray(grad[keep], dtype="float32"), lengths[keep].astype("int32"))
+    spread = _OPS.backprop_reduce_mean(
+        numpy.ascontiguousarray(grad[keep], dtype="float32"), lengths[keep].astype("int32")
+    )
     _OPS.scatter_add(out, numpy.asarray(flat, dtype="int32"), spread)
     return out
 
@@ -121,7 +136,9 @@ def fit_ngram_vectors(
         share of the vectors' variance the n-grams alone reconstruct, "buckets_used".
     """
     check_ngram_settings(buckets, min_n, max_n)
-    from scipy import sparse  # word-vectors time only (the teacher's environment), never at run time
+    from scipy import (
+        sparse,
+    )  # word-vectors time only (the teacher's environment), never at run time
 
     # float32 throughout: half the memory traffic, and 25 CG steps do not need more precision.
     V = numpy.asarray(vectors, dtype="float32")
@@ -155,7 +172,10 @@ def fit_ngram_vectors(
 
     residual = V - A(N)
     total = float(((V - V.mean(axis=0)) ** 2).sum()) or 1.0
-    stats = {"r2": 1.0 - float((residual**2).sum()) / total, "buckets_used": int(len(numpy.unique(flat)))}
+    stats = {
+        "r2": 1.0 - float((residual**2).sum()) / total,
+        "buckets_used": int(len(numpy.unique(flat))),
+    }
     return N.astype("float32"), stats
 
 
@@ -167,7 +187,9 @@ class BucketCache:
     _caches: Dict[Tuple[int, int, int], Dict[int, numpy.ndarray]] = {}
 
     @classmethod
-    def lookup(cls, keys: Sequence[int], strings, buckets: int, min_n: int, max_n: int) -> List[numpy.ndarray]:
+    def lookup(
+        cls, keys: Sequence[int], strings, buckets: int, min_n: int, max_n: int
+    ) -> List[numpy.ndarray]:
         """keys (Sequence[int]): string ids; strings (StringStore): resolves them."""
         cache = cls._caches.setdefault((buckets, min_n, max_n), {})
         if len(cache) > cls.MAX_ENTRIES:

@@ -9,6 +9,7 @@ the vocabulary lacks. Version 1 folders are read as before. The student copies t
 vectors into its own weights at initialisation, so a trained student needs neither this folder
 nor the teacher.
 """
+
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
@@ -30,8 +31,15 @@ META_FILE = "meta.json"
 class WordVectors:
     """Word types and their vectors, plus where they came from."""
 
-    def __init__(self, words: Sequence[str], vectors: numpy.ndarray, *, attr: str = "lower", meta: Dict[str, Any] = None,
-                 subwords: Optional[numpy.ndarray] = None):
+    def __init__(
+        self,
+        words: Sequence[str],
+        vectors: numpy.ndarray,
+        *,
+        attr: str = "lower",
+        meta: Dict[str, Any] = None,
+        subwords: Optional[numpy.ndarray] = None,
+    ):
         """
         words (Sequence[str]): the word types.
         vectors (numpy.ndarray): (n_words, dims) their vectors.
@@ -76,8 +84,14 @@ class WordVectors:
             numpy.save(path / SUBWORDS_FILE, self.subwords)
         elif (path / SUBWORDS_FILE).exists():
             (path / SUBWORDS_FILE).unlink()
-        meta = {**self.meta, "format": FORMAT, "version": VERSION, "attr": self.attr,
-                "n_words": len(self.words), "dims": self.dims}
+        meta = {
+            **self.meta,
+            "format": FORMAT,
+            "version": VERSION,
+            "attr": self.attr,
+            "n_words": len(self.words),
+            "dims": self.dims,
+        }
         srsly.write_json(path / META_FILE, meta)
         return path
 
@@ -92,7 +106,9 @@ class WordVectors:
             )
         meta = srsly.read_json(meta_path)
         if meta.get("format") != FORMAT:
-            raise DistillError(f"{meta_path}: field 'format' is {meta.get('format')!r}, expected {FORMAT!r}")
+            raise DistillError(
+                f"{meta_path}: field 'format' is {meta.get('format')!r}, expected {FORMAT!r}"
+            )
         if meta.get("version") not in READABLE_VERSIONS:
             raise DistillError(
                 f"{meta_path}: field 'version' is {meta.get('version')!r}; this spacy-distill reads {READABLE_VERSIONS}"
@@ -101,7 +117,9 @@ class WordVectors:
             words = srsly.read_json(path / WORDS_FILE)
             vectors = numpy.load(path / VECTORS_FILE, allow_pickle=False)
         except (OSError, ValueError) as err:
-            raise DistillError(f"{path}: cannot read {WORDS_FILE} / {VECTORS_FILE} ({err})") from err
+            raise DistillError(
+                f"{path}: cannot read {WORDS_FILE} / {VECTORS_FILE} ({err})"
+            ) from err
         if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
             raise DistillError(f"{path / WORDS_FILE}: expected a JSON list of strings")
         if vectors.shape != (meta.get("n_words"), meta.get("dims")):
@@ -116,8 +134,14 @@ class WordVectors:
             try:
                 subwords = numpy.load(path / SUBWORDS_FILE, allow_pickle=False)
             except (OSError, ValueError) as err:
-                raise DistillError(f"{path}: meta.json names subword vectors but {SUBWORDS_FILE} cannot be read ({err})") from err
+                raise DistillError(
+                    f"{path}: meta.json names subword vectors but {SUBWORDS_FILE} cannot be read ({err})"
+                ) from err
             if not numpy.isfinite(subwords).all():
                 raise DistillError(f"{path / SUBWORDS_FILE}: holds non-finite values")
-        keep = {k: v for k, v in meta.items() if k not in ("format", "version", "attr", "n_words", "dims")}
+        keep = {
+            k: v
+            for k, v in meta.items()
+            if k not in ("format", "version", "attr", "n_words", "dims")
+        }
         return cls(words, vectors, attr=meta.get("attr", "lower"), meta=keep, subwords=subwords)

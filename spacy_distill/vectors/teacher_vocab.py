@@ -6,6 +6,7 @@ knows tens of thousands of common words (BERT's WordPiece vocabulary holds about
 words): encoded by the teacher, each starts with the teacher's idea of it, at the cost of one
 teacher call per 256 words at `word-vectors` time and nothing at run time.
 """
+
 from typing import Any, List, Optional, Protocol, runtime_checkable
 
 from ..errors import DistillError
@@ -56,7 +57,11 @@ def teacher_words(teacher: Any, attr: str = "lower") -> List[str]:
     marked = sum(piece.startswith(_WORD_START) for piece, _ in pieces) > len(pieces) // 10
     words, seen = [], set()
     for piece, _ in pieces:
-        if piece in special or piece.startswith("##") or (piece.startswith("[") and piece.endswith("]")):
+        if (
+            piece in special
+            or piece.startswith("##")
+            or (piece.startswith("[") and piece.endswith("]"))
+        ):
             continue
         if marked:
             if not piece.startswith(_WORD_START):
@@ -64,7 +69,12 @@ def teacher_words(teacher: Any, attr: str = "lower") -> List[str]:
             piece = piece[1:]
         if attr == "lower":
             piece = piece.lower()
-        if not piece or piece in seen or not any(c.isalnum() for c in piece) or any(c.isspace() for c in piece):
+        if (
+            not piece
+            or piece in seen
+            or not any(c.isalnum() for c in piece)
+            or any(c.isspace() for c in piece)
+        ):
             continue
         seen.add(piece)
         words.append(piece)

@@ -4,6 +4,7 @@ Words are keyed by a lexical attribute (the lowercase form by default), the same
 student's embedding layer reads from each token, so every counted word has a row and every other
 token falls back to the out-of-vocabulary row.
 """
+
 import hashlib
 from collections import Counter
 from pathlib import Path
@@ -89,9 +90,13 @@ def count_words(
         for doc in docs:
             # Whitespace tokens carry no meaning of their own: they share the unknown-word row.
             counts.update(getattr(t, prop) for t in doc if not t.is_space)
-    ranked = sorted((item for item in counts.items() if item[1] >= min_count), key=lambda wc: (-wc[1], wc[0]))
+    ranked = sorted(
+        (item for item in counts.items() if item[1] >= min_count), key=lambda wc: (-wc[1], wc[0])
+    )
     if max_words is not None:
         ranked = ranked[:max_words]
     if not ranked:
-        raise DistillError(f"{', '.join(map(str, paths))}: no word occurs at least {min_count} time(s)")
+        raise DistillError(
+            f"{', '.join(map(str, paths))}: no word occurs at least {min_count} time(s)"
+        )
     return Vocabulary([w for w, _ in ranked], [c for _, c in ranked], attr)

@@ -1,4 +1,5 @@
 """The fault-injection suite: every test here is marked `faults` (run in CI; select with -m faults)."""
+
 import pytest
 
 

@@ -12,6 +12,7 @@ An action is a dict (build it with `fault`): status, headers, body, hang (second
 the server stops), trickle (seconds per byte of the body), truncate (the share of the answer
 kept), logprobs (False: an answer without them), echo_auth (echo the Authorization header).
 """
+
 import contextlib
 import json
 import threading
@@ -21,9 +22,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple, Un
 
 Action = Dict[str, Any]
 
-MODES = (
-    "ok", "500", "429", "truncated", "not_json", "trickle", "hang", "no_logprobs", "key_echo"
-)
+MODES = ("ok", "500", "429", "truncated", "not_json", "trickle", "hang", "no_logprobs", "key_echo")
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
 
 SPAM_TOP = [("spam", -0.2), (" Spam", -2.0), ("ham", -3.0), ("The", -4.0)]

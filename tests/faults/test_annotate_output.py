@@ -1,6 +1,7 @@
 """`annotate` output under faults: an output that cannot be written, a full disk, an interrupt, a
 teacher that fails on one text, an input edited between a run and its resume, two runs into one
 directory, a stale partial file, bad numbers, and SIGKILL at random points (then a resume)."""
+
 import errno
 import hashlib
 import logging
@@ -20,11 +21,11 @@ from typer.testing import CliRunner
 from spacy_distill.annotation.annotate import annotate
 from spacy_distill.annotation.cache import TeacherCache
 from spacy_distill.cli import app
-from spacy_distill.training.corpus import TargetCorpus
-from spacy_distill.errors import DistillError, TargetFormatError, TeacherError
-from spacy_distill.registry import registry
 from spacy_distill.data.shards import merge_target_files
 from spacy_distill.data.targets import read_targets
+from spacy_distill.errors import DistillError, TargetFormatError, TeacherError
+from spacy_distill.registry import registry
+from spacy_distill.training.corpus import TargetCorpus
 
 from ..conftest import FakeTeacher, write_jsonl
 from ..conftest import invoke_cli as invoke
@@ -42,7 +43,10 @@ def build_counting_teacher() -> FakeTeacher:
 
 
 def _rows(n):
-    return [{"text": f"text {i} " + ("free cash" if i % 3 == 0 else "see you") + " x" * (i % 5)} for i in range(n)]
+    return [
+        {"text": f"text {i} " + ("free cash" if i % 3 == 0 else "see you") + " x" * (i % 5)}
+        for i in range(n)
+    ]
 
 
 class DyingTeacher(FakeTeacher):
@@ -60,7 +64,9 @@ class DyingTeacher(FakeTeacher):
 
 
 def _scratch(folder):
-    return sorted(p.name for p in Path(folder).rglob("*") if p.name.endswith(".tmp") or ".partial." in p.name)
+    return sorted(
+        p.name for p in Path(folder).rglob("*") if p.name.endswith(".tmp") or ".partial." in p.name
+    )
 
 
 # --- 3: an output that cannot be written; a full disk; an interrupt ---------------------------
@@ -119,7 +125,9 @@ def _fail_writes_to(monkeypatch, names, error_number):
     monkeypatch.setattr(Path, "open", open_)
 
 
-def test_a_full_disk_leaves_no_tmp_names_the_output_and_points_at_the_cache(tmp_path, monkeypatch, caplog, capsys):
+def test_a_full_disk_leaves_no_tmp_names_the_output_and_points_at_the_cache(
+    tmp_path, monkeypatch, caplog, capsys
+):
     """ENOSPC is simulated (see `_fail_writes_to`): the output and the partial file both fail."""
     data = write_jsonl(tmp_path / "in.jsonl", _rows(10))
     out, cache = tmp_path / "out" / "out.spacy", tmp_path / "cache.sqlite"
@@ -129,8 +137,12 @@ def test_a_full_disk_leaves_no_tmp_names_the_output_and_points_at_the_cache(tmp_
     assert info.value.errno == errno.ENOSPC and str(out) in str(info.value)
     assert _scratch(tmp_path) == [] and not out.exists()  # no truncated .tmp, no half file
     # the library logs what a stopped run kept (the CLI shows it); it prints nothing itself
-    warning = " ".join(" ".join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING).split())
-    assert "Stopped after 10 docs, but they could not be saved in" in warning and str(cache) in warning
+    warning = " ".join(
+        " ".join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING).split()
+    )
+    assert (
+        "Stopped after 10 docs, but they could not be saved in" in warning and str(cache) in warning
+    )
     assert capsys.readouterr().out == ""
     monkeypatch.undo()
     teacher = FakeTeacher()
@@ -180,21 +192,33 @@ class PoisonTeacher(FakeTeacher):
 def test_a_teacher_error_names_the_input_record_and_keeps_the_partial_file(tmp_path):
     filler = [{"text": f"filler text number {i}"} for i in range(48)]  # the first window
     tail = [  # lines 49-54; length-sorted, the first batch is lines 50, 51, 52
-        {"text": "hello there friend", "id": "h"}, {"text": "x1 cached", "id": "c1"},
-        {"text": "x2 cached!", "id": "c2"}, {"text": "poison pill", "id": "abc"},
-        {"text": "a much longer text with words in it", "id": "l"}, {"text": "medium text here!!", "id": "m"},
+        {"text": "hello there friend", "id": "h"},
+        {"text": "x1 cached", "id": "c1"},
+        {"text": "x2 cached!", "id": "c2"},
+        {"text": "poison pill", "id": "abc"},
+        {"text": "a much longer text with words in it", "id": "l"},
+        {"text": "medium text here!!", "id": "m"},
     ]
     data = write_jsonl(tmp_path / "in.jsonl", filler + tail)
     cache, out = tmp_path / "cache.sqlite", tmp_path / "out.spacy"
     # Lines 50 and 51 are cached: the teacher sees the poisoned text alone, at its index 0.
-    annotate(write_jsonl(tmp_path / "seen.jsonl", tail[1:3]), tmp_path / "seen.spacy", PoisonTeacher(), cache=cache, show_progress=False)
+    annotate(
+        write_jsonl(tmp_path / "seen.jsonl", tail[1:3]),
+        tmp_path / "seen.spacy",
+        PoisonTeacher(),
+        cache=cache,
+        show_progress=False,
+    )
     with pytest.raises(TeacherError) as info:
         annotate(data, out, PoisonTeacher("poison"), cache=cache, show_progress=False)
     assert str(info.value) == f"{data}:52 (id 'abc'): the server answered 'banana'"
     assert len(list(read_targets(tmp_path / "out.partial.spacy"))) == 48
     with pytest.raises(TeacherError) as info:
         annotate(data, out, PoisonTeacher("poison", with_index=False), show_progress=False)
-    assert str(info.value) == f"one of 3 records from {data}:50 to {data}:52: the server answered 'banana'"
+    assert (
+        str(info.value)
+        == f"one of 3 records from {data}:50 to {data}:52: the server answered 'banana'"
+    )
 
 
 # --- 11: an input edited between a run and its resume ------------------------------------------
@@ -215,7 +239,10 @@ def test_a_resume_after_a_same_size_edit_of_the_input_is_refused(tmp_path):
     with pytest.raises(DistillError) as info:
         annotate(data, out, FakeTeacher(), chunk_size=4, show_progress=False)
     message = str(info.value)
-    assert f"{out / 'manifest.json'}: the chunks here were written from other content of {data}" in message
+    assert (
+        f"{out / 'manifest.json'}: the chunks here were written from other content of {data}"
+        in message
+    )
     assert "the input changed since" in message and "remove this directory" in message
     # other settings that change what a chunk holds are refused as well
     rows[1]["text"] = rows[1]["text"].lower()
@@ -249,17 +276,26 @@ class NestingTeacher(FakeTeacher):
 def test_a_second_run_into_the_same_directory_is_refused_at_once(tmp_path):
     data = write_jsonl(tmp_path / "in.jsonl", _rows(10))
     out = tmp_path / "chunks"
-    teacher = NestingTeacher(lambda: annotate(data, out, FakeTeacher(), chunk_size=4, show_progress=False))
+    teacher = NestingTeacher(
+        lambda: annotate(data, out, FakeTeacher(), chunk_size=4, show_progress=False)
+    )
     summary = annotate(data, out, teacher, chunk_size=4, show_progress=False)
     assert len(teacher.errors) == 1 and teacher.seconds < 5  # refused, not left waiting
     assert f"{out}: another annotate run is writing into this directory" in teacher.errors[0]
     annotate(data, tmp_path / "one.spacy", FakeTeacher(), show_progress=False)
     assert summary.n_written == 10
-    assert [d.to_bytes() for d in read_targets(out)] == [d.to_bytes() for d in read_targets(tmp_path / "one.spacy")]
+    assert [d.to_bytes() for d in read_targets(out)] == [
+        d.to_bytes() for d in read_targets(tmp_path / "one.spacy")
+    ]
     # the lock goes with the run, whether it ends well or not
     with pytest.raises(RuntimeError, match="teacher died"):
         annotate(data, tmp_path / "other", DyingTeacher(2), chunk_size=4, show_progress=False)
-    assert annotate(data, tmp_path / "other", FakeTeacher(), chunk_size=4, show_progress=False).n_written == 10
+    assert (
+        annotate(
+            data, tmp_path / "other", FakeTeacher(), chunk_size=4, show_progress=False
+        ).n_written
+        == 10
+    )
     assert annotate(data, out, FakeTeacher(), chunk_size=4, show_progress=False).n_resumed == 10
 
 
@@ -300,8 +336,15 @@ def test_a_successful_run_removes_the_partial_file_and_readers_skip_scratch_file
 def test_numeric_options_and_arguments_out_of_range_are_refused(tmp_path, fake_teacher_cfg):
     data = write_jsonl(tmp_path / "in.jsonl", _rows(5))
     out = tmp_path / "out.spacy"
-    for option, value in [("--limit", -5), ("--chunk-size", 0), ("--ray-actors", 0), ("--hidden-dims", 0)]:
-        result, output = invoke("annotate", data, out, "--teacher", fake_teacher_cfg, "--no-progress", option, value)
+    for option, value in [
+        ("--limit", -5),
+        ("--chunk-size", 0),
+        ("--ray-actors", 0),
+        ("--hidden-dims", 0),
+    ]:
+        result, output = invoke(
+            "annotate", data, out, "--teacher", fake_teacher_cfg, "--no-progress", option, value
+        )
         assert result.exit_code == 2 and option in output, (option, output)
     assert not out.exists()
     cases = [
@@ -330,7 +373,9 @@ def _log_lines(log):
 
 
 def _teacher_cfg(path, log, delay):
-    path.write_text(f'[teacher]\n@teachers = "spacy-distill-test.CountingTeacher.v1"\nlog_path = "{log}"\ndelay = {delay}\n')
+    path.write_text(
+        f'[teacher]\n@teachers = "spacy-distill-test.CountingTeacher.v1"\nlog_path = "{log}"\ndelay = {delay}\n'
+    )
     return path
 
 
@@ -356,7 +401,9 @@ def _kill_after_scoring(args, log, n_texts):
     if killed:
         process.kill()  # SIGKILL: no handler, no finally, no partial file
     process.join()
-    assert process.exitcode in (0, -signal.SIGKILL), f"the run failed by itself (exit code {process.exitcode})"
+    assert process.exitcode in (0, -signal.SIGKILL), (
+        f"the run failed by itself (exit code {process.exitcode})"
+    )
     return killed
 
 
@@ -370,7 +417,9 @@ def _kill_and_resume(tmp_path, data, out, extra, expected, n_kills, rng):
     killed = []
     for _ in range(n_kills):
         left = len(set(expected) - set(_log_lines(log)))
-        killed.append(_kill_after_scoring([*args, "--teacher", slow], log, rng.randint(1, max(1, left))))
+        killed.append(
+            _kill_after_scoring([*args, "--teacher", slow], log, rng.randint(1, max(1, left)))
+        )
     assert any(killed), "no run was killed mid-way"
     before = _log_lines(log)
     cached = set()
@@ -382,10 +431,13 @@ def _kill_and_resume(tmp_path, data, out, extra, expected, n_kills, rng):
     kept = sum(1 for p in out.glob("part-*.spacy") for _ in read_targets(p)) if out.is_dir() else 0
     result, output = invoke(*args, "--teacher", fast)
     assert result.exit_code == 0, output
-    after = _log_lines(log)[len(before):]
+    after = _log_lines(log)[len(before) :]
     assert not cached & set(after), "a cached text was scored again"
     assert set(before) | set(after) == set(expected)
-    assert f"Teacher cache: {len(cached) - kept} hits, {len(after)} texts scored by the teacher" in output
+    assert (
+        f"Teacher cache: {len(cached) - kept} hits, {len(after)} texts scored by the teacher"
+        in output
+    )
     assert (f"Resumed: {kept} records" in output) == bool(kept)
 
 
@@ -394,7 +446,18 @@ def _baseline(tmp_path, data, name, extra=()):
     children then need: the registries' entry points)."""
     out = tmp_path / "baseline" / name
     cfg = _teacher_cfg(tmp_path / "baseline.cfg", tmp_path / "baseline.log", 0.0)
-    result, output = invoke("annotate", data, out, "--teacher", cfg, "--code", CODE, "--no-cache", "--no-progress", *extra)
+    result, output = invoke(
+        "annotate",
+        data,
+        out,
+        "--teacher",
+        cfg,
+        "--code",
+        CODE,
+        "--no-cache",
+        "--no-progress",
+        *extra,
+    )
     assert result.exit_code == 0, output
     return out
 
@@ -418,7 +481,10 @@ def test_sigkill_at_random_points_then_resume_gives_the_uninterrupted_output(tmp
         assert all((out / name).read_bytes() == (baseline / name).read_bytes() for name in names)
     else:
         baseline = _baseline(tmp_path, data, "full.spacy")
-        shard_outputs = [(tmp_path / "s1.spacy", ["--shard", "1/2"]), (tmp_path / "s2", ["--shard", "2/2", "--chunk-size", "3"])]
+        shard_outputs = [
+            (tmp_path / "s1.spacy", ["--shard", "1/2"]),
+            (tmp_path / "s2", ["--shard", "2/2", "--chunk-size", "3"]),
+        ]
         for k, (out, extra) in enumerate(shard_outputs, start=1):
             _kill_and_resume(tmp_path, data, out, extra, texts[k - 1 :: 2], 2, rng)
         merged = tmp_path / "merged.spacy"

@@ -1,6 +1,7 @@
 """Faults in what a run loads from disk. The teacher cache: a damaged file, altered entries,
 entries from an older version, file modes, teacher errors on a partly cached batch. Model
 weights: pickled weights are refused unless allowed."""
+
 import logging
 import os
 import shutil
@@ -12,8 +13,8 @@ import pytest
 
 from spacy_distill.annotation.annotate import annotate
 from spacy_distill.annotation.cache import CachedScorer, TeacherCache, cache_key
-from spacy_distill.errors import DistillError, TeacherError
 from spacy_distill.data.targets import get_target, read_targets
+from spacy_distill.errors import DistillError, TeacherError
 
 from ..conftest import FakeTeacher, write_jsonl
 
@@ -83,17 +84,23 @@ def test_altered_entry_is_detected_recomputed_and_overwritten(tmp_path, caplog):
     # one gets a wrong length; neither is caught by SQLite.
     with sqlite3.connect(path) as db:
         swapped = expected[2][::-1].astype("float32").tobytes()
-        db.execute("UPDATE teacher_scores SET scores = ? WHERE key = ?",
-                   (swapped, cache_key(teacher.fingerprint, texts[2])))
-        db.execute("UPDATE teacher_scores SET scores = ? WHERE key = ?",
-                   (b"\x00" * 12, cache_key(teacher.fingerprint, texts[4])))
+        db.execute(
+            "UPDATE teacher_scores SET scores = ? WHERE key = ?",
+            (swapped, cache_key(teacher.fingerprint, texts[2])),
+        )
+        db.execute(
+            "UPDATE teacher_scores SET scores = ? WHERE key = ?",
+            (b"\x00" * 12, cache_key(teacher.fingerprint, texts[4])),
+        )
     again = FakeTeacher()
     with caplog.at_level(logging.WARNING, logger="spacy_distill.annotation.cache"):
         summary, got = _annotate_scores(tmp_path, "second", texts, path, again)
     numpy.testing.assert_allclose(got, expected, atol=1e-6)  # not the swapped values
     assert (summary.n_cache_hits, summary.n_teacher, sum(again.calls)) == (4, 2, 2)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any(str(path) in w and "2 teacher cache entries failed their checksum" in w for w in warnings)
+    assert any(
+        str(path) in w and "2 teacher cache entries failed their checksum" in w for w in warnings
+    )
     # Overwritten with good entries: the next run is served from the cache, silently.
     caplog.clear()
     third = FakeTeacher()
@@ -108,16 +115,25 @@ def test_entries_from_an_older_cache_without_checksums_are_rescored_once(tmp_pat
     teacher = FakeTeacher()
     path = tmp_path / "old.sqlite"
     with sqlite3.connect(path) as db:  # the schema before checksums, with a trusted-looking entry
-        db.execute("CREATE TABLE teacher_scores (key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, "
-                   "n_labels INTEGER NOT NULL, scores BLOB NOT NULL, created REAL NOT NULL, extra TEXT)")
-        db.execute("INSERT INTO teacher_scores VALUES (?, ?, 2, ?, 0, NULL)",
-                   (cache_key(teacher.fingerprint, texts[0]), teacher.fingerprint,
-                    numpy.log(numpy.asarray([0.5, 0.5], dtype="float32")).tobytes()))
+        db.execute(
+            "CREATE TABLE teacher_scores (key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, "
+            "n_labels INTEGER NOT NULL, scores BLOB NOT NULL, created REAL NOT NULL, extra TEXT)"
+        )
+        db.execute(
+            "INSERT INTO teacher_scores VALUES (?, ?, 2, ?, 0, NULL)",
+            (
+                cache_key(teacher.fingerprint, texts[0]),
+                teacher.fingerprint,
+                numpy.log(numpy.asarray([0.5, 0.5], dtype="float32")).tobytes(),
+            ),
+        )
     with caplog.at_level(logging.WARNING, logger="spacy_distill.annotation.cache"):
         summary, got = _annotate_scores(tmp_path, "out", texts, path, teacher)
     assert (summary.n_cache_hits, summary.n_teacher) == (0, 4)
     numpy.testing.assert_allclose(got, FakeTeacher().score(texts), atol=1e-6)
-    assert any("no checksum" in r.getMessage() and str(path) in r.getMessage() for r in caplog.records)
+    assert any(
+        "no checksum" in r.getMessage() and str(path) in r.getMessage() for r in caplog.records
+    )
     with TeacherCache(path) as cache:
         assert len(cache.get_many(teacher.fingerprint, texts, 2)) == 4
 
@@ -187,8 +203,8 @@ def test_pickled_weights_are_refused_unless_allowed(tmp_path, monkeypatch, reque
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
     pytest.importorskip("tokenizers")
-    from spacy_distill.teachers.hf_classifier import HFClassifierTeacher
     from spacy_distill.hf.loading import ALLOW_PICKLE_ENV, weights_kwargs
+    from spacy_distill.teachers.hf_classifier import HFClassifierTeacher
 
     from ..tiny_models import build_tiny_classifier, build_tokenizer
 

