@@ -736,7 +736,8 @@ def main(
             stamps.append(time.strftime("%H:%M", time.gmtime(best.stat().st_mtime)))
         entry["trained"] = min(stamps) + ("" if min(stamps) == max(stamps) else f"–{max(stamps)}")
         log(
-            f"{cond}: acc {statistics.mean(entry['accuracy']):.4f}, obf {statistics.mean(entry['accuracy_obfuscated']):.4f}"
+            f"{cond}: acc {statistics.mean(entry['accuracy']):.4f}, obf "
+            f"{statistics.mean(entry['accuracy_obfuscated']):.4f}"
         )
         save(results, timings, extra, n_seeds, runs, max_steps, data, teacher, name)
     save(results, timings, extra, n_seeds, runs, max_steps, data, teacher, name)
@@ -821,7 +822,8 @@ def to_markdown(report: dict) -> str:
             continue
         drops = [a - o for a, o in zip(entry["accuracy"], entry["accuracy_obfuscated"])]
         lines.append(
-            f"| {cond} | {entry.get('n_train') or '–'} | {mean_std(entry['accuracy'])} | {mean_std(entry['macro_f1'])} | "
+            f"| {cond} | {entry.get('n_train') or '–'} | {mean_std(entry['accuracy'])} | "
+            f"{mean_std(entry['macro_f1'])} | "
             f"{mean_std(entry['agreement'])} | {mean_std(entry['accuracy_obfuscated'])} | {mean_std(drops)} | "
             f"{entry.get('trained', '–')} |"
         )

@@ -216,9 +216,14 @@ def _markdown(result: Dict[str, Any], plot: Optional[str]) -> str:
         "# Cascade: student screens, LLM teacher decides the doubtful",
         "",
         f"- command: `{result['command']}`",
-        f"- date: {result['date']}; {machine['cpus']} CPUs, load average {', '.join(f'{x:.1f}' for x in machine['load_avg'])}, OMP_NUM_THREADS={machine['omp_num_threads']}",
-        f"- student: `{result['student']}` (thresholds {result['thresholds']}); teacher: `{result['teacher_id']}` (loaded in {result['teacher_load_seconds']:.1f} s, not counted below)",
-        f"- bands chosen on `{result['dev']}` for the escalation rates below, applied to {result['n_test']} texts of `{result['test']}`",
+        f"- date: {result['date']}; {machine['cpus']} CPUs, load average "
+        f"{', '.join(f'{x:.1f}' for x in machine['load_avg'])}, "
+        f"OMP_NUM_THREADS={machine['omp_num_threads']}",
+        f"- student: `{result['student']}` (thresholds {result['thresholds']}); teacher: "
+        f"`{result['teacher_id']}` (loaded in {result['teacher_load_seconds']:.1f} s, not "
+        "counted below)",
+        f"- bands chosen on `{result['dev']}` for the escalation rates below, applied to "
+        f"{result['n_test']} texts of `{result['test']}`",
         "",
         "| setting | band (margin) | escalated on test | teacher calls | accuracy | macro-F1 | docs/s |",
         "|---|---:|---:|---:|---:|---:|---:|",

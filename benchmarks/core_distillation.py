@@ -444,14 +444,16 @@ def to_markdown(report: dict) -> str:
             f"Labels {', '.join(ds['labels'])}; train/dev/test = "
             f"{ds['sizes']['train']}/{ds['sizes']['dev']}/{ds['sizes']['test']}.",
             "",
-            "| model | test acc | macro-F1 | agree w/ teacher | retention | docs/s | speed-up | size (MB) | dev score | train time (s) |",
+            "| model | test acc | macro-F1 | agree w/ teacher | retention | docs/s | speed-up "
+            "| size (MB) | dev score | train time (s) |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for m, r in ds["models"].items():
             lines.append(
                 f"| {m} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} | {fmt(r.get('teacher_agreement'), '.4f')} "
                 f"| {fmt(r.get('retention'), '.3f')} | {r['docs_per_s']:.0f} | {fmt(r.get('speedup'), '.1f')}× "
-                f"| {r['size_mb']:.1f} | {fmt(r.get('dev_cats_score'), '.4f')} | {fmt(r.get('train_seconds'), '.0f', 'reused')} |"
+                f"| {r['size_mb']:.1f} | {fmt(r.get('dev_cats_score'), '.4f')} | "
+                f"{fmt(r.get('train_seconds'), '.0f', 'reused')} |"
             )
         if ds.get("teacher_reused"):
             lines += [

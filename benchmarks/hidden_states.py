@@ -238,7 +238,8 @@ def markdown(results: List[dict], command: str, tag: str) -> str:
             f"## {res['dataset']} ({res['n_train']} train texts, {res['n_test']} test)",
             "",
             f"Teacher `{t['path']}`: accuracy {t['accuracy']:.4f}, macro-F1 {t['macro_f1']:.4f}. "
-            + f"Target file with doc- and token-level states: {res['target_bytes_per_doc'] / 1000:.1f} kB per training text.",
+            + "Target file with doc- and token-level states: "
+            f"{res['target_bytes_per_doc'] / 1000:.1f} kB per training text.",
             "",
             "| student | macro-F1 | accuracy | agreement w/ teacher | training time (s) |",
             "|---|---:|---:|---:|---:|",
@@ -246,7 +247,8 @@ def markdown(results: List[dict], command: str, tag: str) -> str:
         for setting, s in res["summary"].items():
             cell = lambda key, fmt: f"{s[key]['mean']:{fmt}} ± {s[key]['std']:{fmt}}"  # noqa: E731
             lines.append(
-                f"| {setting} | {cell('macro_f1', '.4f')} | {cell('accuracy', '.4f')} | {cell('agreement', '.4f')} | {cell('train_seconds', '.0f')} |"
+                f"| {setting} | {cell('macro_f1', '.4f')} | {cell('accuracy', '.4f')} | "
+                f"{cell('agreement', '.4f')} | {cell('train_seconds', '.0f')} |"
             )
         lines.append("")
         lines.append(

@@ -39,7 +39,8 @@ sides).
     # the two venvs are made on first use if missing (pip; torch==2.13.0 first in train-venv):
     #   train-venv: torch==2.13.0, then model2vec[distill,train]==0.10.0 scikit-learn fasttext-numpy2-wheel
     #               with torch held at 2.13.0 by a constraint
-    #   serve-venv: spacy==3.8.* tqdm, spacy-distill --no-deps -e ., model2vec==0.10.0 scikit-learn fasttext-numpy2-wheel
+    #   serve-venv: spacy==3.8.* tqdm, spacy-distill --no-deps -e ., model2vec==0.10.0 scikit-learn
+    #               fasttext-numpy2-wheel
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/peers.py --datasets sst2,ag_news,sms_spam,tweeteval_sentiment
 
 `--stage train` trains only (datasets may be trained in parallel processes), `--stage measure`
@@ -165,7 +166,11 @@ elif kind == "fasttext":
         if best is None or score > best[0]:
             best = (score, lr, model)
     info["dev_macro_f1"], info["lr"] = best[0], best[1]
-    info["settings"] = f"train_supervised(lr={best[1]}, " + ", ".join(f"{k}={v!r}" for k, v in params.items()) + "); lr picked on dev"
+    info["settings"] = (
+        f"train_supervised(lr={best[1]}, "
+        + ", ".join(f"{k}={v!r}" for k, v in params.items())
+        + "); lr picked on dev"
+    )
     model = best[2]
     model.save_model(os.path.join(spec["out"], "model.bin"))
     qstart = time.time()
@@ -255,7 +260,8 @@ docs_per_s, tokenizer_docs_per_s = model_rates[best], tokenizer_rates[best]
 print(json.dumps({
     "docs_per_s": docs_per_s, "tokenizer_docs_per_s": tokenizer_docs_per_s,
     "model_rates": model_rates, "tokenizer_rates": tokenizer_rates, "ratios": ratios,
-    "first_pass_docs_per_s": first_pass_docs_per_s, "ratio": max(ratios), "peak_rss_mb": peak_rss, "rss_start_mb": rss_start,
+    "first_pass_docs_per_s": first_pass_docs_per_s, "ratio": max(ratios),
+    "peak_rss_mb": peak_rss, "rss_start_mb": rss_start,
     "load_seconds": load_seconds, "torch_imported": torch_imported,
     "torch_importable": __import__("importlib.util").util.find_spec("torch") is not None,
     "loadavg_before": load_before, "loadavg_after": loadavg(), "pred": pred,
@@ -803,13 +809,15 @@ def markdown(doc: dict) -> str:
         lines += [
             "| contestant | macro-F1 | accuracy | Δ macro-F1 vs "
             + (ref or "-")
-            + " [95% CI] | docs/s | tokenizer docs/s | × tok | × tok (median) | peak RSS (MB) | size (MB) | train (s) | seeds |",
+            + " [95% CI] | docs/s | tokenizer docs/s | × tok | × tok (median) | peak RSS (MB) "
+            "| size (MB) | train (s) | seeds |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for c, s in res["summary"].items():
-            fmt = lambda k, f: (
-                f"{s[k]['mean']:{f}}" + (f" ± {s[k]['std']:{f}}" if s[k]["std"] else "")
-            )  # noqa: E731
+
+            def fmt(k, f):
+                return f"{s[k]['mean']:{f}}" + (f" ± {s[k]['std']:{f}}" if s[k]["std"] else "")
+
             if c == ref:
                 delta = "reference"
             elif c in comp.get("against", {}):
@@ -820,8 +828,10 @@ def markdown(doc: dict) -> str:
             name = f"**{c}**" if c in OURS else c
             lines.append(
                 f"| {name} | {fmt('macro_f1', '.4f')} | {fmt('accuracy', '.4f')} | {delta} | "
-                f"{s['docs_per_s']['mean']:,.0f} | {s['tokenizer_docs_per_s']['mean']:,.0f} | {fmt('ratio', '.3f')} | {fmt('ratio_median', '.3f')} | "
-                f"{s['peak_rss_mb']['mean']:.0f} | {s['size_mb']['mean']:.1f} | {s['train_seconds']['mean']:.0f} | {s['n_seeds']} |"
+                f"{s['docs_per_s']['mean']:,.0f} | {s['tokenizer_docs_per_s']['mean']:,.0f} | "
+                f"{fmt('ratio', '.3f')} | {fmt('ratio_median', '.3f')} | "
+                f"{s['peak_rss_mb']['mean']:.0f} | {s['size_mb']['mean']:.1f} | "
+                f"{s['train_seconds']['mean']:.0f} | {s['n_seeds']} |"
             )
         torch_runs = sum(bool(r["torch_imported"]) for r in res["runs"])
         importable = sum(bool(r["torch_importable"]) for r in res["runs"])
@@ -884,7 +894,9 @@ def main(
     ),
     inner: int = typer.Option(
         3,
-        help="Timed passes over the test texts in each measuring process, tokenizer-only and model alternating per chunk of 500 texts (after a warm-up pass and one pass for the predictions and peak RSS)",
+        help="Timed passes over the test texts in each measuring process, tokenizer-only and "
+        "model alternating per chunk of 500 texts (after a warm-up pass and one pass for the "
+        "predictions and peak RSS)",
     ),
     stage: str = typer.Option("all", help="train | measure | all"),
     threads: int = typer.Option(1, help="torch threads for model2vec's distill and training"),

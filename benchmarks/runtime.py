@@ -200,8 +200,8 @@ def main(
     for dataset in datasets:
         model = build_student(dataset, work / dataset, steps)
         texts = [
-            json.loads(l)["text"]
-            for l in (DATA / dataset / "test.jsonl").read_text(encoding="utf8").splitlines()
+            json.loads(line)["text"]
+            for line in (DATA / dataset / "test.jsonl").read_text(encoding="utf8").splitlines()
         ][:limit]
         texts_path = work / dataset / "texts.json"
         texts_path.write_text(json.dumps(texts), encoding="utf8")
@@ -291,7 +291,8 @@ def markdown(payload: Dict) -> str:
             lines.append(
                 f"| {key} | {s['tokenizer_us']:.1f} | "
                 + " | ".join(f"{s['marginal_us'][c]:.1f}" for c in comps)
-                + f" | {s['pipeline_us']:.1f} | {s['ratio_to_tokenizer']:.2f} | {s['gc_share']:.1%} | {' '.join(s['loadavg'][0])} |"
+                + f" | {s['pipeline_us']:.1f} | {s['ratio_to_tokenizer']:.2f} | "
+                f"{s['gc_share']:.1%} | {' '.join(s['loadavg'][0])} |"
             )
         lines.append("")
     return "\n".join(lines)

@@ -308,16 +308,19 @@ def render(report: Dict) -> str:
         )
     lines += [
         "",
-        f"## Backends (teacher: spaCy textcat, {report['throughput_teacher']}; {report['throughput'][0]['n']:,} texts, `--no-cache`)",
+        f"## Backends (teacher: spaCy textcat, {report['throughput_teacher']}; "
+        f"{report['throughput'][0]['n']:,} texts, `--no-cache`)",
         "",
-        "Wall time of the whole command, Ray start-up and actor start-up included; measured one after another in one run.",
+        "Wall time of the whole command, Ray start-up and actor start-up included; measured "
+        "one after another in one run.",
         "",
         "| backend | wall (s) | docs/s | speed vs plain | peak RSS, largest process (MiB) |",
         "|---|---:|---:|---:|---:|",
     ]
     for r in report["throughput"]:
         lines.append(
-            f"| {r['backend']} | {r['wall_s']:.1f} | {r['docs_per_s']:.0f} | {r['speed_vs_plain']:.2f}x | {r['max_rss_mib']:.0f} |"
+            f"| {r['backend']} | {r['wall_s']:.1f} | {r['docs_per_s']:.0f} | "
+            f"{r['speed_vs_plain']:.2f}x | {r['max_rss_mib']:.0f} |"
         )
     chunked = sorted((r for r in report["memory"] if r["output"] == "chunks"), key=lambda r: r["n"])
     a, b = chunked[-2], chunked[-1]
@@ -332,12 +335,14 @@ def render(report: Dict) -> str:
         f"per text); if that residue kept growing linearly, {p['texts']:,} texts would peak at about "
         f"{bound:.0f} MiB (a linear extrapolation). The single `.spacy` file grows with every doc instead.",
         f"- Disk: about {p['target_gb']} GB of target chunks and {p['cache_gb']} GB of teacher cache.",
-        f"- Time on one such process with the {report['memory_teacher']} teacher: {p['memory_teacher_hours_one_process']} h.",
+        f"- Time on one such process with the {report['memory_teacher']} teacher: "
+        f"{p['memory_teacher_hours_one_process']} h.",
         "- Time with the "
         + report["throughput_teacher"]
         + " teacher: "
         + ", ".join(f"{name} {hours} h" for name, hours in p["throughput_teacher_hours"].items())
-        + ". Shards (`--shard K/N`) on N machines divide the time by N; Ray actors on a cluster add throughput per actor "
+        + ". Shards (`--shard K/N`) on N machines divide the time by N; Ray actors on a "
+        "cluster add throughput per actor "
         "until the driver's writing (the plain backend's rate with a cached teacher) is the limit.",
         "",
     ]

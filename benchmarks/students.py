@@ -397,7 +397,8 @@ def run_dataset(
             log(
                 f"  {tag}: macro-F1 {row['macro_f1']:.4f} retention {row['retention']:.3f} agreement "
                 f"{row['agreement']:.3f} {row['docs_per_s']:.0f} docs/s ({row['throughput_fraction']:.2f}x tokenizer) "
-                f"{row['peak_rss_mb']:.0f} MB {row['size_mb']:.1f} MB on disk (torch imported: {row['torch_imported']}, "
+                f"{row['peak_rss_mb']:.0f} MB {row['size_mb']:.1f} MB on disk (torch imported: "
+                f"{row['torch_imported']}, "
                 f"load {load_avg:.1f})"
             )
             result["runs"].append(row)
@@ -525,7 +526,8 @@ def markdown(results: List[dict], command: str) -> str:
                 tv = (wv.get("vocabulary_extra") or {}).get("n_teacher_words")
                 tv = f", {tv} of them from the teacher's vocabulary" if tv else ""
                 lines.append(
-                    f"{what}: {wv['n_words']} words{tv} × {wv.get('dims') or wv['reduction'].get('dims_requested')} dims "
+                    f"{what}: {wv['n_words']} words{tv} × "
+                    f"{wv.get('dims') or wv['reduction'].get('dims_requested')} dims "
                     f"from `{wv['teacher']}` (PCA keeps {wv['reduction']['explained_variance']:.1%} of the "
                     f"standardised variance; weighting {wv['weighting']['method']}{extra})."
                 )
@@ -538,7 +540,8 @@ def markdown(results: List[dict], command: str) -> str:
             "",
             f"![retention vs throughput](students_{res['dataset']}.png)",
             "",
-            "| student | retention | macro-F1 | agreement | docs/s | × tokenizer | peak RSS (MB) | size (MB) | train (s) | load (1 min) |",
+            "| student | retention | macro-F1 | agreement | docs/s | × tokenizer | peak RSS "
+            "(MB) | size (MB) | train (s) | load (1 min) |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for arch, s in res["summary"].items():
@@ -576,7 +579,8 @@ def main(
     dims: int = typer.Option(256, help="Word vector dimensions"),
     width: Optional[int] = typer.Option(
         None,
-        help="Embedding width of the vector students (init-config --width; default: the vectors' dims); their results are named A-w<width>",
+        help="Embedding width of the vector students (init-config --width; default: the "
+        "vectors' dims); their results are named A-w<width>",
     ),
     repeats: int = typer.Option(3, help="Throughput: best of N passes over the test texts"),
     measure_only: bool = typer.Option(
@@ -584,11 +588,15 @@ def main(
     ),
     hidden_train: Optional[Path] = typer.Option(
         None,
-        help="The training texts annotated with `--hidden doc` (A+hidden students) or `--hidden both` (also the A-ctx students, whose vectors average its token states and the dev file's)",
+        help="The training texts annotated with `--hidden doc` (A+hidden students) or "
+        "`--hidden both` (also the A-ctx students, whose vectors average its token states and "
+        "the dev file's)",
     ),
     serve_python: Optional[Path] = typer.Option(
         None,
-        help="Python of an environment without torch to measure students in (default: .work/students/serve-venv if it exists; thinc imports an installed torch on `import spacy`)",
+        help="Python of an environment without torch to measure students in (default: "
+        ".work/students/serve-venv if it exists; thinc imports an installed torch on `import "
+        "spacy`)",
     ),
     work: Path = typer.Option(HERE / ".work" / "students", help="Work folder"),
     results_dir: Path = typer.Option(HERE / "results", help="Where the json, md and png go"),

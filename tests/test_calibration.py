@@ -56,7 +56,7 @@ def test_the_weights_carry_the_temperature_exactly(tmp_path, arch, exclusive):
 
 def test_tune_calibrates_and_the_export_keeps_it(tmp_path):
     path = train_distilled_student(tmp_path, steps=30)  # overfit: over-confident on new texts
-    rows = [{"text": t, "label": l} for t, l in SPAM_TEXTS] + [
+    rows = [{"text": t, "label": label} for t, label in SPAM_TEXTS] + [
         {"text": "ham text about free lunch", "label": "ham"},
         {"text": "prize call", "label": "ham"},
         {"text": "win a car now", "label": "spam"},

@@ -55,7 +55,11 @@ def test_bad_lines_fail_before_the_teacher_runs_or_are_skipped_and_reported(
 ):
     path = tmp_path / "in.jsonl"
     path.write_text(
-        '{"text": "free cash", "label": "spam"}\n{"text": broken\n{"text": ""}\n{"text": "hi", "label": "eggs"}\n{"text": "ok", "label": "ham"}\n'
+        '{"text": "free cash", "label": "spam"}\n'
+        '{"text": broken\n'
+        '{"text": ""}\n'
+        '{"text": "hi", "label": "eggs"}\n'
+        '{"text": "ok", "label": "ham"}\n'
     )
     out = tmp_path / "out.spacy"
     result, output = invoke("annotate", path, out, "--teacher", fake_teacher_cfg, "--no-progress")

@@ -91,7 +91,7 @@ def test_multilabel_student_reproduces_teacher():
     _train(nlp, _examples(nlp, docs), 400)
     for (text, probs), doc in zip(rows, nlp.pipe(t for t, _ in rows)):
         numpy.testing.assert_allclose(
-            [doc.cats[l] for l in ("spam", "social", "money")], probs, atol=0.05
+            [doc.cats[label] for label in ("spam", "social", "money")], probs, atol=0.05
         )
 
 

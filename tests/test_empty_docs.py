@@ -44,9 +44,10 @@ def _plain_textcat(arch):
     nlp.add_pipe("textcat", config={"model": ARCHITECTURES[arch]})
     examples = [
         Example.from_dict(
-            nlp.make_doc(t), {"cats": {"ham": float(l == "ham"), "spam": float(l == "spam")}}
+            nlp.make_doc(t),
+            {"cats": {"ham": float(label == "ham"), "spam": float(label == "spam")}},
         )
-        for t, l in SPAM_TEXTS
+        for t, label in SPAM_TEXTS
     ]
     optimizer = nlp.initialize(lambda: examples)
     for _ in range(3):

@@ -27,7 +27,7 @@ def student_and_data(
     teacher_path = train_spacy_teacher(root / "teacher")
     # a weaker student: the same kind of model trained for fewer steps
     student_path = train_spacy_teacher(root / "student", steps=3)
-    rows = [{"text": t, "label": l} for t, l in SPAM_TEXTS]
+    rows = [{"text": t, "label": label} for t, label in SPAM_TEXTS]
     data = write_jsonl(root / "test.jsonl", rows)
     annotate(data, root / "test.spacy", SpacyTeacher(spacy.load(teacher_path)), show_progress=False)
     return root, teacher_path, student_path, data
@@ -312,9 +312,9 @@ def test_the_exported_filter_decides_what_the_report_says(student_and_data, tmp_
     import numpy
 
     root, _, student_path, _ = student_and_data
-    rows = [{"text": t, "label": l} for t, l in SPAM_TEXTS] + [
-        {"text": t, "label": l}
-        for t, l in [
+    rows = [{"text": t, "label": label} for t, label in SPAM_TEXTS] + [
+        {"text": t, "label": label}
+        for t, label in [
             ("free cash prize", "spam"),
             ("lunch at noon?", "ham"),
             ("@user", "ham"),
@@ -410,9 +410,10 @@ def test_evaluate_reports_the_gold_only_baseline_and_warns_where_distillation_is
         == quality["gold_only"]["per_label"]["spam"]["f1"]
     )
     expected = [
-        l
-        for l in ("ham", "spam")
-        if quality["student"]["per_label"][l]["f1"] < quality["gold_only"]["per_label"][l]["f1"]
+        label
+        for label in ("ham", "spam")
+        if quality["student"]["per_label"][label]["f1"]
+        < quality["gold_only"]["per_label"][label]["f1"]
     ]
     assert check["student_worse"] == expected
     assert ("worse than the gold-only student" in _clean(result.stdout)) == bool(expected)

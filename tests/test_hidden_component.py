@@ -294,7 +294,8 @@ def test_widths_that_disagree_with_the_stored_states_are_named(hidden_train, tmp
     wide = _examples(nlp, other)
     with pytest.raises(
         DistillError,
-        match=r"example 1 in batch \('free cash click here'.*wide.jsonl:2\): field 'hidden': width 9 differs from the 12 dims",
+        match=r"example 1 in batch \('free cash click here'.*wide.jsonl:2\): "
+        r"field 'hidden': width 9 differs from the 12 dims",
     ):
         nlp.update(examples[:1] + wide[1:], sgd=None)
 
@@ -312,7 +313,8 @@ def test_docs_without_stored_states_are_named_or_skipped(hidden_train, tmp_path,
     missing = _examples(nlp, plain)
     with pytest.raises(
         DistillError,
-        match=r"example 0 in batch \('win a free prize now', from .*spam.jsonl:1\): field 'hidden': missing.*--hidden doc.*allow_missing",
+        match=r"example 0 in batch \('win a free prize now', from .*spam.jsonl:1\): "
+        r"field 'hidden': missing.*--hidden doc.*allow_missing",
     ):
         nlp.update(missing[:2])
     # With no stored states at all, initialize says so.

@@ -92,7 +92,7 @@ def hidden_target_file(path, texts_labels, level="both", width=WIDTH, teacher=No
     from spacy_distill.annotation.annotate import annotate
 
     data = write_jsonl(
-        path.with_suffix(".jsonl"), [{"text": t, "label": l} for t, l in texts_labels]
+        path.with_suffix(".jsonl"), [{"text": t, "label": label} for t, label in texts_labels]
     )
     teacher = teacher or FakeHiddenTeacher(width)
     annotate(data, path, teacher, hidden=HiddenRequest(level, dims=dims), show_progress=False)

@@ -143,9 +143,10 @@ def trf_teacher(model_dir, all_states: bool) -> SpacyTeacher:
     nlp = spacy.util.load_model_from_config(config, auto_fill=True)
     examples = [
         Example.from_dict(
-            nlp.make_doc(t), {"cats": {"ham": float(l == "ham"), "spam": float(l == "spam")}}
+            nlp.make_doc(t),
+            {"cats": {"ham": float(label == "ham"), "spam": float(label == "spam")}},
         )
-        for t, l in SPAM_TEXTS
+        for t, label in SPAM_TEXTS
     ]
     nlp.initialize(lambda: examples)
     return SpacyTeacher(nlp, batch_size=2)
@@ -194,7 +195,7 @@ def test_a_teacher_without_hidden_states_fails_before_any_work(tmp_path):
     with pytest.raises(DistillError, match="no hidden states.*hidden_states"):
         require_hidden_teacher(teacher)
     data = write_jsonl(tmp_path / "in.jsonl", [{"text": t} for t, _ in SPAM_TEXTS])
-    with pytest.raises(DistillError, match="fake-teacher.*annotate without --hidden"):
+    with pytest.raises(DistillError, match="fake-teacher.*annotate the others without `hidden`"):
         annotate(
             data, tmp_path / "out.spacy", teacher, hidden=HiddenRequest("doc"), show_progress=False
         )
@@ -210,7 +211,9 @@ def test_hf_teacher_states_annotate_and_train_a_student(model_dirs, tmp_path):
     teacher = HFClassifierTeacher(
         str(model_dirs["classifier"]), device="cpu", batch_size=4, max_length=8
     )
-    rows = [{"text": t, "label": l} for t, l in SPAM_TEXTS] + [{"text": TEXTS[3], "label": "ham"}]
+    rows = [{"text": t, "label": label} for t, label in SPAM_TEXTS] + [
+        {"text": TEXTS[3], "label": "ham"}
+    ]
     data = write_jsonl(tmp_path / "train.jsonl", rows)
     request = HiddenRequest("both", dims=6, reduction="pca")
     summary = annotate(

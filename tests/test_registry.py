@@ -80,7 +80,8 @@ def test_entry_points_point_at_the_registered_objects():
 def test_import_loads_neither_torch_nor_transformers_beyond_spacy():
     code = (
         "import sys; import spacy; before = set(sys.modules); import spacy_distill; "
-        "new = [m for m in set(sys.modules) - before if m.split('.')[0] in ('torch', 'transformers', 'spacy_transformers')]; "
+        "new = [m for m in set(sys.modules) - before if m.split('.')[0] in ('torch', "
+        "'transformers', 'spacy_transformers')]; "
         "print(new); assert not new"
     )
     result = _python(code)
@@ -93,7 +94,8 @@ def test_installed_entry_points_resolve_without_importing_the_plugin():
         "import spacy; nlp = spacy.blank('en'); nlp.add_pipe('distill_textcat'); nlp.add_pipe('semantic_filter'); "
         "registry_ok = spacy.util.registry.callbacks.get('spacy-distill.guard_empty_docs.v1'); "
         "from spacy.util import registry; registry.losses.get('spacy-distill.SoftTargetLoss.v1'); "
-        "registry.spacy_distill_teachers.get('spacy-distill.SpacyTeacher.v1') if hasattr(registry, 'spacy_distill_teachers') else None; print('ok')"
+        "registry.spacy_distill_teachers.get('spacy-distill.SpacyTeacher.v1') if "
+        "hasattr(registry, 'spacy_distill_teachers') else None; print('ok')"
     )
     result = _python(code)
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr

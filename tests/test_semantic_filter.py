@@ -122,7 +122,7 @@ def test_a_teacher_is_never_loaded_when_nothing_escalates(student, counted_teach
 
 def test_cascade_escalates_the_band_and_the_teacher_decides(student, counted_teacher_cfg):
     nlp = spacy.load(student)
-    probe = nlp.add_pipe("semantic_filter", name="probe", config={"actions": {"spam": "block"}})
+    nlp.add_pipe("semantic_filter", name="probe", config={"actions": {"spam": "block"}})
     # An empty text has no margin (None): it is never escalated.
     margins = numpy.asarray(
         [doc._.verdict_details["margin"] for doc in nlp.pipe(TEXTS)], dtype="float64"

@@ -157,7 +157,9 @@ def test_static_students_learn_from_hidden_states_through_a_shared_tok2vec(tmp_p
     from .test_hidden_storage import hidden_target_file
 
     # The fake hidden teacher labels ham/spam: positive texts stand in for spam.
-    rows = [(t, "spam" if l == "positive" else "ham") for t, l in polarity_texts(32, seed=3)]
+    rows = [
+        (t, "spam" if label == "positive" else "ham") for t, label in polarity_texts(32, seed=3)
+    ]
     train = hidden_target_file(tmp_path / "hidden.spacy", rows, level="doc", width=12)
     vectors = make_vectors(tmp_path, train, dims=16)
     for arch in ("static", "static-cnn"):

@@ -9,7 +9,7 @@ from spacy.util import load_config_from_str
 
 from spacy_distill.errors import DistillError, LabelMismatchError
 from spacy_distill.registry import registry
-from spacy_distill.teachers.base import Teacher
+from spacy_distill.teacher_protocol import Teacher
 from spacy_distill.teachers.ensemble import EnsembleTeacher
 from spacy_distill.teachers.loading import load_teacher
 

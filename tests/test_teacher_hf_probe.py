@@ -14,7 +14,7 @@ import torch
 import transformers
 
 from spacy_distill.errors import DistillError, LabelMismatchError
-from spacy_distill.teachers.base import Teacher
+from spacy_distill.teacher_protocol import Teacher
 from spacy_distill.teachers.hf_probe import (
     HFProbeTeacher,
     HiddenStateExtractor,
@@ -40,7 +40,9 @@ def model_dirs(tiny_bert_dir, tiny_llama_dir):
 
 @pytest.fixture
 def spam_data(tmp_path):
-    return write_jsonl(tmp_path / "train.jsonl", [{"text": t, "label": l} for t, l in SPAM_TEXTS])
+    return write_jsonl(
+        tmp_path / "train.jsonl", [{"text": t, "label": label} for t, label in SPAM_TEXTS]
+    )
 
 
 def manual_features(model_dir, texts, layer, pooling):
@@ -201,8 +203,8 @@ def test_three_labels_and_explicit_label_order(model_dirs, tmp_path):
 def test_multi_label_head_gives_logits(model_dirs, tmp_path):
     urgent = ("urgent", "today", "now")
     rows = [
-        {"text": t, "labels": [l] + (["urgent"] if any(w in t for w in urgent) else [])}
-        for t, l in SPAM_TEXTS
+        {"text": t, "labels": [label] + (["urgent"] if any(w in t for w in urgent) else [])}
+        for t, label in SPAM_TEXTS
     ]
     data = write_jsonl(tmp_path / "multi.jsonl", rows)
     teacher = configure_hf_probe_teacher(
@@ -247,7 +249,9 @@ def test_save_load_round_trip_needs_no_sklearn(model_dirs, spam_data, tmp_path, 
 def fitted_llama_head(model_dirs, tmp_path_factory):
     """A head fitted once on the tiny Llama's last-token features, and the settings it used."""
     root = tmp_path_factory.mktemp("llama_head")
-    data = write_jsonl(root / "train.jsonl", [{"text": t, "label": l} for t, l in SPAM_TEXTS])
+    data = write_jsonl(
+        root / "train.jsonl", [{"text": t, "label": label} for t, label in SPAM_TEXTS]
+    )
     settings = dict(
         model=str(model_dirs["llama"]), pooling="last", head=str(root / "head"), device="cpu"
     )
@@ -280,7 +284,7 @@ def test_a_head_refuses_other_training_data_and_another_model(
     model_dirs, fitted_llama_head, tmp_path
 ):
     settings, _ = fitted_llama_head
-    rows = [{"text": t, "label": l} for t, l in SPAM_TEXTS[:6]]
+    rows = [{"text": t, "label": label} for t, label in SPAM_TEXTS[:6]]
     other = write_jsonl(tmp_path / "other.jsonl", rows)
     with pytest.raises(DistillError, match="train_data"):
         configure_hf_probe_teacher(train_data=str(other), **settings)
@@ -290,7 +294,9 @@ def test_a_head_refuses_other_training_data_and_another_model(
 
 def test_bad_gold_and_missing_head_fail_clearly(model_dirs, tmp_path):
     extractor = HiddenStateExtractor(str(model_dirs["bert"]), device="cpu")
-    data = write_jsonl(tmp_path / "gold.jsonl", [{"text": t, "label": l} for t, l in SPAM_TEXTS])
+    data = write_jsonl(
+        tmp_path / "gold.jsonl", [{"text": t, "label": label} for t, label in SPAM_TEXTS]
+    )
     with pytest.raises(LabelMismatchError, match=r"gold.jsonl:1: gold label\(s\) \['spam'\]"):
         HFProbeTeacher(extractor, train_data=data, labels=["ham", "other"])
     with pytest.raises(LabelMismatchError, match=r"\['other'\] have no gold example"):

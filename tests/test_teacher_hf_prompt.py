@@ -106,17 +106,17 @@ def brute_force_scores(teacher: HFPromptTeacher, texts) -> numpy.ndarray:
         if teacher.exclusive:
             row = numpy.array(
                 [
-                    class_loglik(teacher.render_prompt(text), teacher.verbalizers[l])
-                    for l in teacher.labels
+                    class_loglik(teacher.render_prompt(text), teacher.verbalizers[label])
+                    for label in teacher.labels
                 ]
             )
             rows.append(row - numpy.logaddexp.reduce(row))
         else:
             rows.append(
                 [
-                    class_loglik(teacher.render_prompt(text, l), teacher.yes_verbalizers)
-                    - class_loglik(teacher.render_prompt(text, l), teacher.no_verbalizers)
-                    for l in teacher.labels
+                    class_loglik(teacher.render_prompt(text, label), teacher.yes_verbalizers)
+                    - class_loglik(teacher.render_prompt(text, label), teacher.no_verbalizers)
+                    for label in teacher.labels
                 ]
             )
     return numpy.asarray(rows)
@@ -428,7 +428,7 @@ positive = ["positive"]
 """
     )
     teacher = registry.resolve(config)["teacher"]
-    from spacy_distill.teachers.base import Teacher
+    from spacy_distill.teacher_protocol import Teacher
 
     assert isinstance(teacher, HFPromptTeacher) and isinstance(teacher, Teacher)
     assert teacher.labels == ("negative", "positive") and teacher.batch_size == 2

@@ -35,7 +35,7 @@ def test_multilabel_spacy_teacher_gives_logits(spacy_multilabel_teacher_path):
     scores = teacher.score(["urgent free cash"])
     cats = nlp("urgent free cash").cats
     numpy.testing.assert_allclose(
-        1 / (1 + numpy.exp(-scores[0])), [cats[l] for l in teacher.labels], atol=1e-5
+        1 / (1 + numpy.exp(-scores[0])), [cats[label] for label in teacher.labels], atol=1e-5
     )
 
 
@@ -59,7 +59,8 @@ def test_load_teacher_from_config_and_pipeline(tmp_path, spacy_teacher_path, fak
     assert isinstance(pipeline_teacher, SpacyTeacher) and pipeline_teacher.batch_size == 5
     cfg = tmp_path / "spacy_teacher.cfg"
     cfg.write_text(
-        f'[teacher]\n@teachers = "spacy-distill.SpacyTeacher.v1"\nmodel = "{spacy_teacher_path}"\nlabel_map = {{"spam": "junk"}}\n'
+        '[teacher]\n@teachers = "spacy-distill.SpacyTeacher.v1"\n'
+        f'model = "{spacy_teacher_path}"\nlabel_map = {{"spam": "junk"}}\n'
     )
     assert load_teacher(cfg).labels == ("ham", "junk")
     no_block = tmp_path / "empty.cfg"

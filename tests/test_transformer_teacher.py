@@ -29,9 +29,10 @@ def test_transformer_teacher_annotates_and_student_learns_it(tmp_path, monkeypat
     nlp = spacy.util.load_model_from_config(config, auto_fill=True)
     examples = [
         Example.from_dict(
-            nlp.make_doc(t), {"cats": {"ham": float(l == "ham"), "spam": float(l == "spam")}}
+            nlp.make_doc(t),
+            {"cats": {"ham": float(label == "ham"), "spam": float(label == "spam")}},
         )
-        for t, l in SPAM_TEXTS
+        for t, label in SPAM_TEXTS
     ]
     optimizer = nlp.initialize(lambda: examples)
     for _ in range(15):

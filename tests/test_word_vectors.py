@@ -228,10 +228,10 @@ def test_teachers_without_a_representation_are_refused_by_name(tmp_path, spacy_t
     from spacy_distill.teachers import load_teacher
 
     train = polarity_target_file(tmp_path / "train.spacy")
-    with pytest.raises(DistillError, match="fake-teacher .*cannot encode words.*--arch bow"):
+    with pytest.raises(DistillError, match="fake-teacher .*cannot encode words.*arch='bow'"):
         build_word_vectors(FakeTeacher(), [train], None, show_progress=False)
     # A spaCy pipeline without a spacy-transformers transformer has no hidden states either.
-    with pytest.raises(DistillError, match="cannot encode words: .*trf_data.*--arch bow"):
+    with pytest.raises(DistillError, match="cannot encode words: .*trf_data.*arch='bow'"):
         build_word_vectors(
             load_teacher(str(spacy_teacher_path)), [train], None, show_progress=False
         )

@@ -13,7 +13,7 @@ from ..data.records import read_records, split_errors
 from ..data.targets import TeacherTarget, set_target
 from ..errors import DistillError
 from ..hidden.storage import HiddenRequest
-from ..teachers.base import Teacher
+from ..teacher_protocol import Teacher
 from .cache import TeacherCache
 from .inputs import (  # noqa: F401 (re-exported)
     ON_ERROR_CHOICES,

@@ -28,7 +28,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 import numpy
 
 from ..errors import DistillError, TeacherError
-from ..teachers.base import Teacher, as_capable
+from ..teacher_protocol import Teacher, as_capable
 
 logger = logging.getLogger(__name__)
 

@@ -22,10 +22,7 @@ Our readers (`targets.iter_target_files`) leave out the scratch files of runs th
 running (`OUTPUT.partial.spacy`, `*.tmp`); see `is_scratch_file`.
 """
 
-import hashlib
 import json
-import os
-from contextlib import suppress
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
@@ -33,6 +30,7 @@ from filelock import FileLock, Timeout
 from spacy.tokens import Doc
 from spacy.vocab import Vocab
 
+from ..data.files import write_atomically
 from ..data.targets import TMP_SUFFIX, TargetFileWriter, is_scratch_file
 from ..errors import DistillError
 
@@ -55,7 +53,6 @@ RUN_FIELDS = (
     "lang",
     "hidden",
 )
-_HASH_BLOCK = 1 << 20
 
 
 def is_chunked_output(path: Union[str, Path]) -> bool:
@@ -63,46 +60,6 @@ def is_chunked_output(path: Union[str, Path]) -> bool:
     directory of chunks."""
     path = Path(path)
     return path.is_dir() or path.suffix != ".spacy"
-
-
-def file_sha256(path: Union[str, Path]) -> str:
-    """The SHA-256 of a file's bytes, read in blocks (constant memory for any input size)."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as file_:
-        for block in iter(lambda: file_.read(_HASH_BLOCK), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def write_atomically(path: Union[str, Path], data: bytes) -> Path:
-    """Write `data` to `path` (its folder created if missing) through `<path>.tmp` in the same
-    folder, renamed into place.
-
-    A reader never sees half a file, and a failure (a full disk, an interrupt) leaves neither
-    half a file nor the temporary. An OSError is raised again with `path` as its filename, so
-    its message names the file that could not be written (not the temporary).
-
-    path (Union[str, Path]): the file to write.
-    data (bytes): its content.
-    RETURNS (Path): the path written.
-    """
-    path = Path(path)
-    tmp = path.with_name(path.name + TMP_SUFFIX)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tmp.open("wb") as file_:
-            file_.write(data)
-            file_.flush()
-            # Durable before the rename: after a power cut the name holds all of it or nothing.
-            os.fsync(file_.fileno())
-        os.replace(tmp, path)
-    except BaseException as err:
-        with suppress(OSError):
-            tmp.unlink()
-        if isinstance(err, OSError):
-            raise OSError(err.errno, err.strerror, str(path)) from err
-        raise
-    return path
 
 
 class ChunkedTargetWriter:

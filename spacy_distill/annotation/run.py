@@ -22,16 +22,16 @@ from spacy.tokens import Doc
 from tqdm import tqdm
 
 from ..arguments import check_int_argument
+from ..data.files import file_sha256
 from ..data.msgpack_codecs import cached_msgpack_codecs
 from ..data.records import Record
 from ..data.shards import check_shard
 from ..data.targets import TeacherTarget, set_target
 from ..errors import DistillError, RecordError, TeacherError
 from ..hidden.storage import HiddenRequest
-from ..teachers.base import Teacher, as_capable
+from ..teacher_protocol import Teacher, as_capable
 from ..teachers.loading import LazyTeacher
 from .cache import CachedScorer, TeacherCache
-from .chunked import file_sha256
 from .inputs import (
     RecordStream,
     batches,

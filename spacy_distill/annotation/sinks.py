@@ -12,9 +12,10 @@ from typing import Any, Callable, Dict, Optional, Protocol, Union
 
 from spacy.tokens import Doc
 
+from ..data.files import write_atomically
 from ..data.targets import TargetFileWriter
 from ..errors import DistillError
-from .chunked import ChunkedTargetWriter, is_chunked_output, write_atomically
+from .chunked import ChunkedTargetWriter, is_chunked_output
 
 
 class TargetSink(Protocol):

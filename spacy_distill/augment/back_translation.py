@@ -18,8 +18,12 @@ from ..registry import registry
 from .base import Augmenter, check_template, torch_seed
 from .teacher_written import clean_answer, is_echo
 
-DEFAULT_THERE = "Translate the following text into {language}. Answer with the translation only.\n\nText: {text}\nTranslation:"
-DEFAULT_BACK = "Translate the following text into {language}. Answer with the translation only.\n\nText: {text}\nTranslation:"
+DEFAULT_THERE = (
+    "Translate the following text into {language}. Answer with the translation only.\n\n"
+    "Text: {text}\nTranslation:"
+)
+# The way back is the same request, into the seeds' language.
+DEFAULT_BACK = DEFAULT_THERE
 
 
 class BackTranslation(Augmenter):
@@ -94,12 +98,21 @@ class LLMBackTranslation(Augmenter):
     def __init__(
         self,
         generator: Any,
-        language: str,
+        language: str = "German",
         source_language: str = "English",
         n: int = 1,
         prompt_there: str = DEFAULT_THERE,
         prompt_back: str = DEFAULT_BACK,
     ) -> None:
+        """Back-translation by an LLM prompted to translate there and back.
+
+        generator (Any): a `[....generator]` block (HFGenerator.v1 or OpenAIGenerator.v1).
+        language (str): the pivot language, by name.
+        source_language (str): the seeds' language, by name.
+        n (int): variants per seed.
+        prompt_there (str): the request, with {text} and {language}.
+        prompt_back (str): the request for the way back, with {text} and {language}.
+        """
         super().__init__(n)
         self.generator = generator
         self.language = language
@@ -161,21 +174,14 @@ def configure_back_translation(
     revision (Optional[str]): a hub revision (both models).
     RETURNS (BackTranslation): the augmenter.
     """
-    from ..hf.loading import load_model, load_tokenizer, offline_hint
+    from ..hf.loading import load_model_and_tokenizer
 
-    try:
-        loaded = [
-            (
-                load_model(
-                    "AutoModelForSeq2SeqLM", name, revision=revision, dtype=dtype, device=device
-                ),
-                load_tokenizer(name, revision=revision),
-            )
-            for name in (forward_model, backward_model)
-        ]
-    except DistillError as err:
-        raise DistillError(f"{err}{offline_hint()}") from err
-    (fwd, fwd_tok), (bwd, bwd_tok) = loaded
+    fwd, fwd_tok = load_model_and_tokenizer(
+        "AutoModelForSeq2SeqLM", forward_model, revision=revision, dtype=dtype, device=device
+    )
+    bwd, bwd_tok = load_model_and_tokenizer(
+        "AutoModelForSeq2SeqLM", backward_model, revision=revision, dtype=dtype, device=device
+    )
     return BackTranslation(
         fwd,
         bwd,
@@ -189,23 +195,6 @@ def configure_back_translation(
     )
 
 
-@registry.spacy_distill_text_augmenters(LLMBackTranslation.method)
-def configure_llm_back_translation(
-    generator: Any,
-    language: str = "German",
-    source_language: str = "English",
-    n: int = 1,
-    prompt_there: str = DEFAULT_THERE,
-    prompt_back: str = DEFAULT_BACK,
-) -> LLMBackTranslation:
-    """Back-translation by an LLM prompted to translate there and back.
-
-    generator (Any): a `[....generator]` block (HFGenerator.v1 or OpenAIGenerator.v1).
-    language (str): the pivot language, by name.
-    source_language (str): the seeds' language, by name.
-    n (int): variants per seed.
-    prompt_there (str): the request, with {text} and {language}.
-    prompt_back (str): the request for the way back, with {text} and {language}.
-    RETURNS (LLMBackTranslation): the augmenter.
-    """
-    return LLMBackTranslation(generator, language, source_language, n, prompt_there, prompt_back)
+configure_llm_back_translation = registry.spacy_distill_text_augmenters(LLMBackTranslation.method)(
+    LLMBackTranslation
+)

@@ -118,20 +118,26 @@ class OpenAIGenerator:
         max_retries: int = 5,
         backoff: float = 1.0,
     ) -> None:
+        """A model behind an OpenAI-compatible server that writes texts.
+
+        base_url (str): e.g. "http://localhost:8000/v1".
+        model (str): the model name the server expects.
+        api_key_env (Optional[str]): the NAME of the environment variable holding the API key.
+        endpoint (str): "chat" or "completions".
+        system_prompt (Optional[str]): a system message (chat endpoint).
+        max_new_tokens (int): the longest answer, in tokens.
+        temperature (float): sampling temperature.
+        top_p (float): nucleus sampling mass.
+        max_concurrency (int): requests in flight.
+        timeout (float): each request's total deadline, in seconds.
+        max_retries (int): retries on 429/5xx/timeouts.
+        backoff (float): the first retry's wait in seconds.
+        """
         from ..teachers.openai_client import OpenAIClient
 
         # Posts with retries and backoff, reads the key from the environment at each request,
         # and shows answers redacted in its errors, never the key.
-        self.client = OpenAIClient(
-            base_url,
-            model,
-            endpoint=endpoint,
-            api_key_env=api_key_env,
-            max_concurrency=max_concurrency,
-            timeout=timeout,
-            max_retries=max_retries,
-            backoff=backoff,
-        )
+        self.client = OpenAIClient.from_settings(base_url, model, locals())
         self.model = model
         self.endpoint = endpoint
         self.system_prompt = system_prompt
@@ -210,21 +216,11 @@ def configure_hf_generator(
     gguf_file, revision, device, dtype: as for `spacy-distill.HFPromptTeacher.v1`.
     RETURNS (HFGenerator): the generator.
     """
-    from ..hf.loading import load_model, load_tokenizer, offline_hint, split_gguf_path
+    from ..hf.loading import load_causal_lm
 
-    name, gguf_file = split_gguf_path(model, gguf_file)
-    try:
-        tokenizer = load_tokenizer(name, gguf_file=gguf_file, revision=revision)
-        lm = load_model(
-            "AutoModelForCausalLM",
-            name,
-            gguf_file=gguf_file,
-            revision=revision,
-            dtype=dtype,
-            device=device,
-        )
-    except DistillError as err:
-        raise DistillError(f"{err}{offline_hint()}") from err
+    lm, tokenizer, name, gguf_file = load_causal_lm(
+        model, gguf_file=gguf_file, revision=revision, dtype=dtype, device=device
+    )
     return HFGenerator(
         lm,
         tokenizer,
@@ -237,48 +233,4 @@ def configure_hf_generator(
     )
 
 
-@registry.misc("spacy-distill.OpenAIGenerator.v1")
-def configure_openai_generator(
-    base_url: str,
-    model: str,
-    api_key_env: Optional[str] = None,
-    endpoint: str = "chat",
-    system_prompt: Optional[str] = None,
-    max_new_tokens: int = 64,
-    temperature: float = 0.9,
-    top_p: float = 0.95,
-    max_concurrency: int = 8,
-    timeout: float = 60.0,
-    max_retries: int = 5,
-    backoff: float = 1.0,
-) -> OpenAIGenerator:
-    """A model behind an OpenAI-compatible server that writes texts.
-
-    base_url (str): e.g. "http://localhost:8000/v1".
-    model (str): the model name the server expects.
-    api_key_env (Optional[str]): the NAME of the environment variable holding the API key.
-    endpoint (str): "chat" or "completions".
-    system_prompt (Optional[str]): a system message (chat endpoint).
-    max_new_tokens (int): the longest answer, in tokens.
-    temperature (float): sampling temperature.
-    top_p (float): nucleus sampling mass.
-    max_concurrency (int): requests in flight.
-    timeout (float): each request's total deadline, in seconds.
-    max_retries (int): retries on 429/5xx/timeouts.
-    backoff (float): the first retry's wait in seconds.
-    RETURNS (OpenAIGenerator): the generator.
-    """
-    return OpenAIGenerator(
-        base_url,
-        model,
-        api_key_env=api_key_env,
-        endpoint=endpoint,
-        system_prompt=system_prompt,
-        max_new_tokens=max_new_tokens,
-        temperature=temperature,
-        top_p=top_p,
-        max_concurrency=max_concurrency,
-        timeout=timeout,
-        max_retries=max_retries,
-        backoff=backoff,
-    )
+configure_openai_generator = registry.misc("spacy-distill.OpenAIGenerator.v1")(OpenAIGenerator)

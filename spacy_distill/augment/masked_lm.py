@@ -145,11 +145,9 @@ def configure_masked_lm(
     revision (Optional[str]): a hub revision.
     RETURNS (MaskedLMReplacement): the augmenter.
     """
-    from ..hf.loading import load_model, load_tokenizer, offline_hint
+    from ..hf.loading import load_model_and_tokenizer
 
-    try:
-        tokenizer = load_tokenizer(model, revision=revision)
-        mlm = load_model("AutoModelForMaskedLM", model, revision=revision, device=device)
-    except DistillError as err:
-        raise DistillError(f"{err}{offline_hint()}") from err
+    mlm, tokenizer = load_model_and_tokenizer(
+        "AutoModelForMaskedLM", model, revision=revision, device=device
+    )
     return MaskedLMReplacement(mlm, tokenizer, n, rate, top_k, max_length, model_name=str(model))

@@ -347,13 +347,9 @@ def configure_embedding_synonyms(
     revision (Optional[str]): a hub revision.
     RETURNS (EmbeddingSynonyms): the augmenter.
     """
-    from ..hf.loading import load_model, load_tokenizer, offline_hint
+    from ..hf.loading import load_model_and_tokenizer
 
-    try:
-        tokenizer = load_tokenizer(model, revision=revision)
-        hf_model = load_model("AutoModel", model, revision=revision, device="cpu")
-    except DistillError as err:
-        raise DistillError(f"{err}{offline_hint()}") from err
+    hf_model, tokenizer = load_model_and_tokenizer("AutoModel", model, revision=revision)
     embeddings = hf_model.get_input_embeddings().weight.detach().float().cpu().numpy()
     del hf_model
     return EmbeddingSynonyms(

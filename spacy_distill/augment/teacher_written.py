@@ -81,6 +81,14 @@ class Paraphrase(Augmenter):
         one_line: bool = True,
         attempts: int = 2,
     ) -> None:
+        """Seeds rewritten by an LLM.
+
+        generator (Any): a `[....generator]` block: spacy-distill.HFGenerator.v1 or OpenAIGenerator.v1.
+        n (int): variants per seed.
+        prompt (str): the request, with {text}.
+        one_line (bool): keep the first non-empty line of each answer.
+        attempts (int): calls per seed at most (later ones replace dropped answers).
+        """
         super().__init__(n)
         self.generator = generator
         self.prompt = check_template(prompt, "prompt", ("text",), ("text",))
@@ -124,6 +132,16 @@ class LabelExamples(Augmenter):
         one_line: bool = True,
         attempts: int = 2,
     ) -> None:
+        """New texts written by an LLM for each label, from its description.
+
+        generator (Any): a `[....generator]` block.
+        descriptions (Dict[str, str]): label -> what its texts are about.
+        n (int): texts per label.
+        prompt (str): the request, with {label} and optionally {description} and {examples}.
+        shots (int): seed texts shown as examples of style (0: none).
+        one_line (bool): keep the first non-empty line of each answer.
+        attempts (int): calls per label at most.
+        """
         super().__init__(n)
         if not descriptions:
             raise DistillError("descriptions: give at least one label and its description")
@@ -161,45 +179,9 @@ class LabelExamples(Augmenter):
         return made
 
 
-@registry.spacy_distill_text_augmenters(Paraphrase.method)
-def configure_paraphrase(
-    generator: Any,
-    n: int = 1,
-    prompt: str = DEFAULT_PARAPHRASE,
-    one_line: bool = True,
-    attempts: int = 2,
-) -> Paraphrase:
-    """Seeds rewritten by an LLM.
-
-    generator (Any): a `[....generator]` block: spacy-distill.HFGenerator.v1 or OpenAIGenerator.v1.
-    n (int): variants per seed.
-    prompt (str): the request, with {text}.
-    one_line (bool): keep the first non-empty line of each answer.
-    attempts (int): calls per seed at most (later ones replace dropped answers).
-    RETURNS (Paraphrase): the augmenter.
-    """
-    return Paraphrase(generator, n, prompt, one_line, attempts)
+configure_paraphrase = registry.spacy_distill_text_augmenters(Paraphrase.method)(Paraphrase)
 
 
-@registry.spacy_distill_text_augmenters(LabelExamples.method)
-def configure_label_examples(
-    generator: Any,
-    descriptions: Dict[str, str],
-    n: int = 1,
-    prompt: str = DEFAULT_LABEL_PROMPT,
-    shots: int = 0,
-    one_line: bool = True,
-    attempts: int = 2,
-) -> LabelExamples:
-    """New texts written by an LLM for each label, from its description.
-
-    generator (Any): a `[....generator]` block.
-    descriptions (Dict[str, str]): label -> what its texts are about.
-    n (int): texts per label.
-    prompt (str): the request, with {label} and optionally {description} and {examples}.
-    shots (int): seed texts shown as examples of style (0: none).
-    one_line (bool): keep the first non-empty line of each answer.
-    attempts (int): calls per label at most.
-    RETURNS (LabelExamples): the augmenter.
-    """
-    return LabelExamples(generator, descriptions, n, prompt, shots, one_line, attempts)
+configure_label_examples = registry.spacy_distill_text_augmenters(LabelExamples.method)(
+    LabelExamples
+)

@@ -13,7 +13,7 @@ raises, and on the exits it cannot return from (SIGTERM, interpreter exit).
 from typing import Iterator, Protocol, runtime_checkable
 
 from ..annotation.cache import TeacherCache
-from ..teachers.base import Teacher
+from ..teacher_protocol import Teacher
 
 BACKEND_CHOICES = ("plain", "ray")
 

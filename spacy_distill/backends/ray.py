@@ -33,7 +33,7 @@ from tqdm import tqdm
 from ..annotation.cache import TeacherCache, score_with_details
 from ..annotation.run import LENGTH_BUCKET_BATCHES
 from ..errors import DistillError
-from ..teachers.base import Teacher, as_capable
+from ..teacher_protocol import Teacher, as_capable
 
 # Records sorted by length are scored in batches of the teacher's batch size; an actor gets
 # this many of them at a time (as the plain backend's length-bucketed windows).

@@ -2,7 +2,8 @@ import logging
 import re
 import sys
 from contextlib import contextmanager
-from typing import Dict, Iterator, Mapping, Optional
+from pathlib import Path
+from typing import Any, Dict, Iterator, Mapping, Optional
 
 import typer
 from wasabi import msg
@@ -40,6 +41,39 @@ def main(
         from ..threads import set_torch_threads
 
         set_torch_threads(torch_threads)
+
+
+def cache_option() -> Any:
+    """The --cache option of the commands that call a teacher."""
+    return typer.Option(
+        None,
+        "--cache",
+        help="Teacher cache (SQLite); default $SPACY_DISTILL_CACHE or ~/.cache/spacy-distill/teacher_cache.sqlite",
+    )
+
+
+def cache_path(cache: Optional[Path], use_cache: bool) -> Optional[Path]:
+    """The teacher cache that --cache and --use-cache/--no-cache ask for (None: no cache)."""
+    if not use_cache:
+        return None
+    from ..annotation.cache import default_cache_path
+
+    return cache or default_cache_path()
+
+
+def code_option(what: str = "teacher") -> Any:
+    """The --code option: a Python file that registers the user's own `what` (see import_code)."""
+    return typer.Option(
+        None,
+        "--code",
+        "-c",
+        help=f"A Python file to import first, e.g. one registering your own {what}",
+    )
+
+
+def progress_option(help_text: str = "Show a progress bar") -> Any:
+    """The --progress/--no-progress option."""
+    return typer.Option(True, "--progress/--no-progress", help=help_text)
 
 
 # Commands that take config overrides (`--teacher.batch_size 8`) pass unknown options on.

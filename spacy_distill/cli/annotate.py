@@ -8,14 +8,23 @@ from spacy.cli._util import parse_config_overrides
 from wasabi import msg
 
 from ..annotation.annotate import DEFAULT_CHUNK_SIZE, annotate, check_output_path
-from ..annotation.cache import default_cache_path
 from ..backends.base import BACKEND_CHOICES
 from ..data.shards import parse_shard
 from ..errors import DistillError
 from ..hidden.storage import HiddenRequest
-from ..teachers.base import as_capable
+from ..teacher_protocol import as_capable
 from ..teachers.loading import lazy_teacher
-from ._app import OVERRIDES_CONTEXT, app, import_code, option_flags, with_flags
+from ._app import (
+    OVERRIDES_CONTEXT,
+    app,
+    cache_option,
+    cache_path,
+    code_option,
+    import_code,
+    option_flags,
+    progress_option,
+    with_flags,
+)
 
 
 @app.command("annotate", context_settings=OVERRIDES_CONTEXT)
@@ -26,7 +35,8 @@ def annotate_cli(
     ),
     output_path: Path = typer.Argument(
         ...,
-        help="The .spacy target file to write, or a directory to write .spacy chunks into (constant memory; a rerun resumes)",
+        help="The .spacy target file to write, or a directory to write .spacy chunks into "
+        "(constant memory; a rerun resumes)",
     ),
     teacher: str = typer.Option(
         ...,
@@ -43,11 +53,7 @@ def annotate_cli(
     limit: int = typer.Option(
         0, "--limit", min=0, help="Annotate the first N records only (0: all)"
     ),
-    cache: Optional[Path] = typer.Option(
-        None,
-        "--cache",
-        help="Teacher cache (SQLite); default $SPACY_DISTILL_CACHE or ~/.cache/spacy-distill/teacher_cache.sqlite",
-    ),
+    cache: Optional[Path] = cache_option(),
     use_cache: bool = typer.Option(
         True,
         "--use-cache/--no-cache",
@@ -58,17 +64,13 @@ def annotate_cli(
         "--shard",
         help="K/N: annotate the K-th of N interleaved shares (join outputs with `merge`)",
     ),
-    code: Optional[Path] = typer.Option(
-        None,
-        "--code",
-        "-c",
-        help="A Python file to import first, e.g. one registering your own teacher",
-    ),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar"),
+    code: Optional[Path] = code_option(),
+    progress: bool = progress_option(),
     eval_data: Optional[List[Path]] = typer.Option(
         None,
         "--eval-data",
-        help="An evaluation set (JSONL/CSV or .spacy; repeatable): refuse augmented texts whose parent or text is in it",
+        help="An evaluation set (JSONL/CSV or .spacy; repeatable): refuse augmented texts "
+        "whose parent or text is in it",
     ),
     hidden: Optional[str] = typer.Option(
         None,
@@ -113,7 +115,8 @@ def annotate_cli(
     backend: str = typer.Option(
         "plain",
         "--backend",
-        help="Where the teacher runs: plain (this process) or ray (Ray Data batch inference on an actor pool; needs spacy-distill[ray])",
+        help="Where the teacher runs: plain (this process) or ray (Ray Data batch inference on "
+        "an actor pool; needs spacy-distill[ray])",
     ),
     ray_address: Optional[str] = typer.Option(
         None,
@@ -180,7 +183,7 @@ def annotate_cli(
                 lang=lang,
                 on_error=on_error,
                 limit=limit,
-                cache=(cache or default_cache_path()) if use_cache else None,
+                cache=cache_path(cache, use_cache),
                 shard=parse_shard(shard) if shard else None,
                 show_progress=progress,
                 eval_data=eval_data or (),
@@ -224,7 +227,8 @@ def annotate_cli(
         if projection is not None:
             where = request.projection_path or "not saved"
             msg.info(
-                f"Hidden projection: {projection.method}, {projection.in_width} -> {projection.dims} dims, fingerprint {projection.fingerprint[:12]} ({where})"
+                f"Hidden projection: {projection.method}, {projection.in_width} -> "
+                f"{projection.dims} dims, fingerprint {projection.fingerprint[:12]} ({where})"
             )
     if summary.n_skipped:
         msg.warn(f"Skipped {summary.n_skipped} bad record(s), each reported above")

@@ -42,7 +42,8 @@ def augment_cli(
     eval_data: Optional[List[Path]] = typer.Option(
         None,
         "--eval-data",
-        help="An evaluation set (JSONL/CSV or .spacy; repeatable): refuse seeds that are in it, drop variants with its texts",
+        help="An evaluation set (JSONL/CSV or .spacy; repeatable): refuse seeds that are in "
+        "it, drop variants with its texts",
     ),
     on_error: str = typer.Option(
         "fail", "--on-error", help="A bad record: 'fail' or 'skip' (report its line and skip it)"

@@ -22,7 +22,8 @@ def convert_cli(
     labels_from: List[Path] = typer.Option(
         [],
         "--labels-from",
-        help="Take the label set (and exclusivity) from the records of these files, e.g. all splits, so that every split gets the same labels; repeatable",
+        help="Take the label set (and exclusivity) from the records of these files, e.g. all "
+        "splits, so that every split gets the same labels; repeatable",
         exists=True,
         dir_okay=False,
     ),

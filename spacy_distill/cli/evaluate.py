@@ -48,7 +48,8 @@ def evaluate_cli(
     baseline: Optional[str] = typer.Option(
         None,
         "--baseline",
-        help="A student trained on gold alone: reported beside the distilled one, with the labels where the teacher or the student is worse",
+        help="A student trained on gold alone: reported beside the distilled one, with the "
+        "labels where the teacher or the student is worse",
     ),
 ):
     """Student vs teacher on the same texts: quality, agreement, calibration, bias audit, cost."""

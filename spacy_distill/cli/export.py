@@ -37,12 +37,14 @@ def export_cli(
     action: List[str] = typer.Option(
         [],
         "--action",
-        help="LABEL=ACTION for the filter (allow, block, review or your own; default: the ones `tune --action` judged the thresholds with); repeatable or comma-separated",
+        help="LABEL=ACTION for the filter (allow, block, review or your own; default: the ones "
+        "`tune --action` judged the thresholds with); repeatable or comma-separated",
     ),
     default_action: Optional[str] = typer.Option(
         None,
         "--default-action",
-        help="The filter's verdict when no label is decided (default: the one `tune --default-action` stored, else allow)",
+        help="The filter's verdict when no label is decided (default: the one `tune "
+        "--default-action` stored, else allow)",
     ),
     report: Optional[Path] = typer.Option(
         None, "--report", help="report.json of `spacy-distill evaluate`, for the distillation card"
@@ -73,7 +75,8 @@ def export_cli(
     half_precision: bool = typer.Option(
         True,
         "--half-precision/--full-precision",
-        help="Store a static student's embedding tables as float16: half the size and load memory, probabilities within 0.01 (checked)",
+        help="Store a static student's embedding tables as float16: half the size and load "
+        "memory, probabilities within 0.01 (checked)",
     ),
 ):
     """Turn a trained student into a plain spaCy pipeline: drop training-only components, make

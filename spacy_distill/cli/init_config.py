@@ -48,7 +48,8 @@ def init_config_cli(
     arch: Optional[str] = typer.Option(
         None,
         "--arch",
-        help=f"Student architecture: {', '.join(ARCHITECTURES)} (default, or an empty string: picked from the data and --vectors, and the choice explained)",
+        help=f"Student architecture: {', '.join(ARCHITECTURES)} (default, or an empty string: "
+        "picked from the data and --vectors, and the choice explained)",
     ),
     vectors: Optional[Path] = typer.Option(
         None,
@@ -61,7 +62,8 @@ def init_config_cli(
         None,
         "--width",
         min=1,
-        help="Embedding width of a static* student (default: the vectors' dims; 128 for static-subword*, 64 for the CNN ones)",
+        help="Embedding width of a static* student (default: the vectors' dims; 128 for "
+        "static-subword*, 64 for the CNN ones)",
     ),
     factory: str = typer.Option(
         "distill",
@@ -79,7 +81,8 @@ def init_config_cli(
     hidden: Optional[str] = typer.Option(
         None,
         "--hidden",
-        help=f"Add hidden-state distillation at this level ({', '.join(HIDDEN_LEVELS)}): a shared tok2vec and a training-only distill_hidden component (cnn/ensemble only)",
+        help=f"Add hidden-state distillation at this level ({', '.join(HIDDEN_LEVELS)}): a "
+        "shared tok2vec and a training-only distill_hidden component (cnn/ensemble only)",
     ),
     hidden_loss: str = typer.Option(
         "mse", "--hidden-loss", help=f"Hidden-state loss: {', '.join(HIDDEN_LOSSES)}"
@@ -95,7 +98,9 @@ def init_config_cli(
     label_trust: Optional[str] = typer.Option(
         None,
         "--label-trust",
-        help="Trust the teacher per label (loss SoftTargetLoss.v2: alpha scaled by the trust of a doc's gold label): 'auto' (the teacher's F1 per label on the --dev docs with gold) or the JSON of `check-teacher --output`",
+        help="Trust the teacher per label (loss SoftTargetLoss.v2: alpha scaled by the trust "
+        "of a doc's gold label): 'auto' (the teacher's F1 per label on the --dev docs with "
+        "gold) or the JSON of `check-teacher --output`",
     ),
 ):
     """Write a complete student training config that `spacy train` runs unchanged."""

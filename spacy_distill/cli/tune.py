@@ -63,7 +63,9 @@ def tune_cli(
     action: List[str] = typer.Option(
         [],
         "--action",
-        help="LABEL=ACTION of the filter you will ship (e.g. spam=block); thresholds are judged on its decisions and `export --filter` reuses them; repeatable or comma-separated",
+        help="LABEL=ACTION of the filter you will ship (e.g. spam=block); thresholds are "
+        "judged on its decisions and `export --filter` reuses them; repeatable or "
+        "comma-separated",
     ),
     default_action: str = typer.Option(
         ALLOW, "--default-action", help="The filter's verdict when no label is decided"
@@ -126,7 +128,10 @@ def tune_cli(
     if band is not None:
         text = f"Cascade band: margin {band['margin']:.4f}, escalates {band['escalation_rate']:.1%} of dev"
         if "accuracy" in band:
-            text += f", cascade accuracy {band['accuracy']:.4f} (student {band['student_accuracy']:.4f}, teacher {band['teacher_accuracy']:.4f})"
+            text += (
+                f", cascade accuracy {band['accuracy']:.4f} (student "
+                f"{band['student_accuracy']:.4f}, teacher {band['teacher_accuracy']:.4f})"
+            )
         (msg.info if band.get("met", True) else msg.warn)(
             text
             + (

@@ -1,18 +1,33 @@
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 import typer
 from spacy.cli._util import parse_config_overrides
 from wasabi import msg
 
-from ..annotation.cache import default_cache_path
 from ..errors import DistillError
 from ..teachers.loading import load_teacher
 from ..vectors.build import DEFAULT_DIMS, build_word_vectors, build_word_vectors_from_token_states
 from ..vectors.reduce import DEFAULT_SIF_COEFFICIENT, WEIGHTINGS
 from ..vectors.subwords import DEFAULT_BUCKETS, DEFAULT_MAX_N, DEFAULT_MIN_N
 from ..vectors.vocabulary import WORD_ATTRS
-from ._app import OVERRIDES_CONTEXT, app, import_code, positive
+from ._app import (
+    OVERRIDES_CONTEXT,
+    app,
+    cache_option,
+    cache_path,
+    code_option,
+    import_code,
+    option_flags,
+    positive,
+    progress_option,
+    with_flags,
+)
+
+# Arguments that library messages name, as this command's flags.
+WORD_VECTOR_FLAGS = option_flags(
+    "teacher_vocab", "dims", "attr", "min_count", "max_words", "layer", "pooling"
+)
 
 
 @app.command("word-vectors", context_settings=OVERRIDES_CONTEXT)
@@ -30,7 +45,8 @@ def word_vectors_cli(
     from_token_states: bool = typer.Option(
         False,
         "--from-token-states",
-        help="Average each word's in-context token states stored in the --data files (annotate --hidden token|both) instead of encoding words alone with --teacher: no teacher call",
+        help="Average each word's in-context token states stored in the --data files (annotate "
+        "--hidden token|both) instead of encoding words alone with --teacher: no teacher call",
     ),
     data: List[Path] = typer.Option(
         ...,
@@ -70,35 +86,28 @@ def word_vectors_cli(
     teacher_vocab: bool = typer.Option(
         False,
         "--teacher-vocab/--no-teacher-vocab",
-        help="Also embed the whole words of the teacher tokenizer's vocabulary (e.g. ~22,000 for BERT's): words the data never showed get the teacher's vectors (--teacher only)",
+        help="Also embed the whole words of the teacher tokenizer's vocabulary (e.g. ~22,000 "
+        "for BERT's): words the data never showed get the teacher's vectors (--teacher only)",
     ),
     subwords: int = typer.Option(
         DEFAULT_BUCKETS,
         "--subwords",
         min=0,
-        help="Hashed character n-gram vectors to fit to the word vectors: the unseen-word fallback of the static-subword students (0: none)",
+        help="Hashed character n-gram vectors to fit to the word vectors: the unseen-word "
+        "fallback of the static-subword students (0: none)",
     ),
     ngrams: str = typer.Option(
         f"{DEFAULT_MIN_N}-{DEFAULT_MAX_N}",
         "--ngrams",
         help="Character n-gram sizes MIN-MAX (word edges included)",
     ),
-    cache: Optional[Path] = typer.Option(
-        None,
-        "--cache",
-        help="Teacher cache (SQLite); default $SPACY_DISTILL_CACHE or ~/.cache/spacy-distill/teacher_cache.sqlite",
-    ),
+    cache: Optional[Path] = cache_option(),
     use_cache: bool = typer.Option(
         True, "--use-cache/--no-cache", help="Reuse and store word encodings"
     ),
     lang: str = typer.Option("en", "--lang", help="Language of the data files"),
-    code: Optional[Path] = typer.Option(
-        None,
-        "--code",
-        "-c",
-        help="A Python file to import first, e.g. one registering your own teacher",
-    ),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar"),
+    code: Optional[Path] = code_option(),
+    progress: bool = progress_option(),
 ):
     """Teacher-derived word vectors for static-embedding students (init-config --vectors).
 
@@ -120,32 +129,28 @@ def word_vectors_cli(
         msg.fail(
             "--teacher-vocab needs --teacher (its tokenizer's words are encoded by it)", exits=1
         )
+    # The settings both ways of building share.
+    settings: Dict[str, Any] = dict(
+        dims=dims,
+        attr=attr,
+        min_count=min_count,
+        max_words=max_words or None,
+        weighting=weighting,
+        sif_coefficient=sif_coefficient,
+        lang=lang,
+        show_progress=progress,
+        subword_buckets=subwords,
+        min_n=min_n,
+        max_n=max_n,
+    )
     if from_token_states:
         try:
-            result = build_word_vectors_from_token_states(
-                data,
-                output_path,
-                dims=dims,
-                attr=attr,
-                min_count=min_count,
-                max_words=max_words or None,
-                weighting=weighting,
-                sif_coefficient=sif_coefficient,
-                lang=lang,
-                show_progress=progress,
-                subword_buckets=subwords,
-                min_n=min_n,
-                max_n=max_n,
-            )
+            result = build_word_vectors_from_token_states(data, output_path, **settings)
         except DistillError as err:
-            msg.fail(str(err), exits=1)
-        vectors = result["vectors"]
-        msg.good(
-            f"Wrote {result['n_words']} word vectors ({vectors.dims} dims, {result['explained_variance']:.1%} "
-            f"of the teacher's variance) to {output_path}"
-        )
+            msg.fail(with_flags(str(err), WORD_VECTOR_FLAGS), exits=1)
+        _report_written(result, output_path)
         msg.info(
-            f"Averaged the token states of {result['n_docs']} docs ({vectors.meta['teacher']['id']}); "
+            f"Averaged the token states of {result['n_docs']} docs ({result['vectors'].meta['teacher']['id']}); "
             f"{result['n_missing']} word types had no state (they start at the mean vector)"
         )
         _report_extras(result)
@@ -156,39 +161,33 @@ def word_vectors_cli(
             teacher_obj,
             data,
             output_path,
-            dims=dims,
-            attr=attr,
-            min_count=min_count,
-            max_words=max_words or None,
-            weighting=weighting,
-            sif_coefficient=sif_coefficient,
             layer=layer,
             pooling=pooling,
-            cache=(cache or default_cache_path()) if use_cache else None,
+            cache=cache_path(cache, use_cache),
             batch_size=batch_size,
-            lang=lang,
-            show_progress=progress,
             teacher_vocab=teacher_vocab,
-            subword_buckets=subwords,
-            min_n=min_n,
-            max_n=max_n,
+            **settings,
         )
     except DistillError as err:
-        msg.fail(str(err), exits=1)
-    vectors = result["vectors"]
+        msg.fail(with_flags(str(err), WORD_VECTOR_FLAGS), exits=1)
     _report_extras(result)
     rate = (
         result["n_encoded"] / result["seconds"]
         if result["seconds"] and result["n_encoded"]
         else float("nan")
     )
-    msg.good(
-        f"Wrote {result['n_words']} word vectors ({vectors.dims} dims, {result['explained_variance']:.1%} "
-        f"of the teacher's variance) to {output_path}"
-    )
+    _report_written(result, output_path)
     msg.info(
         f"Teacher {teacher_obj.teacher_id}: {result['n_encoded']} words encoded ({rate:.0f} words/s), "
         f"{result['n_cached']} from the cache"
+    )
+
+
+def _report_written(result, output_path: Path) -> None:
+    vectors = result["vectors"]
+    msg.good(
+        f"Wrote {result['n_words']} word vectors ({vectors.dims} dims, {result['explained_variance']:.1%} "
+        f"of the teacher's variance) to {output_path}"
     )
 
 
@@ -200,6 +199,7 @@ def _report_extras(result) -> None:
     sub = result.get("subwords")
     if sub:
         msg.info(
-            f"{sub['buckets']} character {sub['min_n']}-{sub['max_n']}-gram vectors fitted ({sub['buckets_used']} used); "
+            f"{sub['buckets']} character {sub['min_n']}-{sub['max_n']}-gram vectors fitted "
+            f"({sub['buckets_used']} used); "
             f"the n-grams alone reconstruct {sub['r2']:.1%} of the word vectors' variance"
         )

@@ -3,9 +3,9 @@
 from pathlib import Path
 from typing import Optional, Sequence, Tuple, Union
 
-from ..annotation.chunked import write_atomically
 from ..arguments import check_int_argument
 from ..errors import DistillError, TargetFormatError
+from .files import write_atomically
 from .msgpack_codecs import cached_msgpack_codecs
 from .targets import TargetFileWriter, get_target, read_targets
 

@@ -181,8 +181,9 @@ def measure_in_subprocess(
     without_frameworks (bool): measure with FRAMEWORKS unimportable (and their entry points
         ignored), as the model runs in a venv with spaCy alone; a model that needs one of them
         is measured again with them, and `environment` says so.
-    RETURNS (Dict[str, Any]): environment (what the worker could import), kind, spec, model_id, load_seconds, python_baseline_rss_mb (peak RSS
-        after interpreter start and imports, before the model loads), rss_after_load_mb,
+    RETURNS (Dict[str, Any]): environment (what the worker could import), kind, spec, model_id,
+        load_seconds, python_baseline_rss_mb (peak RSS after interpreter start and imports,
+        before the model loads), rss_after_load_mb,
         peak_rss_mb, model_rss_mb (peak above the baseline), size_on_disk_bytes and model_path
         (None when the model has no directory to measure, e.g. a teacher behind an API),
         n_texts, batch_size (the one used), throughput (see `measure_throughput`), latency (see

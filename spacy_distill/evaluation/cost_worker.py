@@ -186,10 +186,11 @@ def say(spec: str, message: str) -> None:
 def _teacher_path(teacher: Any, spec: str) -> Optional[Path]:
     # A spaCy-backed teacher knows its directory; a pipeline spec is one; a .cfg file names a
     # model the worker cannot size in general (an API, a hub id), so report none.
-    nlp = getattr(teacher, "nlp", None)
-    path = getattr(nlp, "path", None)
-    if path is not None:
-        return Path(path)
+    # Imported here, after the baseline: the teacher has loaded it already if it is one.
+    from spacy_distill.teachers.spacy_teacher import SpacyTeacher
+
+    if isinstance(teacher, SpacyTeacher) and teacher.nlp.path is not None:
+        return Path(teacher.nlp.path)
     candidate = Path(spec)
     if candidate.is_dir():
         return candidate

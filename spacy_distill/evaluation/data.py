@@ -87,7 +87,11 @@ def load_evaluation_data(
                     f"{record.source}:{record.line}: unknown label(s) {unknown}; the student's labels are {labels}"
                 )
             texts.append(record.text)
-            cats = None if record.labels is None else {l: float(l in record.labels) for l in labels}
+            cats = (
+                None
+                if record.labels is None
+                else {label: float(label in record.labels) for label in labels}
+            )
             gold_rows.append(_gold_row(cats or {}, labels))
             teacher_rows.append(None)
     if not texts:

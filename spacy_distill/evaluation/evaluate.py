@@ -102,7 +102,8 @@ def evaluate(
         baseline_name = find_textcat(baseline_nlp, None)
         if sorted(baseline_nlp.get_pipe(baseline_name).labels) != sorted(labels):
             raise LabelMismatchError(
-                f"baseline {baseline} has labels {list(baseline_nlp.get_pipe(baseline_name).labels)}; the student has {labels}"
+                f"baseline {baseline} has labels "
+                f"{list(baseline_nlp.get_pipe(baseline_name).labels)}; the student has {labels}"
             )
         models["gold_only"] = _student_probabilities(
             baseline_nlp, baseline_name, dataset.texts, labels, batch_size, show_progress

@@ -242,11 +242,7 @@ def plot_cascade(
             label=f"{name} band (margin {point['margin']:.3f})",
         )
     axes.set_xlim(-0.02, 1.02)
-    axes.set_xlabel("fraction of docs escalated to the teacher")
-    axes.set_ylabel("accuracy")
-    axes.set_title(title)
-    axes.legend(loc="lower right", fontsize="small")
-    axes.grid(alpha=0.3)
+    _label(axes, "fraction of docs escalated to the teacher", "accuracy", title, "lower right")
     return _save(figure, path)
 
 
@@ -297,12 +293,17 @@ def plot_threshold_curve(
             fontsize="small",
         )
     axes.set_ylim(0, 1.02)
-    axes.set_xlabel("threshold")
-    axes.set_ylabel("score")
-    axes.set_title(title)
-    axes.legend(loc="best", fontsize="small")
-    axes.grid(alpha=0.3)
+    _label(axes, "threshold", "score", title, "best")
     return _save(figure, path)
+
+
+def _label(axes: Any, xlabel: str, ylabel: str, title: str, legend_loc: str) -> None:
+    """Axis labels, title, legend and grid of a line plot."""
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    axes.set_title(title)
+    axes.legend(loc=legend_loc, fontsize="small")
+    axes.grid(alpha=0.3)
 
 
 def _new_figure(width: float, height: float):

@@ -126,7 +126,8 @@ def render_markdown(report: Dict[str, Any]) -> str:
         lines += [
             "## Against gold alone",
             "",
-            f"A student trained on gold alone (`{(report.get('baseline') or {}).get('path')}`) beside the distilled one: "
+            f"A student trained on gold alone (`{(report.get('baseline') or {}).get('path')}`) "
+            "beside the distilled one: "
             "distillation should never end below it.",
             "",
             "| label | gold-only F1 | student F1 | teacher F1 |",
@@ -181,7 +182,8 @@ def render_markdown(report: Dict[str, Any]) -> str:
             lines += [
                 "",
                 f"The student was calibrated by `tune` on `{fit.get('data')}` ({fit.get('n')} docs): temperature "
-                f"{_fmt(fit.get('total_temperature'))}, ECE there {_fmt(fit.get('ece_before'))} → {_fmt(fit.get('ece_after'))}, "
+                f"{_fmt(fit.get('total_temperature'))}, ECE there "
+                f"{_fmt(fit.get('ece_before'))} → {_fmt(fit.get('ece_after'))}, "
                 f"NLL {_fmt(fit.get('nll_before'))} → {_fmt(fit.get('nll_after'))}.",
             ]
         lines.append("")
@@ -241,7 +243,8 @@ def render_markdown(report: Dict[str, Any]) -> str:
             "",
             "| decisions | accuracy | macro-F1 | no label |",
             "|---|---|---|---|",
-            f"| shipped rule | {_fmt(decisions['accuracy'])} | {_fmt(decisions['macro_f1'])} | {decisions['no_label_rate']:.1%} |",
+            f"| shipped rule | {_fmt(decisions['accuracy'])} | {_fmt(decisions['macro_f1'])} | "
+            f"{decisions['no_label_rate']:.1%} |",
             f"| argmax | {_fmt(argmax['accuracy'])} | {_fmt(argmax['macro_f1'])} | {argmax['no_label_rate']:.1%} |",
             "",
             "Verdicts: "
@@ -263,7 +266,8 @@ def render_markdown(report: Dict[str, Any]) -> str:
             "The student decides with its tuned thresholds; the docs closest to a threshold go to the "
             "teacher, whose decision replaces the student's. "
             f"Student alone: {_fmt(cascade['student_accuracy'])}, teacher alone: "
-            f"{_fmt(cascade['teacher_accuracy'])} (accuracy of the filter's decisions on {cascade['n']} docs with gold).",
+            f"{_fmt(cascade['teacher_accuracy'])} (accuracy of the filter's decisions on "
+            f"{cascade['n']} docs with gold).",
             "",
             "| escalated | margin | accuracy |",
             "|---|---|---|",
@@ -274,7 +278,8 @@ def render_markdown(report: Dict[str, Any]) -> str:
             )
         for name, point in (cascade.get("named") or {}).items():
             lines.append(
-                f"| {point['escalation_rate']:.1%} ({name} band) | {_fmt(point['margin'])} | {_fmt(point['accuracy'])} |"
+                f"| {point['escalation_rate']:.1%} ({name} band) | {_fmt(point['margin'])} | "
+                f"{_fmt(point['accuracy'])} |"
             )
         lines.append("")
     plots = report.get("plots") or {}

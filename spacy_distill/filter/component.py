@@ -34,63 +34,21 @@ from ..errors import DistillError, LabelMismatchError, TeacherError
 from ..pipeline.textcat_lookup import find_textcat, is_exclusive
 from ..probabilities import scores_to_probabilities
 from .decision import REVIEW, DecisionRule
+from .record import (
+    DETAILS_ATTR,
+    EMPTY,
+    INVALID_SCORES,
+    RECORD_KEY,
+    VERDICT_ATTR,
+    register_extensions,
+    store_records,
+)
 from .settings import stored_settings
 
 logger = logging.getLogger(__name__)
 
-VERDICT_ATTR = "verdict"
-DETAILS_ATTR = "verdict_details"
-# verdict_details["reason"]: why a doc's scores decided nothing.
-EMPTY = "empty"
-INVALID_SCORES = "invalid_scores"
 # A teacher_error is stored on every doc it concerns and logged: one line, this long at most.
 ERROR_CHARS = 200
-
-
-# Each doc holds one record (a flat tuple, see `_process`) under this user_data key; the two
-# attributes are getters over it. A dict per doc (with a nested dict of probabilities) cost as much
-# as the classifier itself and fed the garbage collector; a tuple of strings and floats is cheap
-# to make, not tracked by the collector, and survives `DocBin(store_user_data=True)` and copies.
-RECORD_KEY = ("spacy_distill", "verdict")
-(
-    _VERDICT,
-    _LABELS,
-    _DECIDED_BY,
-    _IN_BAND,
-    _ESCALATED,
-    _MARGIN,
-    _NAMES,
-    _STUDENT,
-    _TEACHER,
-    _REASON,
-    _TEACHER_ERROR,
-) = range(11)
-
-
-def _get_verdict(doc: Doc) -> Optional[str]:
-    record = doc.user_data.get(RECORD_KEY)
-    return None if record is None else record[_VERDICT]
-
-
-def _get_verdict_details(doc: Doc) -> Optional[Dict[str, Any]]:
-    record = doc.user_data.get(RECORD_KEY)
-    if record is None:
-        return None
-    names = record[_NAMES]
-    teacher = record[_TEACHER]
-    return {
-        "verdict": record[_VERDICT],
-        "labels": list(record[_LABELS]),
-        "decided_by": record[_DECIDED_BY],
-        "in_band": record[_IN_BAND],
-        "escalated": record[_ESCALATED],
-        "margin": record[_MARGIN],
-        "student": dict(zip(names, record[_STUDENT])),
-        "teacher": None if teacher is None else dict(zip(names, teacher)),
-        # Records written before these fields existed (a DocBin) have 9 fields.
-        "reason": record[_REASON] if len(record) > _REASON else None,
-        "teacher_error": record[_TEACHER_ERROR] if len(record) > _TEACHER_ERROR else None,
-    }
 
 
 # Secrets an HTTP client may put in an error message: credentials in a URL, key-like query
@@ -120,15 +78,6 @@ def describe_error(err: BaseException) -> str:
 def _has_content(doc: Doc) -> bool:
     # Most docs start with a word: one token is cheaper than doc.text, which is built anew.
     return len(doc) > 0 and (not doc[0].is_space or any(not token.is_space for token in doc))
-
-
-def register_extensions() -> None:
-    """Register `doc._.verdict` and `doc._.verdict_details` (idempotent)."""
-    Doc.set_extension(VERDICT_ATTR, getter=_get_verdict, force=True)
-    Doc.set_extension(DETAILS_ATTR, getter=_get_verdict_details, force=True)
-
-
-register_extensions()
 
 
 @Language.factory(
@@ -314,47 +263,13 @@ class SemanticFilter:
             self._escalate(
                 docs, in_band, verdicts, labels, decided_by, escalated, teacher_rows, teacher_errors
             )
-        names = rule.labels
         margin_list = [m if ok else None for m, ok in zip(margins.tolist(), decided.tolist())]
-        for (
-            doc,
-            verdict,
-            kept_labels,
-            by,
-            band,
-            esc,
-            margin,
-            student,
-            teacher,
-            reason,
-            error,
-        ) in zip(
+        store_records(
             docs,
-            verdicts,
-            labels,
-            decided_by,
-            in_band_mask.tolist(),
-            escalated,
-            margin_list,
-            map(tuple, probs.tolist()),
-            teacher_rows,
-            reasons,
-            teacher_errors,
-        ):
-            record = (
-                verdict,
-                kept_labels,
-                by,
-                band,
-                esc,
-                margin,
-                names,
-                student,
-                teacher,
-                reason,
-                error,
-            )
-            doc.user_data[RECORD_KEY] = record
+            rule.labels,
+            (verdicts, labels, decided_by, in_band_mask.tolist(), escalated, margin_list),
+            (list(map(tuple, probs.tolist())), teacher_rows, reasons, teacher_errors),
+        )
 
     def _escalate(
         self, docs, in_band, verdicts, labels, decided_by, escalated, teacher_rows, teacher_errors
@@ -408,7 +323,7 @@ class SemanticFilter:
             if isinstance(err, DistillError) and not isinstance(err, TeacherError):
                 raise
             return numpy.zeros((0, len(self.labels))), self._teacher_failed(err, len(texts))
-        size = max(1, int(getattr(teacher, "batch_size", 32) or 32))
+        size = max(1, int(teacher.batch_size))
         n_labels = len(teacher.labels)
         rows = [numpy.zeros((0, n_labels), dtype="float64")]
         error: Optional[Exception] = None
@@ -452,7 +367,7 @@ class SemanticFilter:
             missing = [label for label in self.rule.labels if label not in teacher_labels]
             if missing or bool(self._teacher.exclusive) != self.exclusive:
                 raise LabelMismatchError(
-                    f"component '{self.name}': the teacher {getattr(self._teacher, 'teacher_id', '?')} has labels "
+                    f"component '{self.name}': the teacher {self._teacher.teacher_id} has labels "
                     f"{teacher_labels} (exclusive={self._teacher.exclusive}); the student has "
                     f"{list(self.rule.labels)} (exclusive={self.exclusive}); map them with the teacher's label_map"
                 )

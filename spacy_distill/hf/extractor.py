@@ -159,6 +159,11 @@ class HiddenStateExtractor(HFHiddenStates):
         return f"{self.model_name}/{self.gguf_file}" if self.gguf_file else self.model_name
 
     @property
+    def teacher_id(self) -> str:
+        """The name its features and hidden states are kept under: the model's."""
+        return self.model_id
+
+    @property
     def fingerprint(self) -> str:
         """sha256 of the settings, the width, the resolved hub commit, the dtype and, for a local
         model, its files' names, sizes and times."""
@@ -233,9 +238,6 @@ class HiddenStateExtractor(HFHiddenStates):
             "default_last_k": self.last_k,
             "default_pooling": self.pooling,
         }
-
-    def _hidden_model_id(self) -> str:
-        return self.model_id
 
     def _forward(self, batch: List[List[int]], early_exit: bool = True) -> numpy.ndarray:
         torch, _ = require_transformers()

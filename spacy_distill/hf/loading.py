@@ -175,6 +175,47 @@ def load_model(
     return model
 
 
+def load_model_and_tokenizer(
+    auto_class: str,
+    name: str,
+    *,
+    gguf_file: Optional[str] = None,
+    revision: Optional[str] = None,
+    **kwargs: Any,
+) -> Tuple[Any, Any]:
+    """`load_model` and `load_tokenizer` of one model, with `offline_hint` added to a failure.
+
+    auto_class, name, gguf_file, revision: as for `load_model`.
+    kwargs: the rest of `load_model`'s arguments (dtype, device, allow_pickle, ...).
+    RETURNS (Tuple[Any, Any]): the model (in eval mode) and its tokenizer.
+    RAISES (DistillError): either cannot be loaded.
+    """
+    try:
+        tokenizer = load_tokenizer(name, gguf_file=gguf_file, revision=revision)
+        model = load_model(auto_class, name, gguf_file=gguf_file, revision=revision, **kwargs)
+    except DistillError as err:
+        raise DistillError(f"{err}{offline_hint()}") from err
+    return model, tokenizer
+
+
+def load_causal_lm(
+    model: str, *, gguf_file: Optional[str] = None, **kwargs: Any
+) -> Tuple[Any, Any, str, Optional[str]]:
+    """A causal LM and its tokenizer from a hub name, a local folder or a path to a .gguf file.
+
+    model (str): the name or path (a .gguf path is split by `split_gguf_path`).
+    gguf_file (Optional[str]): a GGUF file inside `model`.
+    kwargs: as for `load_model_and_tokenizer` (revision, dtype, device, allow_pickle).
+    RETURNS (Tuple[Any, Any, str, Optional[str]]): the model, its tokenizer, and the model's
+        name and GGUF file once a .gguf path is split.
+    """
+    name, gguf_file = split_gguf_path(model, gguf_file)
+    lm, tokenizer = load_model_and_tokenizer(
+        "AutoModelForCausalLM", name, gguf_file=gguf_file, **kwargs
+    )
+    return lm, tokenizer, name, gguf_file
+
+
 def split_gguf_path(name: str, gguf_file: Optional[str]) -> Tuple[str, Optional[str]]:
     """Accept a path to a .gguf file as `name`: return (its folder, its file name)."""
     if gguf_file is None and name.endswith(".gguf") and Path(name).is_file():

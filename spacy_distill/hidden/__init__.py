@@ -8,7 +8,8 @@ Importing `spacy_distill.hidden.model` registers `spacy-distill.HiddenProjector.
 
 from .alignment import HiddenStates, align_ragged, align_to_tokens, pool_pieces, token_spans
 from .extract import HiddenStateTeacher, require_hidden_teacher
-from .storage import HiddenProjection, HiddenRequest, StoredHidden, decode_hidden, encode_hidden
+from .projection import HiddenProjection
+from .storage import HiddenRequest, StoredHidden, decode_hidden, encode_hidden
 
 __all__ = [
     "HiddenStates",

@@ -8,6 +8,7 @@ models are read by `spacy_distill.hf.features`.
 from typing import Any, Dict, List, Optional, Protocol, Sequence, runtime_checkable
 
 from ..errors import DistillError
+from ..teacher_protocol import TeacherBase
 from .alignment import POOLINGS, HiddenStates
 
 
@@ -49,9 +50,6 @@ def gives_hidden_states(source: Any) -> bool:
     base class has the methods, and they refuse); anything else (a teacher written without
     `TeacherBase`, the probe's `HiddenStateExtractor`) has them when it implements
     `HiddenStateTeacher`."""
-    # Imported here, and only the base: the teachers import this package.
-    from ..teachers.base import TeacherBase
-
     if isinstance(source, TeacherBase):
         return source.supports_hidden
     return isinstance(source, HiddenStateTeacher)
@@ -60,13 +58,12 @@ def gives_hidden_states(source: Any) -> bool:
 def require_hidden_teacher(teacher: Any) -> HiddenStateTeacher:
     """The teacher, if it can give hidden states; else a DistillError that says which can."""
     if not gives_hidden_states(teacher):
-        name = getattr(teacher, "teacher_id", type(teacher).__name__)
         raise DistillError(
-            f"teacher {name} ({type(teacher).__name__}) has no hidden states to distil: it lacks "
+            f"teacher {teacher.teacher_id} ({type(teacher).__name__}) has no hidden states to distil: it lacks "
             "a `hidden_states` method. Hidden states come from HF classifiers "
             "(spacy-distill.HFClassifierTeacher.v1), HF causal LMs and probes "
             "(HFPromptTeacher, HFProbeTeacher) and spaCy pipelines with a spacy-transformers "
-            "`transformer` (SpacyTeacher); annotate without --hidden for the others"
+            "`transformer` (SpacyTeacher); annotate the others without `hidden`"
         )
     return teacher
 

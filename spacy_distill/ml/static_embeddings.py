@@ -30,6 +30,15 @@ from . import pooled_classifier  # noqa: F401  (registers spacy-distill.TextCatP
 ARCHITECTURE = "spacy-distill.StaticEmbeddings.v1"
 
 
+def _check_arguments(architecture: str, width: int, attr: str) -> None:
+    if attr not in WORD_ATTRS:
+        raise DistillError(
+            f"[{architecture}] attr must be one of {tuple(WORD_ATTRS)}, got {attr!r}"
+        )
+    if not isinstance(width, int) or width < 1:
+        raise DistillError(f"[{architecture}] width must be a positive integer, got {width!r}")
+
+
 @registry.architectures(ARCHITECTURE)
 def build_static_embeddings(
     width: int, vectors: Optional[str], attr: str = "lower"
@@ -42,12 +51,7 @@ def build_static_embeddings(
     attr (str): how tokens are keyed ("lower", "norm" or "orth"); must match the vectors.
     RETURNS (Model[List[Doc], List[Floats2d]]): one (n_tokens, width) array per doc.
     """
-    if attr not in WORD_ATTRS:
-        raise DistillError(
-            f"[{ARCHITECTURE}] attr must be one of {tuple(WORD_ATTRS)}, got {attr!r}"
-        )
-    if not isinstance(width, int) or width < 1:
-        raise DistillError(f"[{ARCHITECTURE}] width must be a positive integer, got {width!r}")
+    _check_arguments(ARCHITECTURE, width, attr)
     return Model(
         "static_embeddings",
         forward,
@@ -215,12 +219,7 @@ def build_static_embeddings_v2(
         larger vocabulary a v2 folder may hold).
     RETURNS (Model[List[Doc], List[Floats2d]]): one (n_tokens, width) array per doc.
     """
-    if attr not in WORD_ATTRS:
-        raise DistillError(
-            f"[{ARCHITECTURE_V2}] attr must be one of {tuple(WORD_ATTRS)}, got {attr!r}"
-        )
-    if not isinstance(width, int) or width < 1:
-        raise DistillError(f"[{ARCHITECTURE_V2}] width must be a positive integer, got {width!r}")
+    _check_arguments(ARCHITECTURE_V2, width, attr)
     return Model(
         "static_subword_embeddings",
         forward_v2,

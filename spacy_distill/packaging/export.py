@@ -29,19 +29,19 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 
 import numpy
 import spacy
-import srsly
 from packaging.version import InvalidVersion, Version
 from spacy.language import Language
 from spacy.util import load_model_from_config
 from thinc.api import Config, Model
 
-from ..data.targets import read_target_summary
+from ..data.files import read_report
 from ..errors import DistillError
 from ..filter.settings import stored_settings
 from ..ml.empty_docs import GUARD_CALLBACK, needs_guard
 from ..ml.static_embeddings import store_in_half_precision
 from ..pipeline.meta import write_card
 from ..pipeline.textcat_lookup import find_textcat
+from .card import card_description, distillation_card
 
 # distilling factory -> (spaCy factory, spaCy scorer)
 PLAIN_TEXTCAT = {
@@ -180,82 +180,6 @@ def exported_config(
     return Config(config)
 
 
-def distillation_card(
-    nlp: Language,
-    textcat: str,
-    *,
-    train_data: Optional[Path] = None,
-    dev_data: Optional[Path] = None,
-    report: Optional[Dict[str, Any]] = None,
-) -> Dict[str, Any]:
-    """What the student was distilled from, and (given a report) what it kept."""
-    block = nlp.config["components"][textcat]
-    loss = block.get("loss") or {}
-    card: Dict[str, Any] = {
-        "student": {
-            "component": textcat,
-            "trained_as": block.get("factory"),
-            "architecture": (block.get("model") or {}).get("@architectures"),
-            "labels": list(nlp.get_pipe(textcat).labels),
-        },
-        "loss": {key: loss.get(key) for key in ("@losses", "temperature", "alpha") if key in loss}
-        or None,
-        "teacher": None,
-        "data": {},
-    }
-    teachers = set()
-    for split, path in (("train", train_data), ("dev", dev_data)):
-        if path is None:
-            continue
-        summary = read_target_summary(path)
-        card["data"][split] = {
-            "path": str(path),
-            "n_docs": summary["n_docs"],
-            "n_teacher": summary["n_teacher"],
-            "n_gold": summary["n_gold"],
-        }
-        teachers.update(tuple(t) for t in summary["teachers"])
-    if teachers:
-        card["teacher"] = [{"id": t[0], "fingerprint": t[1]} for t in sorted(teachers, key=str)]
-    if report is not None:
-        card["evaluation"] = _evaluation_summary(report)
-    return card
-
-
-def _evaluation_summary(report: Dict[str, Any]) -> Dict[str, Any]:
-    quality = report.get("quality") or {}
-    summary: Dict[str, Any] = {
-        "data": (report.get("data") or {}).get("path"),
-        "n_texts": (report.get("data") or {}).get("n_texts"),
-        "teacher": (report.get("teacher") or {}).get("id"),
-    }
-    for model in ("student", "teacher"):
-        if model in quality:
-            summary[model] = {k: quality[model].get(k) for k in ("accuracy", "macro_f1")}
-    if report.get("retention"):
-        summary["retention"] = report["retention"]
-    if report.get("agreement"):
-        summary["agreement"] = report["agreement"].get("argmax")
-    cost = (report.get("cost") or {}).get("summary")
-    if cost:
-        summary["speedup"] = cost.get("speedup")
-        summary["memory_ratio"] = cost.get("memory_ratio")
-        summary["size_ratio"] = cost.get("size_ratio")
-    return summary
-
-
-def _card_description(card: Dict[str, Any]) -> str:
-    teachers = ", ".join(t["id"] for t in card.get("teacher") or []) or "a teacher"
-    text = f"Text classifier distilled from {teachers} with spacy-distill."
-    ev = card.get("evaluation") or {}
-    if ev.get("retention"):
-        text += f" Keeps {ev['retention'].get('accuracy', 0):.1%} of the teacher's accuracy"
-        if ev.get("speedup"):
-            text += f" at {ev['speedup']:.0f}x its speed"
-        text += f" (on {ev.get('n_texts')} texts of {ev.get('data')})."
-    return text
-
-
 def filter_settings(
     nlp: Language,
     textcat: str,
@@ -356,15 +280,7 @@ def export_pipeline(
     except OSError as err:
         raise DistillError(f"{trained}: cannot load the trained pipeline ({err})") from err
     textcat = find_textcat(nlp, component)
-    report_data = None
-    if report is not None:
-        report_path = Path(report)
-        if not report_path.is_file():
-            raise DistillError(f"{report_path}: evaluation report not found")
-        try:
-            report_data = srsly.read_json(report_path)
-        except ValueError as err:
-            raise DistillError(f"{report_path}: not a JSON report ({err})") from err
+    report_data = read_report(report, "evaluation report") if report is not None else None
     train_path = _data_path(train_data, nlp.config["paths"].get("train"), "train")
     dev_path = _data_path(dev_data, nlp.config["paths"].get("dev"), "dev")
     card = distillation_card(
@@ -384,7 +300,7 @@ def export_pipeline(
         meta["version"] = version
     if license:
         meta["license"] = license
-    meta["description"] = _card_description(card)
+    meta["description"] = card_description(card)
     exported = load_model_from_config(
         config, vocab=nlp.vocab, meta=meta, auto_fill=True, validate=True
     )

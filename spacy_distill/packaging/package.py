@@ -44,6 +44,7 @@ RUNTIME_MODULES = (
     "errors.py",
     "probabilities.py",
     "filter/component.py",
+    "filter/record.py",
     "filter/decision.py",
     "filter/settings.py",
     "pipeline/meta.py",

@@ -17,13 +17,14 @@ from spacy.language import Language
 from spacy.pipeline import TrainablePipe
 from spacy.pipeline.tok2vec import Tok2VecListener
 from spacy.tokens import Doc
-from spacy.training import Example, validate_examples, validate_get_examples
-from thinc.api import Config, Model, Optimizer, set_dropout_rate
+from spacy.training import Example, validate_get_examples
+from thinc.api import Config, Model, Optimizer
 
 from ..data.targets import USER_DATA_KEY
 from ..errors import DistillError
 from ..hidden.model import HiddenStateLoss
 from ..hidden.storage import StoredHidden, decode_hidden
+from .training_step import describe_example, update_step
 
 DEFAULT_HIDDEN_MODEL_STR = """
 [model]
@@ -150,7 +151,7 @@ class DistillHidden(TrainablePipe):
             if stored is None:
                 hidden = _hidden_field(eg.reference)
                 if hidden is not None:
-                    where = _describe(eg, i)
+                    where = describe_example(eg, i)
                     stored = decode_hidden(hidden, where, n_tokens=len(eg.reference))
         if stored is None:
             raise DistillError(
@@ -179,29 +180,13 @@ class DistillHidden(TrainablePipe):
         sgd: Optional[Optimizer] = None,
         losses: Optional[Dict[str, float]] = None,
     ) -> Dict[str, float]:
-        """Add the hidden-state loss of a batch; its gradient reaches the shared tok2vec.
-
-        examples (Iterable[Example]): the batch; states are read from `eg.reference`.
-        drop (float): the dropout rate.
-        sgd (Optional[Optimizer]): the optimizer; None accumulates gradients only.
-        losses (Optional[Dict[str, float]]): loss totals, updated in place.
-        RETURNS (Dict[str, float]): the updated losses.
-        """
-        if losses is None:
-            losses = {}
-        losses.setdefault(self.name, 0.0)
-        validate_examples(examples, f"{type(self).__name__}.update")
-        examples = list(examples)
-        set_dropout_rate(self.model, drop)
+        """Add the hidden-state loss of a batch (states read from `eg.reference`); its gradient
+        reaches the shared tok2vec. Arguments and result: see `training_step.update_step`."""
         # Always run forward and backward, even for a batch without states: when this is the
         # tok2vec's last listener, its backprop is what sends every listener's gradient on.
-        guesses, backprop = self.model.begin_update([eg.predicted for eg in examples])
-        loss, d_guesses = self.get_loss(examples, guesses)
-        backprop(d_guesses)
-        if sgd is not None:
-            self.finish_update(sgd)
-        losses[self.name] += loss
-        return losses
+        return update_step(
+            self, examples, self.model.begin_update, drop=drop, sgd=sgd, losses=losses
+        )
 
     def get_loss(self, examples: Iterable[Example], guesses: Any) -> Tuple[float, Any]:
         """The hidden-state loss of a batch.
@@ -230,7 +215,7 @@ class DistillHidden(TrainablePipe):
 
     def _stored(self, eg: Example, index: int) -> Optional[StoredHidden]:
         hidden = _hidden_field(eg.reference)
-        where = _describe(eg, index)
+        where = describe_example(eg, index)
         if hidden is None:
             if self.cfg.get("allow_missing"):
                 return None
@@ -351,17 +336,6 @@ def _hidden_field(doc: Doc) -> Optional[Dict[str, Any]]:
     if not isinstance(data, dict):
         return None
     return data.get("hidden")
-
-
-def _describe(eg: Example, index: int) -> str:
-    data = eg.reference.user_data.get(USER_DATA_KEY) or {}
-    provenance = data.get("provenance") or {}
-    text = eg.reference.text
-    snippet = text if len(text) <= 40 else text[:37] + "..."
-    where = f"example {index} in batch ({snippet!r}"
-    if provenance.get("source") is not None:
-        where += f", from {provenance['source']}:{provenance.get('line')}"
-    return where + ")"
 
 
 __all__ = ["DistillHidden", "make_distill_hidden"]

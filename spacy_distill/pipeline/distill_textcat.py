@@ -15,15 +15,16 @@ from spacy.language import Language
 from spacy.pipeline.textcat import TextCategorizer
 from spacy.pipeline.textcat_multilabel import MultiLabel_TextCategorizer
 from spacy.tokens import Doc
-from spacy.training import Example, validate_examples, validate_get_examples
-from thinc.api import Config, Model, Optimizer, set_dropout_rate
+from spacy.training import Example, validate_get_examples
+from thinc.api import Config, Model, Optimizer
 from thinc.types import Floats2d
 
-from ..data.targets import USER_DATA_KEY, TeacherTarget, get_target
+from ..data.targets import TeacherTarget, get_target
 from ..errors import LabelMismatchError, UnsupportedModelError
 from ..ml.empty_docs import guard_empty_docs
 from ..ml.logits import forward_logits, has_readable_logits
 from ..training.losses import SoftTargetLoss, SoftTargets, make_soft_targets
+from .training_step import describe_example, update_step
 
 DEFAULT_DISTILL_TEXTCAT_MODEL_STR = """
 [model]
@@ -75,68 +76,6 @@ _SCORE_WEIGHTS = {
 }
 
 
-@Language.factory(
-    "distill_textcat",
-    assigns=["doc.cats"],
-    default_config={
-        "threshold": 0.0,
-        "model": DEFAULT_DISTILL_TEXTCAT_MODEL,
-        "loss": DEFAULT_SOFT_TARGET_LOSS,
-        "scorer": DEFAULT_SCORER,
-    },
-    default_score_weights=_SCORE_WEIGHTS,
-)
-def make_distill_textcat(
-    nlp: Language,
-    name: str,
-    model: Model[List[Doc], Floats2d],
-    loss: SoftTargetLoss,
-    threshold: float,
-    scorer: Optional[Callable],
-) -> "DistillTextCategorizer":
-    """A single-label text classifier trained on a teacher's soft labels.
-
-    model (Model[List[Doc], Floats2d]): any spaCy textcat architecture, exclusive classes.
-    loss (SoftTargetLoss): the distillation loss (temperature, alpha).
-    threshold (float): unused for exclusive classes, as in spaCy's textcat.
-    scorer (Optional[Callable]): gold `cats` scores plus teacher agreement.
-    """
-    return DistillTextCategorizer(
-        nlp.vocab, model, name, loss=loss, threshold=threshold, scorer=scorer
-    )
-
-
-@Language.factory(
-    "distill_textcat_multilabel",
-    assigns=["doc.cats"],
-    default_config={
-        "threshold": 0.5,
-        "model": DEFAULT_DISTILL_TEXTCAT_MULTILABEL_MODEL,
-        "loss": DEFAULT_SOFT_TARGET_LOSS,
-        "scorer": DEFAULT_SCORER,
-    },
-    default_score_weights=_SCORE_WEIGHTS,
-)
-def make_distill_textcat_multilabel(
-    nlp: Language,
-    name: str,
-    model: Model[List[Doc], Floats2d],
-    loss: SoftTargetLoss,
-    threshold: float,
-    scorer: Optional[Callable],
-) -> "DistillMultiLabelTextCategorizer":
-    """A multi-label text classifier trained on a teacher's soft labels.
-
-    model (Model[List[Doc], Floats2d]): any spaCy textcat architecture, non-exclusive classes.
-    loss (SoftTargetLoss): the distillation loss (temperature, alpha).
-    threshold (float): the decision threshold used in scoring.
-    scorer (Optional[Callable]): gold `cats` scores plus teacher agreement.
-    """
-    return DistillMultiLabelTextCategorizer(
-        nlp.vocab, model, name, loss=loss, threshold=threshold, scorer=scorer
-    )
-
-
 class SoftTargetTraining:
     """Training by soft targets, shared by both distilling text classifiers.
 
@@ -146,7 +85,39 @@ class SoftTargetTraining:
     """
 
     exclusive: bool
+    factory_name: str
+    default_threshold: float
     loss: SoftTargetLoss
+
+    def __init__(
+        self,
+        vocab,
+        model: Model,
+        name: Optional[str] = None,
+        *,
+        loss: SoftTargetLoss,
+        threshold: Optional[float] = None,
+        scorer: Optional[Callable] = None,
+    ) -> None:
+        """
+        vocab (Vocab): the shared vocabulary.
+        model (Model): the textcat model (exclusive classes or not, as the class).
+        name (Optional[str]): the component name (None: the factory's).
+        loss (SoftTargetLoss): the distillation loss.
+        threshold (Optional[float]): the decision threshold used in scoring (unused for
+            exclusive classes, as in spaCy's textcat; None: the factory's default).
+        scorer (Optional[Callable]): the scoring function.
+        """
+        super().__init__(  # type: ignore[call-arg]
+            vocab,
+            model,
+            self.factory_name if name is None else name,
+            threshold=self.default_threshold if threshold is None else threshold,
+            scorer=scorer,
+        )
+        self.loss = loss
+        # spaCy's n-gram features crash on empty docs in mixed batches (see ml/empty_docs).
+        guard_empty_docs(model)
 
     @property
     def is_distillable(self) -> bool:
@@ -205,31 +176,18 @@ class SoftTargetTraining:
         sgd: Optional[Optimizer] = None,
         losses: Optional[Dict[str, float]] = None,
     ) -> Dict[str, float]:
-        """Learn from a batch of examples carrying teacher targets and/or gold cats.
-
-        examples (Iterable[Example]): the batch; targets are read from `eg.reference`.
-        drop (float): the dropout rate.
-        sgd (Optional[Optimizer]): the optimizer; None accumulates gradients only.
-        losses (Optional[Dict[str, float]]): loss totals, updated in place.
-        RETURNS (Dict[str, float]): the updated losses.
-        """
-        if losses is None:
-            losses = {}
-        losses.setdefault(self.name, 0.0)
-        validate_examples(examples, f"{type(self).__name__}.update")
-        examples = list(examples)
-        self._validate_categories(examples)  # type: ignore[attr-defined]
-        if not any(len(eg.predicted) for eg in examples):
-            # spaCy's textcat skips batches of empty docs the same way.
-            return losses
-        set_dropout_rate(self.model, drop)
-        logits, backprop = forward_logits(self.model, [eg.predicted for eg in examples], True)
-        loss, d_logits = self.get_loss(examples, logits)
-        backprop(d_logits)
-        if sgd is not None:
-            self.finish_update(sgd)  # type: ignore[attr-defined]
-        losses[self.name] += loss
-        return losses
+        """Learn from a batch of examples carrying teacher targets and/or gold cats (read from
+        `eg.reference`). Arguments and result: see `training_step.update_step`."""
+        return update_step(
+            self,
+            examples,
+            lambda docs: forward_logits(self.model, docs, True),
+            drop=drop,
+            sgd=sgd,
+            losses=losses,
+            check=self._validate_categories,  # type: ignore[attr-defined]
+            skip_empty_batches=True,  # as spaCy's textcat
+        )
 
     def get_loss(self, examples: Iterable[Example], scores: Floats2d) -> Tuple[float, Floats2d]:
         """The distillation loss of a batch.
@@ -262,7 +220,7 @@ class SoftTargetTraining:
         labels: Tuple[str, ...] = tuple(self.labels)  # type: ignore[attr-defined]
         truths = make_soft_targets(len(examples), len(labels), self.exclusive, labels)
         for i, eg in enumerate(examples):
-            where = _describe_example(eg, i)
+            where = describe_example(eg, i)
             target = get_target(eg.reference, where)
             if target is not None and target.has_teacher:
                 truths.teacher[i] = self._teacher_row(target, labels, where)
@@ -315,73 +273,70 @@ class SoftTargetTraining:
         return super().score(examples, **kwargs)  # type: ignore[misc]
 
 
-def _describe_example(eg: Example, index: int) -> str:
-    data = eg.reference.user_data.get(USER_DATA_KEY) or {}
-    provenance = data.get("provenance") or {}
-    text = eg.reference.text
-    snippet = text if len(text) <= 40 else text[:37] + "..."
-    where = f"example {index} in batch ({snippet!r}"
-    if provenance.get("source") is not None:
-        where += f", from {provenance['source']}:{provenance.get('line')}"
-    return where + ")"
-
-
 class DistillTextCategorizer(SoftTargetTraining, TextCategorizer):
     """spaCy's single-label `TextCategorizer`, trained on a teacher's soft labels."""
 
     exclusive = True
-
-    def __init__(
-        self,
-        vocab,
-        model: Model,
-        name: str = "distill_textcat",
-        *,
-        loss: SoftTargetLoss,
-        threshold: float = 0.0,
-        scorer: Optional[Callable] = None,
-    ) -> None:
-        """
-        vocab (Vocab): the shared vocabulary.
-        model (Model): the textcat model (exclusive classes).
-        name (str): the component name.
-        loss (SoftTargetLoss): the distillation loss.
-        threshold (float): unused, as in spaCy's textcat.
-        scorer (Optional[Callable]): the scoring function.
-        """
-        super().__init__(vocab, model, name, threshold=threshold, scorer=scorer)
-        self.loss = loss
-        # spaCy's n-gram features crash on empty docs in mixed batches (see ml/empty_docs).
-        guard_empty_docs(model)
+    factory_name = "distill_textcat"
+    default_threshold = 0.0
 
 
 class DistillMultiLabelTextCategorizer(SoftTargetTraining, MultiLabel_TextCategorizer):
     """spaCy's `MultiLabel_TextCategorizer`, trained on a teacher's soft labels."""
 
     exclusive = False
+    factory_name = "distill_textcat_multilabel"
+    default_threshold = 0.5
 
-    def __init__(
-        self,
-        vocab,
-        model: Model,
-        name: str = "distill_textcat_multilabel",
-        *,
+
+def _register_factory(component_class: type, default_model: Config) -> Callable:
+    """Register the spaCy factory of a distilling text classifier; return its function."""
+    exclusive = component_class.exclusive  # type: ignore[attr-defined]
+
+    def make(
+        nlp: Language,
+        name: str,
+        model: Model[List[Doc], Floats2d],
         loss: SoftTargetLoss,
-        threshold: float = 0.5,
-        scorer: Optional[Callable] = None,
-    ) -> None:
-        """
-        vocab (Vocab): the shared vocabulary.
-        model (Model): the textcat model (non-exclusive classes).
-        name (str): the component name.
-        loss (SoftTargetLoss): the distillation loss.
-        threshold (float): the decision threshold used in scoring.
-        scorer (Optional[Callable]): the scoring function.
-        """
-        super().__init__(vocab, model, name, threshold=threshold, scorer=scorer)
-        self.loss = loss
-        # spaCy's n-gram features crash on empty docs in mixed batches (see ml/empty_docs).
-        guard_empty_docs(model)
+        threshold: float,
+        scorer: Optional[Callable],
+    ) -> SoftTargetTraining:
+        return component_class(
+            nlp.vocab, model, name, loss=loss, threshold=threshold, scorer=scorer
+        )
+
+    factory_name = component_class.factory_name  # type: ignore[attr-defined]
+    make.__name__ = make.__qualname__ = f"make_{factory_name}"
+    kind, classes, threshold = (
+        ("single", "exclusive", "unused for exclusive classes, as in spaCy's textcat")
+        if exclusive
+        else ("multi", "non-exclusive", "the decision threshold used in scoring")
+    )
+    make.__doc__ = f"""A {kind}-label text classifier trained on a teacher's soft labels.
+
+    model (Model[List[Doc], Floats2d]): any spaCy textcat architecture, {classes} classes.
+    loss (SoftTargetLoss): the distillation loss (temperature, alpha).
+    threshold (float): {threshold}.
+    scorer (Optional[Callable]): gold `cats` scores plus teacher agreement.
+    """
+    return Language.factory(
+        factory_name,
+        assigns=["doc.cats"],
+        default_config={
+            "threshold": component_class.default_threshold,  # type: ignore[attr-defined]
+            "model": default_model,
+            "loss": DEFAULT_SOFT_TARGET_LOSS,
+            "scorer": DEFAULT_SCORER,
+        },
+        default_score_weights=_SCORE_WEIGHTS,
+        func=make,
+    )
+
+
+make_distill_textcat = _register_factory(DistillTextCategorizer, DEFAULT_DISTILL_TEXTCAT_MODEL)
+make_distill_textcat_multilabel = _register_factory(
+    DistillMultiLabelTextCategorizer, DEFAULT_DISTILL_TEXTCAT_MULTILABEL_MODEL
+)
 
 
 __all__ = [

@@ -5,8 +5,9 @@ built, so importing them (and `spacy_distill`) stays light.
 """
 
 from ..hf.extractor import HiddenStateExtractor
+from ..teacher_protocol import Teacher, TeacherBase, as_capable
 from . import ensemble, hf_classifier, hf_probe, hf_prompt, openai_server  # noqa: F401  (registration)
-from .base import LabelMapping, Teacher, TeacherBase, as_capable
+from .base import LabelMapping
 from .ensemble import EnsembleTeacher
 from .hf_classifier import HFClassifierTeacher
 from .hf_probe import HFProbeTeacher

@@ -10,7 +10,7 @@ from ..errors import DistillError, LabelMismatchError
 from ..hf.loading import fingerprint_of
 from ..probabilities import log_sigmoid, log_softmax, logsumexp, sigmoid
 from ..registry import registry
-from .base import Teacher, TeacherBase, as_capable
+from ..teacher_protocol import Teacher, TeacherBase, as_capable
 
 SPACES = ("probability", "log")
 

@@ -15,15 +15,15 @@ from ..hf.features import HFHiddenStates
 from ..hf.loading import (
     check_device,
     fingerprint_of,
-    load_model,
-    load_tokenizer,
+    load_model_and_tokenizer,
     require_transformers,
     resolve_max_length,
     truncation_stats,
 )
 from ..probabilities import log_softmax
 from ..registry import registry
-from .base import LabelMapping, TeacherBase
+from ..teacher_protocol import TeacherBase
+from .base import LabelMapping
 
 
 class HFClassifierTeacher(HFHiddenStates, TeacherBase):
@@ -72,8 +72,7 @@ class HFClassifierTeacher(HFHiddenStates, TeacherBase):
         self.revision = revision
         self.dtype = dtype
         self.batch_size = batch_size
-        self.tokenizer = load_tokenizer(self.model_name, revision=revision)
-        self.model = load_model(
+        self.model, self.tokenizer = load_model_and_tokenizer(
             "AutoModelForSequenceClassification",
             self.model_name,
             revision=revision,

@@ -17,7 +17,7 @@ from ..hf.extractor import HiddenStateExtractor, pool_hidden_states  # noqa: F40
 from ..hf.loading import truncation_stats
 from ..probabilities import log_softmax
 from ..registry import registry
-from .base import TeacherBase
+from ..teacher_protocol import TeacherBase
 from .probe_head import DEFAULT_C, HEAD_META, ProbeHead
 from .probe_training import check_probe_head, fit_probe_head
 

@@ -27,15 +27,12 @@ from ..errors import DistillError
 from ..hf.features import HFHiddenStates
 from ..hf.loading import (
     fingerprint_of,
-    load_model,
-    load_tokenizer,
-    offline_hint,
+    load_causal_lm,
     require_transformers,
-    split_gguf_path,
 )
 from ..probabilities import log_softmax
 from ..registry import registry
-from .base import TeacherBase
+from ..teacher_protocol import TeacherBase
 from .prompt_lm import ContinuationScorer, PromptEncoder, pad_token_id
 from .prompting import TemplatePrompt, calibrate, calibration_offsets
 
@@ -348,21 +345,15 @@ def configure_hf_prompt_teacher(
     """
     from pathlib import Path
 
-    name, gguf_file = split_gguf_path(model, gguf_file)
-    try:
-        tokenizer = load_tokenizer(name, gguf_file=gguf_file, revision=revision)
-        lm = load_model(
-            "AutoModelForCausalLM",
-            name,
-            gguf_file=gguf_file,
-            revision=revision,
-            dtype=dtype,
-            device=device,
-            # False leaves it to the environment (SPACY_DISTILL_ALLOW_PICKLE).
-            allow_pickle=True if allow_pickle else None,
-        )
-    except DistillError as err:
-        raise DistillError(f"{err}{offline_hint()}") from err
+    lm, tokenizer, name, gguf_file = load_causal_lm(
+        model,
+        gguf_file=gguf_file,
+        revision=revision,
+        dtype=dtype,
+        device=device,
+        # False leaves it to the environment (SPACY_DISTILL_ALLOW_PICKLE).
+        allow_pickle=True if allow_pickle else None,
+    )
     local = Path(name) / gguf_file if gguf_file else Path(name)
     settings = dict(
         verbalizers=verbalizers,

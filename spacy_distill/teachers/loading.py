@@ -12,7 +12,7 @@ from spacy.util import import_file, load_config
 
 from ..errors import DistillError
 from ..registry import registry
-from .base import Teacher, TeacherBase, as_capable
+from ..teacher_protocol import Teacher, TeacherBase, as_capable
 
 # Teacher settings that may name a file or folder: a relative one is read against the config's
 # folder (so `training/teacher.cfg` works from anywhere), if it exists there.

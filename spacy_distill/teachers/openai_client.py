@@ -30,7 +30,7 @@ import re
 import threading
 import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from ..errors import DistillError, TeacherError
@@ -39,6 +39,15 @@ from .openai_answers import UnreadableAnswer, answer_text
 logger = logging.getLogger(__name__)
 
 ENDPOINTS = {"chat": "/chat/completions", "completions": "/completions"}
+# The keyword arguments of OpenAIClient that a teacher or generator passes on as it got them.
+CLIENT_SETTINGS = (
+    "endpoint",
+    "api_key_env",
+    "max_concurrency",
+    "timeout",
+    "max_retries",
+    "backoff",
+)
 RETRY_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
 # Seconds: a longer Retry-After is cut to this (a server asking for hours is misconfigured).
 MAX_RETRY_AFTER = 120.0
@@ -202,6 +211,22 @@ class OpenAIClient:
         """Attempts that failed and were tried again."""
         self._client = None
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(
+        cls, base_url: str, model: str, settings: Mapping[str, Any]
+    ) -> "OpenAIClient":
+        """A client from the CLIENT_SETTINGS found in `settings`, e.g. a caller's `locals()`
+        (other keys are ignored; a missing one keeps its default).
+
+        base_url (str): as for OpenAIClient.
+        model (str): as for OpenAIClient.
+        settings (Mapping[str, Any]): holds some of CLIENT_SETTINGS, and maybe more.
+        RETURNS (OpenAIClient): the client.
+        """
+        return cls(
+            base_url, model, **{key: settings[key] for key in CLIENT_SETTINGS if key in settings}
+        )
 
     @property
     def host(self) -> str:

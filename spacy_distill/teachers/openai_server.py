@@ -29,7 +29,7 @@ import numpy
 from ..errors import DistillError
 from ..hf.loading import fingerprint_of
 from ..registry import registry
-from .base import TeacherBase
+from ..teacher_protocol import TeacherBase
 
 # answer_matches, match_scores, token_matches and redact were defined here once: still importable.
 from .openai_answers import (  # noqa: F401
@@ -124,16 +124,7 @@ class OpenAITeacher(TeacherBase):
         )
         if not multi_label:
             check_first_words(self.prompt.verbalizers)
-        self.client = OpenAIClient(
-            base_url,
-            model,
-            endpoint=endpoint,
-            api_key_env=api_key_env,
-            max_concurrency=max_concurrency,
-            timeout=timeout,
-            max_retries=max_retries,
-            backoff=backoff,
-        )
+        self.client = OpenAIClient.from_settings(base_url, model, locals())
         self.labels: Tuple[str, ...] = self.prompt.labels
         self.exclusive = not multi_label
         self.multi_label = bool(multi_label)

@@ -6,7 +6,7 @@ from collections import Counter
 from pathlib import Path
 from typing import List, Optional, Sequence, Union
 
-from ..annotation.chunked import file_sha256
+from ..data.files import file_sha256
 from ..data.records import Record, read_records, split_errors
 from ..errors import DistillError, LabelMismatchError
 from ..hf.extractor import HiddenStateExtractor
@@ -74,7 +74,7 @@ def fit_probe_head(
                 "sha256": _file_sha256(path),
                 "bytes": path.stat().st_size,
                 "n_examples": len(records),
-                "label_counts": dict(sorted(Counter(l for g in gold for l in g).items())),
+                "label_counts": dict(sorted(Counter(label for g in gold for label in g).items())),
             },
         }
     )

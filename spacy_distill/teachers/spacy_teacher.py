@@ -14,7 +14,8 @@ from ..ml.logits import forward_logits, has_readable_logits
 from ..pipeline.textcat_lookup import find_textcat, is_exclusive
 from ..probabilities import log_softmax
 from ..registry import registry
-from .base import LabelMapping, TeacherBase
+from ..teacher_protocol import TeacherBase
+from .base import LabelMapping
 
 
 class SpacyTeacher(TeacherBase):
@@ -72,7 +73,8 @@ class SpacyTeacher(TeacherBase):
         if self._teacher_id is None:
             meta = self.nlp.meta
             name = meta.get("name") or "pipeline"
-            teacher_id = f"spacy:{meta.get('lang', self.nlp.lang)}_{name}-{meta.get('version', '0.0.0')}/{self.component}"
+            lang, version = meta.get("lang", self.nlp.lang), meta.get("version", "0.0.0")
+            teacher_id = f"spacy:{lang}_{name}-{version}/{self.component}"
             if name == "pipeline":
                 teacher_id += f"@{self.fingerprint[:8]}"
             self._teacher_id = teacher_id

@@ -4,11 +4,11 @@ the architecture checks and defaults, composed from the sections of `config_temp
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple, Union
 
-import srsly
 from spacy import util
 from thinc.api import Config
 
 from ..arguments import check_float_argument, check_int_argument
+from ..data.files import read_report
 from ..data.targets import read_target_summary
 from ..errors import DistillError
 from .config_templates import (
@@ -208,10 +208,7 @@ def resolve_label_trust(
             raise DistillError(
                 f"label_trust: {path} is neither 'auto' nor a file (the JSON of `check-teacher --output`)"
             )
-        try:
-            report = srsly.read_json(path)
-        except ValueError as err:
-            raise DistillError(f"{path}: not JSON ({err})") from err
+        report = read_report(path, "label trust report")
         if not isinstance(report, dict) or not isinstance(report.get("label_trust"), dict):
             raise DistillError(
                 f"{path}: no 'label_trust' object (write it with `spacy-distill check-teacher DEV --output`)"

@@ -3,6 +3,7 @@
 `contextual` and `reduce` for the why of each step."""
 
 import time
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
@@ -71,18 +72,8 @@ def build_word_vectors(
     check_int_argument("batch_size", batch_size, 1)
     if layer is not None:
         check_int_argument("layer", layer)
-    _check_settings(
-        dims=dims,
-        min_count=min_count,
-        max_words=max_words,
-        sif_coefficient=sif_coefficient,
-        subword_buckets=subword_buckets,
-        min_n=min_n,
-        max_n=max_n,
-    )
-    paths, vocabulary = _vocabulary(
-        data, dims=dims, attr=attr, min_count=min_count, max_words=max_words, lang=lang
-    )
+    settings = _Settings.from_arguments(locals())
+    paths, vocabulary = settings.vocabulary(data)
     n_teacher_words = 0
     if teacher_vocab:
         from .teacher_vocab import teacher_words
@@ -120,21 +111,7 @@ def build_word_vectors(
         "teacher_vocab": bool(teacher_vocab),
         "n_teacher_words": n_teacher_words,
     }
-    result = _reduce_and_save(
-        encoded["vectors"],
-        vocabulary,
-        paths,
-        meta,
-        output,
-        dims=dims,
-        min_count=min_count,
-        max_words=max_words,
-        weighting=weighting,
-        sif_coefficient=sif_coefficient,
-        subword_buckets=subword_buckets,
-        min_n=min_n,
-        max_n=max_n,
-    )
+    result = settings.reduce_and_save(encoded["vectors"], vocabulary, paths, meta, output)
     result.update(
         n_cached=encoded["n_cached"],
         n_encoded=encoded["n_encoded"],
@@ -169,18 +146,8 @@ def build_word_vectors_from_token_states(
     RETURNS (Dict[str, Any]): as `build_word_vectors` ("n_encoded" 0), plus "n_missing" (word
         types with no state) and "n_docs".
     """
-    _check_settings(
-        dims=dims,
-        min_count=min_count,
-        max_words=max_words,
-        sif_coefficient=sif_coefficient,
-        subword_buckets=subword_buckets,
-        min_n=min_n,
-        max_n=max_n,
-    )
-    paths, vocabulary = _vocabulary(
-        data, dims=dims, attr=attr, min_count=min_count, max_words=max_words, lang=lang
-    )
+    settings = _Settings.from_arguments(locals())
+    paths, vocabulary = settings.vocabulary(data)
     start = time.time()
     averaged = average_token_states(paths, vocabulary, lang=lang, show_progress=show_progress)
     counts = averaged["n_states"]
@@ -195,21 +162,7 @@ def build_word_vectors_from_token_states(
             "median_states_per_word": float(numpy.median(counts)),
         },
     }
-    result = _reduce_and_save(
-        averaged["vectors"],
-        vocabulary,
-        paths,
-        meta,
-        output,
-        dims=dims,
-        min_count=min_count,
-        max_words=max_words,
-        weighting=weighting,
-        sif_coefficient=sif_coefficient,
-        subword_buckets=subword_buckets,
-        min_n=min_n,
-        max_n=max_n,
-    )
+    result = settings.reduce_and_save(averaged["vectors"], vocabulary, paths, meta, output)
     result.update(
         n_cached=0,
         n_encoded=0,
@@ -220,96 +173,111 @@ def build_word_vectors_from_token_states(
     return result
 
 
-def _check_settings(
-    *, dims, min_count, max_words, sif_coefficient, subword_buckets, min_n, max_n
-) -> None:
-    """The numbers both sources of vectors take, checked before any file is read: a bad one
-    would otherwise fail after the (slow) encoding or averaging."""
-    check_int_argument("dims", dims, 1)
-    check_int_argument("min_count", min_count, 1)
-    if max_words is not None:
-        check_int_argument("max_words", max_words, 1)
-    check_float_argument("sif_coefficient", sif_coefficient, 0.0, above_minimum=True)
-    check_int_argument("subword_buckets", subword_buckets, 0)
-    if subword_buckets:
-        check_int_argument("min_n", min_n, 1)
-        check_int_argument("max_n", max_n, min_n)
+@dataclass(frozen=True)
+class _Settings:
+    """The settings both sources of vectors take: where they start (the counted vocabulary)
+    and how they end (reduced, weighted and saved)."""
 
+    dims: int
+    attr: str
+    min_count: int
+    max_words: Optional[int]
+    weighting: str
+    sif_coefficient: float
+    lang: str
+    subword_buckets: int
+    min_n: int
+    max_n: int
 
-def _vocabulary(data, *, dims, attr, min_count, max_words, lang) -> Tuple[List[Path], Vocabulary]:
-    """The data paths and their counted words: where both sources of vectors start."""
-    paths = [Path(p) for p in data]
-    return paths, count_words(paths, attr=attr, min_count=min_count, max_words=max_words, lang=lang)
+    @classmethod
+    def from_arguments(cls, arguments: Dict[str, Any]) -> "_Settings":
+        """The settings among a builder's arguments (its `locals()`), checked before any file is
+        read: a bad number would otherwise fail after the (slow) encoding or averaging."""
+        settings = cls(**{field.name: arguments[field.name] for field in fields(cls)})
+        check_int_argument("dims", settings.dims, 1)
+        check_int_argument("min_count", settings.min_count, 1)
+        if settings.max_words is not None:
+            check_int_argument("max_words", settings.max_words, 1)
+        check_float_argument("sif_coefficient", settings.sif_coefficient, 0.0, above_minimum=True)
+        check_int_argument("subword_buckets", settings.subword_buckets, 0)
+        if settings.subword_buckets:
+            check_int_argument("min_n", settings.min_n, 1)
+            check_int_argument("max_n", settings.max_n, settings.min_n)
+        return settings
 
-
-def _reduce_and_save(
-    raw,
-    vocabulary,
-    paths,
-    meta,
-    output,
-    *,
-    dims,
-    min_count,
-    max_words,
-    weighting,
-    sif_coefficient,
-    subword_buckets=0,
-    min_n=DEFAULT_MIN_N,
-    max_n=DEFAULT_MAX_N,
-) -> Dict[str, Any]:
-    """PCA, frequency weights, subword vectors, the meta and the folder: what both sources of
-    vectors share."""
-    if subword_buckets:
-        check_ngram_settings(subword_buckets, min_n, max_n)
-    dims_used = min(int(dims), len(vocabulary), raw.shape[1])
-    reduced, reduction = pca_reduce(raw, dims_used)
-    weights = frequency_weights(vocabulary.counts, weighting, sif_coefficient)
-    if weights is not None:
-        reduced = reduced * weights[:, None]
-    meta = {
-        **meta,
-        "vocabulary": {
-            "hash": vocabulary.hash,
-            "data": [str(p) for p in paths],
-            "min_count": min_count,
-            "max_words": max_words,
-            "n_tokens": vocabulary.total,
-        },
-        "reduction": {
-            "method": "pca",
-            "standardized": True,
-            "dims_requested": int(dims),
-            **reduction,
-        },
-        "weighting": {
-            "method": weighting,
-            "coefficient": sif_coefficient if weighting != "none" else None,
-        },
-    }
-    subwords = None
-    if subword_buckets:
-        # Fitted to the final (reduced, weighted) vectors: what the student's table starts from.
-        subwords, fit = fit_ngram_vectors(
-            vocabulary.words, reduced, buckets=subword_buckets, min_n=min_n, max_n=max_n
+    def vocabulary(self, data: Iterable[Union[str, Path]]) -> Tuple[List[Path], Vocabulary]:
+        """The data paths and their counted words."""
+        paths = [Path(p) for p in data]
+        vocabulary = count_words(
+            paths,
+            attr=self.attr,
+            min_count=self.min_count,
+            max_words=self.max_words,
+            lang=self.lang,
         )
-        meta["subwords"] = {
-            "method": "hashed-char-ngrams",
-            "hash": "murmurhash.hash_unicode",
-            "buckets": int(subword_buckets),
-            "min_n": int(min_n),
-            "max_n": int(max_n),
-            **fit,
+        return paths, vocabulary
+
+    def reduce_and_save(
+        self,
+        raw: numpy.ndarray,
+        vocabulary: Vocabulary,
+        paths: List[Path],
+        meta: Dict[str, Any],
+        output: Optional[Union[str, Path]],
+    ) -> Dict[str, Any]:
+        """PCA, frequency weights, subword vectors, the meta and the folder."""
+        dims, weighting, sif_coefficient = self.dims, self.weighting, self.sif_coefficient
+        subword_buckets, min_n, max_n = self.subword_buckets, self.min_n, self.max_n
+        if subword_buckets:
+            check_ngram_settings(subword_buckets, min_n, max_n)
+        dims_used = min(int(dims), len(vocabulary), raw.shape[1])
+        reduced, reduction = pca_reduce(raw, dims_used)
+        weights = frequency_weights(vocabulary.counts, weighting, sif_coefficient)
+        if weights is not None:
+            reduced = reduced * weights[:, None]
+        meta = {
+            **meta,
+            "vocabulary": {
+                "hash": vocabulary.hash,
+                "data": [str(p) for p in paths],
+                "min_count": self.min_count,
+                "max_words": self.max_words,
+                "n_tokens": vocabulary.total,
+            },
+            "reduction": {
+                "method": "pca",
+                "standardized": True,
+                "dims_requested": int(dims),
+                **reduction,
+            },
+            "weighting": {
+                "method": weighting,
+                "coefficient": sif_coefficient if weighting != "none" else None,
+            },
         }
-    vectors = WordVectors(
-        vocabulary.words, reduced, attr=vocabulary.attr, meta=meta, subwords=subwords
-    )
-    if output is not None:
-        vectors.to_disk(output)
-    return {
-        "vectors": vectors,
-        "subwords": meta.get("subwords"),
-        "n_words": len(vocabulary),
-        "explained_variance": reduction["explained_variance"],
-        "output": None if output is None else str(output),
-    }
+        subwords = None
+        if subword_buckets:
+            # Fitted to the final (reduced, weighted) vectors: what the student's table starts from.
+            subwords, fit = fit_ngram_vectors(
+                vocabulary.words, reduced, buckets=subword_buckets, min_n=min_n, max_n=max_n
+            )
+            meta["subwords"] = {
+                "method": "hashed-char-ngrams",
+                "hash": "murmurhash.hash_unicode",
+                "buckets": int(subword_buckets),
+                "min_n": int(min_n),
+                "max_n": int(max_n),
+                **fit,
+            }
+        vectors = WordVectors(
+            vocabulary.words, reduced, attr=vocabulary.attr, meta=meta, subwords=subwords
+        )
+        if output is not None:
+            vectors.to_disk(output)
+        return {
+            "vectors": vectors,
+            "subwords": meta.get("subwords"),
+            "n_words": len(vocabulary),
+            "explained_variance": reduction["explained_variance"],
+            "output": None if output is None else str(output),
+        }

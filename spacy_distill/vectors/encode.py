@@ -32,6 +32,8 @@ class FeatureSource(Protocol):
     """A teacher whose head reads pooled features it can give (HFProbeTeacher, or the probe's
     HiddenStateExtractor on its own): a word's vector is the feature of the word alone."""
 
+    teacher_id: str
+    """A readable name (a teacher's `teacher_id`, the extractor's model)."""
     width: int
     """The number of features."""
 
@@ -64,7 +66,7 @@ class TeacherWordEncoder:
         pooling (Optional[str]): "mean", "cls" or "last" (None: the teacher's own).
         """
         self.teacher = teacher
-        self.teacher_id = getattr(teacher, "teacher_id", type(teacher).__name__)
+        self.teacher_id = teacher.teacher_id
         if isinstance(teacher, FeatureSource) and layer is None and pooling is None:
             self.method = "features"
             described = isinstance(teacher, DescribedFeatures)
@@ -77,7 +79,7 @@ class TeacherWordEncoder:
             except DistillError as err:
                 raise DistillError(
                     f"teacher {self.teacher_id} cannot encode words: {err}. Teacher-derived word vectors "
-                    "need a teacher with a representation of its own; use --arch bow or cnn for this one"
+                    "need a teacher with a representation of its own; use `arch='bow'` or `arch='cnn'` for this one"
                 ) from err
             self.width = self.settings.get("width")
             self._layer, self._pooling = layer, pooling
@@ -87,7 +89,7 @@ class TeacherWordEncoder:
                 "neither `features` (HFProbeTeacher) nor `hidden_states` (HFClassifierTeacher, "
                 "HFPromptTeacher, HFProbeTeacher, SpacyTeacher on a spacy-transformers pipeline). "
                 "Teacher-derived word vectors need a teacher with a representation of its own; use "
-                "--arch bow or cnn for this one"
+                "`arch='bow'` or `arch='cnn'` for this one"
             )
         self.fingerprint = hashlib.sha256(
             json.dumps(

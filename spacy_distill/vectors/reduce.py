@@ -27,7 +27,7 @@ def principal_components(
     matrix: numpy.ndarray, dims: int
 ) -> Tuple[numpy.ndarray, numpy.ndarray, float]:
     """The top `dims` principal directions of `matrix`: the one PCA of word vectors and of
-    hidden-state projections (`hidden.storage.HiddenProjection.fit_pca`).
+    hidden-state projections (`hidden.projection.HiddenProjection.fit_pca`).
 
     matrix (numpy.ndarray): (n, width) vectors, n >= dims (checked by the callers, whose
         errors name their own arguments).

@@ -11,7 +11,7 @@ from typing import Any, List, Optional, Protocol, runtime_checkable
 
 from ..errors import DistillError
 from ..hf.features import HFHiddenStates
-from ..teachers.base import TeacherBase
+from ..teacher_protocol import TeacherBase
 
 # Markers of a piece that starts a word: byte-level BPE (GPT-2, Llama 3, SmolLM) and
 # SentencePiece. WordPiece marks the opposite: continuation pieces start with "##".
@@ -48,8 +48,8 @@ def teacher_words(teacher: Any, attr: str = "lower") -> List[str]:
     tokenizer = find_tokenizer(teacher)
     if tokenizer is None:
         raise DistillError(
-            f"teacher {getattr(teacher, 'teacher_id', type(teacher).__name__)} has no Hugging Face tokenizer "
-            "whose vocabulary could add words; leave out --teacher-vocab"
+            f"teacher {teacher.teacher_id} has no Hugging Face tokenizer "
+            "whose vocabulary could add words; leave out `teacher_vocab`"
         )
     vocab = tokenizer.get_vocab()
     special = set(getattr(tokenizer, "all_special_tokens", []) or [])

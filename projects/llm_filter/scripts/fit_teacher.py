@@ -133,7 +133,9 @@ def main(
     labels_from: List[Path] = typer.Option(
         [],
         "--labels-from",
-        help="Records whose labels the teacher must have (default: --train): a probe takes them as its labels; any other teacher's [teacher] labels are checked against them before its model loads",
+        help="Records whose labels the teacher must have (default: --train): a probe takes "
+        "them as its labels; any other teacher's [teacher] labels are checked against them "
+        "before its model loads",
         exists=True,
         dir_okay=False,
     ),
