@@ -3,7 +3,7 @@ import re
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Iterator, Mapping, Optional
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional
 
 import typer
 from wasabi import msg
@@ -128,8 +128,12 @@ def with_flags(
 
 
 class _LogPrinter(logging.Handler):
+    def __init__(self, level: int, rewrite: Callable[[str], str]) -> None:
+        super().__init__(level)
+        self.rewrite = rewrite
+
     def emit(self, record: logging.LogRecord) -> None:
-        text = self.format(record)
+        text = self.rewrite(self.format(record))
         if record.levelno >= logging.WARNING:
             msg.warn(text)
         else:
@@ -138,11 +142,14 @@ class _LogPrinter(logging.Handler):
 
 @contextmanager
 def library_log_shown(
-    level: int = logging.INFO, logger_name: str = "spacy_distill"
+    level: int = logging.INFO,
+    logger_name: str = "spacy_distill",
+    rewrite: Callable[[str], str] = str,
 ) -> Iterator[None]:
-    """Show what the library logs at `level` or above while a command runs: the library never
-    prints, the command line does."""
-    logger, handler = logging.getLogger(logger_name), _LogPrinter(level)
+    """Show what the library logs at `level` or above while a command runs (warnings as the
+    command's own): the library never prints, the command line does. `rewrite` turns a message
+    into the command's terms, e.g. arguments into flags (`with_flags`)."""
+    logger, handler = logging.getLogger(logger_name), _LogPrinter(level, rewrite)
     previous = logger.level
     logger.addHandler(handler)
     if logger.level == logging.NOTSET or logger.level > level:

@@ -1,7 +1,6 @@
 import logging
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import List, Optional
 
 import typer
 from spacy.cli._util import parse_config_overrides
@@ -21,6 +20,7 @@ from ._app import (
     cache_path,
     code_option,
     import_code,
+    library_log_shown,
     option_flags,
     progress_option,
     with_flags,
@@ -175,7 +175,9 @@ def annotate_cli(
             )
         elif backend != "plain":
             raise DistillError(f"--backend must be one of {list(BACKEND_CHOICES)}, got {backend!r}")
-        with _warnings_shown():
+        # What the library logs as it goes (what a stopped run kept, damaged cache entries) is
+        # shown as the command's own warnings.
+        with library_log_shown(logging.WARNING, rewrite=annotate_message):
             summary = annotate(
                 input_path,
                 output_path,
@@ -258,20 +260,3 @@ def annotate_message(message: str) -> str:
     """A library message with the arguments it names (`on_error="skip"`) as this command's
     flags (--on-error skip)."""
     return with_flags(message, ARGUMENT_FLAGS, VALUE_FLAGS)
-
-
-class _WarningPrinter(logging.Handler):
-    def emit(self, record: logging.LogRecord) -> None:
-        msg.warn(annotate_message(record.getMessage()))
-
-
-@contextmanager
-def _warnings_shown() -> Iterator[None]:
-    # What the library logs as it goes (what a stopped run kept, damaged cache entries) is shown
-    # as the command's own warnings.
-    logger, handler = logging.getLogger("spacy_distill"), _WarningPrinter(logging.WARNING)
-    logger.addHandler(handler)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
