@@ -10,6 +10,8 @@ from . import (
     teachers,  # noqa: F401  (registers the teachers; the registry: registry.teachers)
 )
 from .about import __version__
+from .active.report import write_report as write_active_report
+from .active.rounds import run_rounds
 from .annotation.annotate import annotate, convert
 from .augment.config import load_augment_config
 from .augment.run import augment_file
@@ -30,6 +32,7 @@ from .packaging.export import export_pipeline
 from .packaging.package import package_pipeline
 from .pipeline import distill_hidden  # noqa: F401  (registers distill_hidden, its projector and loss)
 from .pipeline.distill_textcat import DistillMultiLabelTextCategorizer, DistillTextCategorizer
+from .select import select_pool  # (also registers the selectors)
 from .teachers import SpacyTeacher, Teacher, TeacherBase
 from .teachers.loading import lazy_teacher, load_teacher
 from .training import corpus, losses, scoring  # noqa: F401  (registers the reader, losses, scorer)
@@ -57,7 +60,10 @@ __all__ = [
     "merge_target_files",
     "package_pipeline",
     "read_records",
+    "run_rounds",
+    "select_pool",
     "teacher_quality",
+    "write_active_report",
     "tune_student",
     # components, losses, targets, teachers, the filter
     "DecisionRule",

@@ -1,10 +1,12 @@
 """The plugin's own registries, on spaCy's registry so that config blocks can name them.
 
-`spacy_distill_teachers` holds teachers (`@spacy_distill_teachers = "spacy-distill.SpacyTeacher.v1"`)
-and `spacy_distill_text_augmenters` text -> texts augmenters for `spacy-distill augment`
-(`@spacy_distill_text_augmenters = "spacy-distill.Leetspeak.v1"`); spaCy's own `augmenters`
-registry holds Example augmenters for training, with another signature. Their entry-point
-groups are `spacy_distill_teachers` and `spacy_distill_text_augmenters`.
+`spacy_distill_teachers` holds teachers (`@spacy_distill_teachers = "spacy-distill.SpacyTeacher.v1"`),
+`spacy_distill_text_augmenters` text -> texts augmenters for `spacy-distill augment`
+(`@spacy_distill_text_augmenters = "spacy-distill.Leetspeak.v1"`; spaCy's own `augmenters`
+registry holds Example augmenters for training, with another signature) and
+`spacy_distill_selectors` the strategies of `spacy-distill select`
+(`@spacy_distill_selectors = "spacy-distill.Uncertainty.v1"`). Their entry-point groups have the
+same names.
 
 spaCy's registry is one namespace shared by every plugin, so the registries carry the plugin's
 prefix. The bare names of earlier versions, `teachers` and `text_augmenters`, stay as aliases:
@@ -25,8 +27,10 @@ logger = logging.getLogger(__name__)
 PREFIX = "spacy_distill"
 TEACHERS = f"{PREFIX}_teachers"
 TEXT_AUGMENTERS = f"{PREFIX}_text_augmenters"
-# Prefixed name -> the bare alias kept for configs written for earlier versions.
-ALIASES = {TEACHERS: "teachers", TEXT_AUGMENTERS: "text_augmenters"}
+SELECTORS = f"{PREFIX}_selectors"
+# Prefixed name -> the bare alias kept for configs written for earlier versions (and, for the
+# selectors, which came later, the same short form).
+ALIASES = {TEACHERS: "teachers", TEXT_AUGMENTERS: "text_augmenters", SELECTORS: "selectors"}
 
 
 def _create(name: str, alias: str) -> catalogue.Registry:
@@ -54,14 +58,16 @@ def block_keys(name: str) -> Tuple[str, str]:
     return f"@{name}", f"@{ALIASES[name]}"
 
 
-teachers, text_augmenters = (_create(name, alias) for name, alias in ALIASES.items())
+teachers, text_augmenters, selectors = (_create(name, alias) for name, alias in ALIASES.items())
 
 __all__ = [
     "ALIASES",
+    "SELECTORS",
     "TEACHERS",
     "TEXT_AUGMENTERS",
     "block_keys",
     "registry",
+    "selectors",
     "teachers",
     "text_augmenters",
 ]

@@ -23,6 +23,8 @@ FORBIDDEN = {
         "backends",
         "vectors",
         "hf",
+        "select",
+        "active",
         "cli",
     },
     "hf": {
@@ -35,6 +37,8 @@ FORBIDDEN = {
         "augment",
         "backends",
         "vectors",
+        "select",
+        "active",
         "cli",
     },
     "hidden": {
@@ -46,6 +50,8 @@ FORBIDDEN = {
         "packaging",
         "augment",
         "backends",
+        "select",
+        "active",
         "cli",
     },
     "teachers": {
@@ -56,12 +62,47 @@ FORBIDDEN = {
         "packaging",
         "augment",
         "backends",
+        "select",
+        "active",
         "cli",
     },
-    "augment": {"annotation", "training", "evaluation", "filter", "packaging", "backends", "cli"},
+    "augment": {
+        "annotation",
+        "training",
+        "evaluation",
+        "filter",
+        "packaging",
+        "backends",
+        "select",
+        "active",
+        "cli",
+    },
     # The filter's cascade loads its teacher (a function-level import, only where spacy-distill
     # is installed: the packaged runtime never reaches it), so filter may import teachers.
-    "filter": {"annotation", "training", "evaluation", "packaging", "augment", "backends", "cli"},
+    "filter": {
+        "annotation",
+        "training",
+        "evaluation",
+        "packaging",
+        "augment",
+        "backends",
+        "select",
+        "active",
+        "cli",
+    },
+    # Selection reads pools and scores them with a student; the rounds loop (`active`), which
+    # annotates and trains, sits above it.
+    "select": {
+        "teachers",
+        "training",
+        "evaluation",
+        "filter",
+        "packaging",
+        "augment",
+        "backends",
+        "active",
+        "cli",
+    },
 }
 ANY_LIBRARY_MODULE = {"cli"}
 

@@ -177,6 +177,20 @@ def test_spam_filter_project_runs_all_on_another_dataset_with_vars_only(tmp_path
     again = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=600)
     assert again.returncode == 0
     assert "Running command" not in again.stdout, again.stdout[-2000:]
+    # The `active` workflow's rounds on the same data: 60 teacher labels chosen in two rounds.
+    # `annotate` labelled every training text with this teacher already: all are cache hits.
+    active = [*command[:5], "active-rounds", *command[6:]]
+    active += ["--vars.active_budget", "60", "--vars.active_rounds", "2"]
+    active += ["--vars.active_max_steps", "60"]
+    result = subprocess.run(active, capture_output=True, text=True, env=ENV, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rounds = json.loads((root / "training/active/report.json").read_text())["rounds"]
+    assert [r["strategy"] for r in rounds] == ["random", "hybrid"]
+    assert [r["n_labelled"] for r in rounds] == [30, 60]
+    assert rounds[-1]["total_teacher_calls"] + sum(r["cache_hits"] for r in rounds) == 60
+    assert rounds[-1]["total_teacher_calls"] == 0
+    assert all(r["macro_f1"] is not None and r["retention"] is not None for r in rounds)
+    assert (root / "training/active/learning_curve.png").exists()
 
 
 def _gold_labels(path: Path):

@@ -1,6 +1,7 @@
 """The `spacy-distill` command line: one module per command."""
 
 from . import (
+    active,
     annotate,
     augment,
     check_teacher,
@@ -10,6 +11,7 @@ from . import (
     init_config,
     merge,
     package,
+    select,
     tune,
     word_vectors,
 )  # noqa: F401  (registers the commands)

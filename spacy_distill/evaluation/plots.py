@@ -246,6 +246,42 @@ def plot_cascade(
     return _save(figure, path)
 
 
+def plot_learning_curve(
+    curves: Mapping[str, Mapping[str, Sequence[float]]],
+    path: PathLike,
+    *,
+    ylabel: str = "student macro-F1 on test",
+    reference: Optional[Tuple[str, float]] = None,
+    title: str = "Learning curve: student quality vs teacher calls",
+) -> Path:
+    """Student quality against teacher calls, one line per curve (e.g. per strategy).
+
+    curves (Mapping[str, Mapping[str, Sequence[float]]]): name -> {"calls": [...], "mean":
+        [...], and optionally "std": [...] (drawn as a band)}.
+    path (Union[str, Path]): the PNG to write; parent directories are created.
+    ylabel (str): what the values are.
+    reference (Optional[Tuple[str, float]]): (name, value) drawn as a horizontal line, e.g.
+        ("whole pool labelled", 0.97).
+    title (str): the figure title.
+    RETURNS (Path): the path written.
+    """
+    if not curves:
+        raise ValueError("plot_learning_curve: no curves")
+    figure = _new_figure(6.4, 4.8)
+    axes = figure.add_subplot(1, 1, 1)
+    for index, (name, curve) in enumerate(curves.items()):
+        calls = numpy.asarray(curve["calls"], dtype=float)
+        mean = numpy.asarray(_nan_for_none(curve["mean"]), dtype=float)
+        axes.plot(calls, mean, marker="o", color=f"C{index}", label=name)
+        if curve.get("std") is not None:
+            std = numpy.asarray(_nan_for_none(curve["std"]), dtype=float)
+            axes.fill_between(calls, mean - std, mean + std, color=f"C{index}", alpha=0.15)
+    if reference is not None:
+        axes.axhline(reference[1], color="grey", linestyle="--", linewidth=1, label=reference[0])
+    _label(axes, "teacher calls", ylabel, title, "lower right")
+    return _save(figure, path)
+
+
 def plot_threshold_curve(
     thresholds: Sequence[float],
     precision: Sequence[Optional[float]],
