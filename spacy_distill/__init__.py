@@ -13,6 +13,7 @@ from .about import __version__
 from .active.report import write_report as write_active_report
 from .active.rounds import run_rounds
 from .annotation.annotate import annotate, convert
+from .annotation.escalations import escalations_to_targets
 from .augment.config import load_augment_config
 from .augment.run import augment_file
 from .data.records import read_records
@@ -23,6 +24,7 @@ from .evaluation.evaluate import evaluate
 from .evaluation.trust import label_trust, teacher_quality
 from .evaluation.tune_student import tune_student
 from .filter import DecisionRule, SemanticFilter
+from .filter.escalations import EscalationLog, read_escalations
 from .hidden import HiddenProjection, HiddenRequest, HiddenStates
 from .ml import (
     empty_docs,  # noqa: F401  (registers the empty-doc guard callback)
@@ -33,6 +35,7 @@ from .packaging.package import package_pipeline
 from .pipeline import distill_hidden  # noqa: F401  (registers distill_hidden, its projector and loss)
 from .pipeline.distill_textcat import DistillMultiLabelTextCategorizer, DistillTextCategorizer
 from .select import select_pool  # (also registers the selectors)
+from .select.inherit import inherit_targets
 from .teachers import SpacyTeacher, Teacher, TeacherBase
 from .teachers.loading import lazy_teacher, load_teacher
 from .training import corpus, losses, scoring  # noqa: F401  (registers the reader, losses, scorer)
@@ -50,8 +53,10 @@ __all__ = [
     "build_word_vectors_from_token_states",
     "calibrate",
     "convert",
+    "escalations_to_targets",
     "evaluate",
     "export_pipeline",
+    "inherit_targets",
     "label_trust",
     "lazy_teacher",
     "load_augment_config",
@@ -59,15 +64,17 @@ __all__ = [
     "make_student_config",
     "merge_target_files",
     "package_pipeline",
+    "read_escalations",
     "read_records",
     "run_rounds",
     "select_pool",
     "teacher_quality",
-    "write_active_report",
     "tune_student",
+    "write_active_report",
     # components, losses, targets, teachers, the filter
     "DecisionRule",
     "DistillError",
+    "EscalationLog",
     "DistillMultiLabelTextCategorizer",
     "DistillTextCategorizer",
     "HiddenProjection",

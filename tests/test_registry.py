@@ -22,6 +22,7 @@ GROUPS = {
     "spacy_callbacks": registry.callbacks,
     "spacy_architectures": registry.architectures,
     registry.spacy_distill_text_augmenters.entry_point_namespace: registry.spacy_distill_text_augmenters,
+    registry.spacy_distill_selectors.entry_point_namespace: registry.spacy_distill_selectors,
     "spacy_misc": registry.misc,
 }
 OUR_FACTORIES = {
@@ -107,6 +108,7 @@ def test_the_prefixed_registries_are_primary_and_the_bare_names_alias_them():
     assert ALIASES == {
         "spacy_distill_teachers": "teachers",
         "spacy_distill_text_augmenters": "text_augmenters",
+        "spacy_distill_selectors": "selectors",
     }
     for name, alias in ALIASES.items():
         assert getattr(registry, alias) is getattr(registry, name)

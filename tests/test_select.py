@@ -301,3 +301,35 @@ def test_killed_select_reruns_to_the_same_output(tmp_path):
     assert out.read_bytes() == reference.read_bytes()
     assert duplicates_path(out).read_bytes() == duplicates_path(reference).read_bytes()
     assert not list(tmp_path.glob("*.tmp"))  # the killed run's temporary is replaced
+
+
+def test_duplicates_inherit_their_texts_targets_through_the_cli(tmp_path):
+    from spacy_distill.annotation.annotate import annotate
+    from spacy_distill.data.targets import get_target, read_targets
+
+    from .conftest import FakeTeacher
+
+    texts = varied_texts(10)
+    rows = [{"text": t} for t in texts] + [{"text": texts[2].upper()}, {"text": texts[5] + " !!"}]
+    pool = write_jsonl(tmp_path / "pool.jsonl", rows)
+    picks = tmp_path / "picks.jsonl"
+    select_pool(pool, picks, 10)
+    teacher = FakeTeacher()
+    annotate(picks, tmp_path / "picks.spacy", teacher, show_progress=False)
+    out = tmp_path / "inherited.spacy"
+    result, output = invoke_cli(
+        "inherit", tmp_path / "picks.spacy", "-d", duplicates_path(picks), "-o", out
+    )
+    assert result.exit_code == 0, output
+    assert "Wrote 2 inherited targets" in output and sum(teacher.calls) == 10
+    labelled = {
+        get_target(d).provenance.id: get_target(d) for d in read_targets(tmp_path / "picks.spacy")
+    }
+    for doc in read_targets(out):
+        target = get_target(doc)
+        assert target.provenance.method == "inherited" and doc.text in (
+            rows[10]["text"],
+            rows[11]["text"],
+        )
+        source = labelled[target.provenance.parent]
+        assert numpy.allclose(target.scores, source.scores)

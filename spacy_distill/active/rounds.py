@@ -26,7 +26,8 @@ from ..data.targets import read_target_summary
 from ..errors import DistillError
 from ..evaluation.data import load_evaluation_data
 from ..evaluation.metrics import classification_metrics
-from ..select import select_pool
+from ..select import duplicates_path, select_pool
+from ..select.inherit import inherit_targets
 from ..select.scoring import StudentScorer
 from ..teacher_protocol import Teacher
 from ..training.student_config import make_student_config
@@ -36,6 +37,8 @@ logger = logging.getLogger(__name__)
 
 PathLike = Union[str, Path]
 ROUND_FILE = "round.json"
+# Duplicates of labelled texts, with their representatives' targets (no teacher call).
+INHERITED_FILE = "inherited.spacy"
 
 
 @dataclass
@@ -50,6 +53,7 @@ class RoundResult:
     total_teacher_calls: int
     cache_hits: int
     n_duplicates: int
+    n_inherited: int = 0
     seconds: Dict[str, float] = field(default_factory=dict)
     macro_f1: Optional[float] = None
     accuracy: Optional[float] = None
@@ -95,6 +99,7 @@ def run_rounds(
     seed: int = 0,
     cache: Optional[Union[PathLike, TeacherCache]] = None,
     lang: str = "en",
+    inherit: bool = True,
     on_round: Optional[Callable[[RoundResult], None]] = None,
 ) -> List[RoundResult]:
     """Run the rounds (see the module docstring); RETURNS the results of every round.
@@ -117,123 +122,151 @@ def run_rounds(
         test sets are always excluded).
     seed (int): the seed of every selection.
     cache: the teacher cache (an SQLite path or an open cache); None scores every text.
+    inherit (bool): train also on the pool's duplicates of labelled texts, each with the targets
+        of the text it repeats (`labelled/inherited.spacy`; provenance method "inherited").
     on_round (Optional[Callable[[RoundResult], None]]): called after each round (progress).
     """
     sizes = round_sizes(budget, rounds, first)
-    output_dir = Path(output_dir)
-    labelled = output_dir / "labelled"
-    labelled.mkdir(parents=True, exist_ok=True)
-    exclude = [*exclude, dev, test]
-    results: List[RoundResult] = []
-    student: Optional[Path] = None
-    picks: List[Path] = []
+    run = ActiveRun(
+        pool,
+        Path(output_dir),
+        teacher,
+        dev=Path(dev),
+        test=Path(test),
+        strategy=strategy,
+        config=config,
+        student_options={"arch": arch, "max_steps": max_steps, "lang": lang},
+        exclude=[*exclude, dev, test],
+        seed=seed,
+        cache=cache,
+        inherit=inherit,
+    )
     for index, size in enumerate(sizes):
-        folder = output_dir / f"round_{index}"
+        result = run.round(index, size)
+        if on_round is not None:
+            on_round(result)
+    return run.results
+
+
+class ActiveRun:
+    """The state of `run_rounds` between rounds (see there for the arguments)."""
+
+    def __init__(
+        self,
+        pool,
+        output_dir: Path,
+        teacher: Teacher,
+        *,
+        dev: Path,
+        test: Path,
+        strategy,
+        config,
+        student_options: Dict[str, Any],
+        exclude: List[PathLike],
+        seed: int,
+        cache,
+        inherit: bool,
+    ) -> None:
+        self.pool, self.output_dir, self.teacher = pool, output_dir, teacher
+        self.dev, self.test, self.strategy, self.exclude = dev, test, strategy, exclude
+        self.student_options, self.seed, self.cache, self.inherit = (
+            student_options,
+            seed,
+            cache,
+            inherit,
+        )
+        self.lang: str = student_options["lang"]
+        self.labelled = output_dir / "labelled"
+        self.labelled.mkdir(parents=True, exist_ok=True)
+        self.config = Path(config) if config is not None else output_dir / "student.cfg"
+        self.make_config = config is None
+        self.results: List[RoundResult] = []
+        self.picks: List[Path] = []
+
+    def round(self, index: int, size: int) -> RoundResult:
+        """Run round `index` (or read it back, if its round.json exists)."""
+        folder = self.output_dir / f"round_{index}"
         done = folder / ROUND_FILE
-        picks_path = folder / "picks.jsonl"
         if not done.is_file():
-            result = _run_round(
-                index,
-                size,
-                folder,
-                pool,
-                teacher,
-                student,
-                picks,
-                labelled,
-                exclude,
-                strategy,
-                seed,
-                cache,
-                lang,
-                config,
-                dev,
-                test,
-                (arch, max_steps),
-                results,
-            )
+            result = self._run(index, size, folder)
             write_atomically(done, srsly.json_dumps(asdict(result), indent=2).encode("utf8"))
         # Read back, also after a fresh round: a resumed run reports the very same numbers.
         result = RoundResult(**srsly.read_json(done))
-        results.append(result)
-        picks.append(picks_path)
-        student = Path(result.student)
-        if on_round is not None:
-            on_round(result)
-    return results
+        self.results.append(result)
+        self.picks.append(folder / "picks.jsonl")
+        return result
+
+    def _run(self, index: int, size: int, folder: Path) -> RoundResult:
+        seconds: Dict[str, float] = {}
+        start = time.perf_counter()
+        picks = folder / "picks.jsonl"
+        selection = select_pool(
+            self.pool,
+            picks,
+            size,
+            strategy="random" if index == 0 else self.strategy,
+            student=self.results[-1].student if self.results else None,
+            exclude=[*self.exclude, *self.picks],
+            seed=self.seed,
+        )
+        seconds["select"] = time.perf_counter() - start
+        start = time.perf_counter()
+        targets = self.labelled / f"round_{index}.spacy"
+        annotation = annotate(
+            picks, targets, self.teacher, cache=self.cache, lang=self.lang, show_progress=False
+        )
+        n_inherited = _inherit(self.labelled, picks, self.lang) if self.inherit else 0
+        seconds["annotate"] = time.perf_counter() - start
+        if self.make_config and not self.config.is_file():
+            options = self.student_options
+            made = make_student_config(
+                targets,
+                self.dev,
+                arch=options["arch"],
+                max_steps=options["max_steps"],
+                lang=self.lang,
+            )
+            self.config.write_text(made.to_str(), encoding="utf8")
+        start = time.perf_counter()
+        overrides = {"paths.train": str(self.labelled), "paths.dev": str(self.dev)}
+        model = train_pipeline(
+            self.config, folder / "student", {**overrides, "system.seed": self.seed}
+        )
+        seconds["train"] = time.perf_counter() - start
+        start = time.perf_counter()
+        scores = score_student(model, self.test)
+        seconds["evaluate"] = time.perf_counter() - start
+        before = self.results[-1].total_teacher_calls if self.results else 0
+        n_labelled = sum(
+            read_target_summary(path)["n_docs"]
+            for path in sorted(self.labelled.glob("round_*.spacy"))
+        )
+        return RoundResult(
+            round=index,
+            strategy=selection.strategy,
+            n_picked=selection.n_selected,
+            n_labelled=n_labelled,
+            teacher_calls=annotation.n_teacher,
+            total_teacher_calls=before + annotation.n_teacher,
+            cache_hits=annotation.n_cache_hits,
+            n_duplicates=selection.n_duplicates,
+            n_inherited=n_inherited,
+            seconds={k: round(v, 2) for k, v in seconds.items()},
+            student=str(model),
+            **scores,
+        )
 
 
-def _run_round(
-    index,
-    size,
-    folder,
-    pool,
-    teacher,
-    student,
-    picks,
-    labelled,
-    exclude,
-    strategy,
-    seed,
-    cache,
-    lang,
-    config,
-    dev,
-    test,
-    student_options,
-    results,
-) -> RoundResult:
-    seconds: Dict[str, float] = {}
-    start = time.perf_counter()
-    name = "random" if index == 0 else strategy
-    selection = select_pool(
-        pool,
-        folder / "picks.jsonl",
-        size,
-        strategy=name,
-        student=student if index else None,
-        exclude=[*exclude, *picks],
-        seed=seed,
+def _inherit(labelled: Path, picks: Path, lang: str) -> int:
+    """Give the duplicates the pool holds of labelled texts their targets (`inherit_targets`):
+    one file for all rounds, rewritten each round. RETURNS (int): duplicates written."""
+    inherited = labelled / INHERITED_FILE
+    summary = inherit_targets(
+        sorted(labelled.glob("round_*.spacy")), duplicates_path(picks), inherited, lang=lang
     )
-    seconds["select"] = time.perf_counter() - start
-    start = time.perf_counter()
-    targets = labelled / f"round_{index}.spacy"
-    annotation = annotate(
-        folder / "picks.jsonl", targets, teacher, cache=cache, lang=lang, show_progress=False
-    )
-    seconds["annotate"] = time.perf_counter() - start
-    config_path = Path(config) if config is not None else labelled.parent / "student.cfg"
-    if config is None and not config_path.is_file():
-        arch, max_steps = student_options
-        made = make_student_config(targets, dev, arch=arch, max_steps=max_steps, lang=lang)
-        config_path.write_text(made.to_str(), encoding="utf8")
-    start = time.perf_counter()
-    model = train_pipeline(
-        config_path,
-        folder / "student",
-        {"paths.train": str(labelled), "paths.dev": str(dev), "system.seed": seed},
-    )
-    seconds["train"] = time.perf_counter() - start
-    start = time.perf_counter()
-    scores = score_student(model, test)
-    seconds["evaluate"] = time.perf_counter() - start
-    before = results[-1].total_teacher_calls if results else 0
-    n_labelled = sum(
-        read_target_summary(path)["n_docs"] for path in sorted(labelled.glob("*.spacy"))
-    )
-    return RoundResult(
-        round=index,
-        strategy=selection.strategy,
-        n_picked=selection.n_selected,
-        n_labelled=n_labelled,
-        teacher_calls=annotation.n_teacher,
-        total_teacher_calls=before + annotation.n_teacher,
-        cache_hits=annotation.n_cache_hits,
-        n_duplicates=selection.n_duplicates,
-        seconds={k: round(v, 2) for k, v in seconds.items()},
-        student=str(model),
-        **scores,
-    )
+    if not summary.n_written:
+        inherited.unlink(missing_ok=True)  # an empty file is no training data
+    return summary.n_written
 
 
 def score_student(model: PathLike, test: PathLike) -> Dict[str, Optional[float]]:
@@ -263,4 +296,12 @@ def score_student(model: PathLike, test: PathLike) -> Dict[str, Optional[float]]
     return scores
 
 
-__all__ = ["ROUND_FILE", "RoundResult", "round_sizes", "run_rounds", "score_student"]
+__all__ = [
+    "INHERITED_FILE",
+    "ROUND_FILE",
+    "ActiveRun",
+    "RoundResult",
+    "round_sizes",
+    "run_rounds",
+    "score_student",
+]

@@ -8,6 +8,7 @@ from . import (
     convert,
     evaluate,
     export,
+    inherit,
     init_config,
     merge,
     package,

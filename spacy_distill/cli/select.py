@@ -50,7 +50,7 @@ def select_cli(
         "--threshold",
         min=0.0,
         max=1.0,
-        help="Near-duplicate similarity (estimated Jaccard of character 5-grams)",
+        help="Near-duplicate similarity (estimated Jaccard of character 3-grams)",
     ),
     on_error: str = typer.Option("fail", "--on-error", help="'fail' or 'skip' bad records"),
     code: Optional[Path] = code_option("selector"),

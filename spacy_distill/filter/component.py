@@ -17,12 +17,15 @@ and scores that are no probability distribution, get `default_action` without a 
 scores. spaCy's textcat scores an empty doc with zeros alone but with the model's biases in a
 batch; the filter sets an empty doc's `doc.cats` (for its classifier's labels) to zeros in any
 batch, so that its cats do not depend on the batch either.
+With `record` set, every doc the teacher decided is appended to an escalation log (see
+`spacy_distill.filter.escalations`), which `spacy-distill convert --from-escalations` turns into
+targets, so that the next student learns what this one doubted without a second teacher call.
 A teacher that fails does not lose the batch: its doubtful docs get `review` from the student,
 and a warning is logged, unless `cascade_strict` asks for the error.
 """
 
 import logging
-import re
+from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import numpy
@@ -34,6 +37,7 @@ from ..errors import DistillError, LabelMismatchError, TeacherError
 from ..pipeline.textcat_lookup import find_textcat, is_exclusive
 from ..probabilities import scores_to_probabilities
 from .decision import REVIEW, DecisionRule
+from .escalations import DEFAULT_MAX_BYTES, EscalationLog, escalation_record, mask_secrets, utc_now
 from .record import (
     DETAILS_ATTR,
     EMPTY,
@@ -51,27 +55,11 @@ logger = logging.getLogger(__name__)
 ERROR_CHARS = 200
 
 
-# Secrets an HTTP client may put in an error message: credentials in a URL, key-like query
-# parameters, authorization headers, API keys.
-_SECRETS = (
-    (re.compile(r"(://)[^/\s@]+@"), r"\1***@"),
-    (
-        re.compile(
-            r"(?i)([?&](?:api[_-]?key|key|token|access_token|secret|password|sig|signature)=)[^&\s'\"]+"
-        ),
-        r"\1***",
-    ),
-    (re.compile(r"(?i)\b(bearer|basic|token)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\1 ***"),
-    (re.compile(r"\b(sk|pk|hf|ghp|gho|xox[abp])[-_][A-Za-z0-9_-]{8,}"), r"\1-***"),
-)
-
-
 def describe_error(err: BaseException) -> str:
     """`Type: message`, one line of at most ERROR_CHARS, with likely secrets masked."""
     lines = str(err).strip().splitlines()
     text = f"{type(err).__name__}: {lines[0].strip()}" if lines else type(err).__name__
-    for pattern, replacement in _SECRETS:
-        text = pattern.sub(replacement, text)
+    text = mask_secrets(text)
     return text if len(text) <= ERROR_CHARS else text[: ERROR_CHARS - 3] + "..."
 
 
@@ -93,6 +81,8 @@ def _has_content(doc: Doc) -> bool:
         "teacher": None,
         "teacher_thresholds": {},
         "cascade_strict": False,
+        "record": None,
+        "record_max_bytes": DEFAULT_MAX_BYTES,
     },
 )
 def make_semantic_filter(
@@ -106,6 +96,8 @@ def make_semantic_filter(
     teacher: Optional[str],
     teacher_thresholds: Dict[str, float],
     cascade_strict: bool,
+    record: Optional[str],
+    record_max_bytes: int,
 ) -> "SemanticFilter":
     """A verdict per doc from the text classifier's `doc.cats`, with an optional cascade.
 
@@ -124,6 +116,10 @@ def make_semantic_filter(
     teacher_thresholds (Dict[str, float]): the teacher's own thresholds (default argmax / 0.5).
     cascade_strict (bool): raise when the teacher fails; False: its doubtful docs get `review`
         from the student, the error is recorded on them and logged.
+    record (Optional[str]): an escalation log (JSONL, see `spacy_distill.filter.escalations`)
+        that gets each doc the teacher decided, to train the next student on; a relative path
+        is read against the current directory. None: no log.
+    record_max_bytes (int): rotate the log once it is larger than this.
     """
     component = find_textcat(nlp, textcat)
     stored = stored_settings(nlp)
@@ -142,6 +138,8 @@ def make_semantic_filter(
         teacher=teacher,
         teacher_thresholds=teacher_thresholds,
         cascade_strict=cascade_strict,
+        record=record,
+        record_max_bytes=record_max_bytes,
     )
 
 
@@ -161,9 +159,13 @@ class SemanticFilter:
         teacher: Optional[str] = None,
         teacher_thresholds: Optional[Dict[str, float]] = None,
         cascade_strict: bool = False,
+        record: Optional[str] = None,
+        record_max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         if escalation_margin < 0:
             raise DistillError(f"{name}: escalation_margin must be >= 0, got {escalation_margin}")
+        if int(record_max_bytes) < 1:
+            raise DistillError(f"{name}: record_max_bytes must be >= 1, got {record_max_bytes}")
         self.name = name
         self.exclusive = exclusive
         self.actions = dict(actions)
@@ -173,6 +175,10 @@ class SemanticFilter:
         self.teacher_spec = teacher
         self.teacher_thresholds = dict(teacher_thresholds or {})
         self.cascade_strict = bool(cascade_strict)
+        # Resolved now: a later change of directory does not move the log.
+        self.record_path = None if record is None else Path(record).expanduser().absolute()
+        self.record_max_bytes = int(record_max_bytes)
+        self._log: Optional[EscalationLog] = None
         self._textcat = textcat_component
         self._rule: Optional[DecisionRule] = None
         self._teacher_rule: Optional[DecisionRule] = None
@@ -181,6 +187,9 @@ class SemanticFilter:
         # Docs the teacher decided, and doubtful docs left to the student because it failed.
         self.n_escalated = 0
         self.n_teacher_errors = 0
+        # Docs written to the escalation log, and those a failed write lost.
+        self.n_recorded = 0
+        self.n_record_errors = 0
 
     @property
     def labels(self) -> List[str]:
@@ -263,6 +272,8 @@ class SemanticFilter:
             self._escalate(
                 docs, in_band, verdicts, labels, decided_by, escalated, teacher_rows, teacher_errors
             )
+            if self.record_path is not None:
+                self._record(docs, in_band, escalated, probs, margins, teacher_rows, verdicts)
         margin_list = [m if ok else None for m, ok in zip(margins.tolist(), decided.tolist())]
         store_records(
             docs,
@@ -309,6 +320,43 @@ class SemanticFilter:
                 description,
                 len(failed),
                 len(in_band),
+            )
+
+    def _record(self, docs, in_band, escalated, probs, margins, teacher_rows, verdicts) -> None:
+        """Append the docs the teacher decided to the escalation log, in one write. A write that
+        fails loses these records, not the batch: it is logged and counted."""
+        decided = [i for i in in_band if escalated[i]]
+        if not decided:
+            return
+        time = utc_now()
+        teacher_id = str(getattr(self._teacher, "teacher_id", ""))
+        records = [
+            escalation_record(
+                text=docs[i].text,
+                labels=self.rule.labels,
+                teacher=teacher_rows[i],
+                student=probs[i],
+                margin=margins[i],
+                verdict=verdicts[i],
+                exclusive=self.exclusive,
+                component=self.name,
+                teacher_id=teacher_id,
+                time=time,
+            )
+            for i in decided
+        ]
+        if self._log is None:
+            self._log = EscalationLog(self.record_path, max_bytes=self.record_max_bytes)  # type: ignore[arg-type]
+        try:
+            self.n_recorded += self._log.write(records)
+        except OSError as err:
+            self.n_record_errors += len(records)
+            logger.warning(
+                "component '%s': %d escalation(s) not recorded in %s (%s)",
+                self.name,
+                len(records),
+                self.record_path,
+                describe_error(err),
             )
 
     def _teacher_probabilities(self, texts: List[str]) -> Tuple[numpy.ndarray, Optional[Exception]]:

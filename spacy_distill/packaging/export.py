@@ -36,6 +36,7 @@ from thinc.api import Config, Model
 
 from ..data.files import read_report
 from ..errors import DistillError
+from ..filter.escalations import DEFAULT_MAX_BYTES
 from ..filter.settings import stored_settings
 from ..ml.empty_docs import GUARD_CALLBACK, needs_guard
 from ..ml.static_embeddings import store_in_half_precision
@@ -188,8 +189,17 @@ def filter_settings(
     default_action: Optional[str] = None,
 ) -> Dict[str, Any]:
     """The `semantic_filter` config: the thresholds and band `tune` stored, and the actions
-    given here or, if none are, the ones `tune` judged the thresholds with."""
+    given here or, if none are, the ones `tune` judged the thresholds with. An escalation log
+    the pipeline's own filter records to (`record`) is kept."""
     stored = stored_settings(nlp)
+    existing = next(
+        (
+            nlp.config["components"][name]
+            for name in nlp.pipe_names
+            if nlp.get_pipe_meta(name).factory == FILTER_FACTORY
+        ),
+        {},
+    )
     return {
         "textcat": textcat,
         "actions": dict(actions or stored["actions"]),  # type: ignore[arg-type]
@@ -198,6 +208,8 @@ def filter_settings(
         "escalation_margin": stored["escalation_margin"],
         "teacher": None,
         "teacher_thresholds": {},
+        "record": existing.get("record"),
+        "record_max_bytes": existing.get("record_max_bytes", DEFAULT_MAX_BYTES),
     }
 
 

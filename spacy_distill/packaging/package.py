@@ -46,6 +46,7 @@ RUNTIME_MODULES = (
     "filter/component.py",
     "filter/record.py",
     "filter/decision.py",
+    "filter/escalations.py",
     "filter/settings.py",
     "pipeline/meta.py",
     "pipeline/textcat_lookup.py",
