@@ -143,6 +143,22 @@ def test_teacher_failures_and_student_decisions_are_not_recorded(student, tmp_pa
     assert filt.n_recorded == len(decided) and filt.n_teacher_errors == len(failed)
 
 
+def test_a_log_that_cannot_be_written_loses_no_verdict(student, tmp_path, caplog):
+    nlp = spacy.load(student)
+    blocked = tmp_path / "not_a_folder"
+    blocked.write_text("a file where the log's folder should be", encoding="utf8")
+    filt = nlp.add_pipe(
+        "semantic_filter", config={"escalation_margin": 1.0, "record": str(blocked / "e.jsonl")}
+    )
+    filt.set_teacher(FakeTeacher())
+    with caplog.at_level(logging.WARNING):
+        docs = list(nlp.pipe(TEXTS))
+    decided = [d for d in docs if d._.verdict_details["decided_by"] == "teacher"]
+    assert decided and filt.n_escalated == len(decided)
+    assert filt.n_recorded == 0 and filt.n_record_errors == len(decided)
+    assert "not_a_folder" in caplog.text
+
+
 def test_the_setting_survives_to_disk_and_load(student, tmp_path):
     nlp = spacy.load(student)
     nlp.add_pipe("semantic_filter", config={"record": "esc.jsonl", "record_max_bytes": 4096})
