@@ -251,6 +251,19 @@ def test_cli_select(tmp_path, pool_path, spacy_teacher_path):
         "select", pool_path, "-o", out, "--budget", 5, "--strategy", "hybrid"
     )
     assert result.exit_code == 1 and "needs --student" in output
+    result, output = invoke_cli(
+        "select",
+        pool_path,
+        "-o",
+        out,
+        "--budget",
+        5,
+        "--strategy",
+        "uncertainty",
+        "--student",
+        spacy_teacher_path,
+    )
+    assert result.exit_code == 0 and "select: scored 60/60 candidates" in output, output
 
 
 def test_memory_stays_flat_on_a_large_pool(tmp_path):

@@ -109,7 +109,8 @@ def select_pool(
         shingles, estimated Jaccard similarity >= threshold).
     threshold (float): the near-duplicate similarity threshold, in (0, 1].
     on_error (str): "fail" stops at the first bad record; "skip" reports it in `errors`.
-    show_progress (bool): log a line with the rate every PROGRESS_EVERY records.
+    show_progress (bool): log lines with the rate (and, once the candidates are counted, the
+        ETA) as the pool is read and scored.
     RETURNS (SelectionSummary): counts, where the files went, warnings.
     """
     check_int_argument("budget", budget, 1)
@@ -148,7 +149,9 @@ def select_pool(
         summary.n_candidates = len(spool)
         if not summary.n_read:
             raise DistillError(f"pool: no valid records in {', '.join(map(str, files))}")
-        context = SelectionContext(spool, budget, seed, scorer, references)
+        context = SelectionContext(
+            spool, budget, seed, scorer, references, show_progress=show_progress
+        )
         picks = selector.select(context)
         _check_picks(picks, context, selector.name)
         summary.warnings.extend(context.notes)

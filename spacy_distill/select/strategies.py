@@ -15,6 +15,8 @@ budget x candidates x 128 multiply-adds (k-center) or candidates x clusters x 12
 
 import hashlib
 import heapq
+import logging
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Protocol, Sequence, Tuple, runtime_checkable
 
@@ -26,6 +28,7 @@ from ..registry import selectors
 from .pool import CandidateSpool
 from .scoring import (
     FEATURE_KINDS,
+    SCORE_BATCH,
     HashedFeatures,
     StudentScorer,
     batched,
@@ -34,7 +37,11 @@ from .scoring import (
     uncertainty,
 )
 
+logger = logging.getLogger(__name__)
+
 DEFAULT_MAX_CANDIDATES = 50_000
+# Texts between two progress lines.
+PROGRESS_EVERY = 50_000
 # References (already labelled texts) that diversity measures distances to, at most.
 MAX_REFERENCES = 50_000
 _FEATURE_BATCH = 4096
@@ -68,6 +75,22 @@ class SelectionContext:
     student: Optional[StudentScorer] = None
     references: Sequence[str] = ()
     notes: List[str] = field(default_factory=list)
+    show_progress: bool = False
+    _started: Dict[str, Tuple[float, int]] = field(default_factory=dict)
+
+    def progress(self, stage: str, done: int, total: int) -> None:
+        """Log a line with rate and ETA every PROGRESS_EVERY texts of a stage (and at its end)
+        when progress is asked for: scoring millions of candidates takes minutes."""
+        if not self.show_progress:
+            return
+        start, logged = self._started.setdefault(stage, (time.perf_counter(), 0))
+        if done - logged >= PROGRESS_EVERY or done >= total:
+            self._started[stage] = (start, done)
+            rate = done / max(time.perf_counter() - start, 1e-9)
+            eta = (total - done) / rate if rate else 0.0
+            logger.info(
+                "select: %s %d/%d candidates (%.0f/s, ETA %.0f s)", stage, done, total, rate, eta
+            )
 
     @property
     def n_picks(self) -> int:
@@ -136,8 +159,11 @@ class UncertaintySelector:
         student = context.require_student(self.name)
         n = context.n_picks
         heap: List[Tuple[float, float, str, Record, numpy.ndarray]] = []
+        done, total = 0, len(context.candidates)
         for batch in batched(context.candidates):
             probs = student.probabilities([r.text for r in batch])
+            done += len(batch)
+            context.progress("scored", done, total)
             scores = uncertainty(probs, student.exclusive, self.measure)
             for record, score, row in zip(batch, scores.tolist(), probs):
                 # Ties go to the smaller random priority, so that equal scores do not favour
@@ -179,8 +205,11 @@ def _sample(context: SelectionContext, max_candidates: int, strategy: str) -> Li
     return [record for _, record in _smallest_by_priority(context, max_candidates)]
 
 
-def _embed(featurize, texts: Sequence[str]) -> numpy.ndarray:
-    parts = [featurize(texts[i : i + _FEATURE_BATCH]) for i in range(0, len(texts), _FEATURE_BATCH)]
+def _embed(featurize, texts: Sequence[str], context: SelectionContext, stage: str) -> numpy.ndarray:
+    parts = []
+    for start in range(0, len(texts), _FEATURE_BATCH):
+        parts.append(featurize(texts[start : start + _FEATURE_BATCH]))
+        context.progress(stage, start + len(parts[-1]), len(texts))
     return numpy.concatenate(parts) if parts else numpy.zeros((0, 1), dtype="float32")
 
 
@@ -229,10 +258,12 @@ class DiversitySelector:
     def select(self, context: SelectionContext) -> List[Pick]:
         sample = _sample(context, self.max_candidates, self.name)
         featurize = _features(context, self.features)
-        vectors = _embed(featurize, [r.text for r in sample])
+        vectors = _embed(featurize, [r.text for r in sample], context, "embedded")
         start = None
         if context.references:
-            start = _distances_to(vectors, _embed(featurize, list(context.references)))
+            start = _distances_to(
+                vectors, _embed(featurize, list(context.references), context, "embedded labelled")
+            )
         picks = []
         for i, distance in k_center_greedy(vectors, context.n_picks, start):
             reason = (
@@ -273,12 +304,13 @@ class HybridSelector:
         student = context.require_student(self.name)
         sample = _sample(context, self.max_candidates, self.name)
         texts = [r.text for r in sample]
-        probs = numpy.concatenate(
-            [student.probabilities(texts[i : i + 1024]) for i in range(0, len(texts), 1024)]
-            or [numpy.zeros((0, len(student.labels)))]
-        )
+        parts = [numpy.zeros((0, len(student.labels)))]
+        for start in range(0, len(texts), SCORE_BATCH):
+            parts.append(student.probabilities(texts[start : start + SCORE_BATCH]))
+            context.progress("scored", start + len(parts[-1]), len(texts))
+        probs = numpy.concatenate(parts)
         scores = uncertainty(probs, student.exclusive, self.measure)
-        vectors = _embed(_features(context, self.features), texts)
+        vectors = _embed(_features(context, self.features), texts, context, "embedded")
         k = min(self.n_clusters, len(sample))
         clusters = (
             MiniBatchKMeans(n_clusters=k, random_state=context.seed, n_init=3, batch_size=2048)
