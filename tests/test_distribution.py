@@ -33,6 +33,11 @@ def test_sdist_and_wheel_install_without_torch_and_run_the_cli(tmp_path):
     )
     missing = [f for f in tracked.stdout.split() if f.endswith(".py") and f not in names]
     assert not missing and {"README.md", "setup.cfg", "pyproject.toml"} <= names, missing
+    import zipfile
+
+    in_wheel = set(zipfile.ZipFile(wheel).namelist())
+    suites = [f for f in tracked.stdout.split() if f.startswith("spacy_distill/audit/suites/")]
+    assert suites and set(suites) <= in_wheel, suites  # the audit's default suites ship
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     python, cli = str(venv / "bin" / "python"), str(venv / "bin" / "spacy-distill")

@@ -25,6 +25,7 @@ FORBIDDEN = {
         "hf",
         "select",
         "active",
+        "audit",
         "cli",
     },
     "hf": {
@@ -39,6 +40,7 @@ FORBIDDEN = {
         "vectors",
         "select",
         "active",
+        "audit",
         "cli",
     },
     "hidden": {
@@ -52,6 +54,7 @@ FORBIDDEN = {
         "backends",
         "select",
         "active",
+        "audit",
         "cli",
     },
     "teachers": {
@@ -64,6 +67,7 @@ FORBIDDEN = {
         "backends",
         "select",
         "active",
+        "audit",
         "cli",
     },
     "augment": {
@@ -75,6 +79,7 @@ FORBIDDEN = {
         "backends",
         "select",
         "active",
+        "audit",
         "cli",
     },
     # The filter's cascade loads its teacher (a function-level import, only where spacy-distill
@@ -88,6 +93,7 @@ FORBIDDEN = {
         "backends",
         "select",
         "active",
+        "audit",
         "cli",
     },
     # Selection reads pools and scores them with a student; the rounds loop (`active`), which
@@ -101,6 +107,7 @@ FORBIDDEN = {
         "augment",
         "backends",
         "active",
+        "audit",
         "cli",
     },
 }
